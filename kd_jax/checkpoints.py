@@ -1,0 +1,109 @@
+"""orbax checkpoints: resumable training state and the teacher store.
+
+Training state is saved every ``run.checkpoint_every`` epochs (atomic: orbax writes to a
+temporary folder and renames it), so a killed run restarts from the last complete epoch and,
+because data order and keys are pure functions of (seed, member, epoch, step), ends with the
+same numbers as an uninterrupted run.
+
+The teacher store keeps trained ensembles under ``<store>/<teacher_key>-m<members>/`` with the
+final and the initial variables of every member and a ``teacher.json`` that is written last
+(its presence marks the ensemble complete). Any later run whose teacher config has the same
+key and asks for at most that many members reuses it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Optional
+
+import jax
+import orbax.checkpoint as ocp
+
+from kd_jax.errors import ConfigError
+
+
+def _abstract(tree: Any) -> Any:
+  return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+class Checkpointer:
+  """A thin orbax CheckpointManager keyed by completed epochs."""
+
+  def __init__(self, directory: os.PathLike | str, max_to_keep: int = 2):
+    self.directory = Path(directory).absolute()
+    self._manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                             enable_async_checkpointing=False))
+
+  def latest(self) -> Optional[int]:
+    return self._manager.latest_step()
+
+  def save(self, step: int, tree: Any) -> None:
+    self._manager.save(step, args=ocp.args.StandardSave(tree), force=True)
+    self._manager.wait_until_finished()
+
+  def restore(self, step: int, like: Any) -> Any:
+    """Restores into the structure, dtypes and shardings of ``like``."""
+    return self._manager.restore(step, args=ocp.args.StandardRestore(_abstract(like)))
+
+  def close(self) -> None:
+    self._manager.close()
+
+
+def save_tree(directory: os.PathLike | str, tree: Any) -> None:
+  ckpt = Checkpointer(directory, max_to_keep=1)
+  ckpt.save(0, tree)
+  ckpt.close()
+
+
+def load_tree(directory: os.PathLike | str, like: Any) -> Any:
+  ckpt = Checkpointer(directory, max_to_keep=1)
+  step = ckpt.latest()
+  if step is None:
+    raise ConfigError(f"no checkpoint in {directory}; delete the folder and rerun to retrain")
+  tree = ckpt.restore(step, like)
+  ckpt.close()
+  return tree
+
+
+# ---------------------------------------------------------------- teacher store
+
+_ENTRY = re.compile(r"^(?P<key>[0-9a-f]+)-m(?P<m>\d+)$")
+
+
+def teacher_entry(store: os.PathLike | str, key: str, members: int) -> Path:
+  return Path(store) / f"{key}-m{members}"
+
+
+def find_teacher(store: os.PathLike | str, key: str, members: int) -> Optional[Path]:
+  """The smallest complete stored ensemble with this key and at least ``members`` members."""
+  store = Path(store)
+  if not store.is_dir():
+    return None
+  best = None
+  for entry in store.iterdir():
+    match = _ENTRY.match(entry.name)
+    if not match or match["key"] != key or int(match["m"]) < members:
+      continue
+    if not (entry / "teacher.json").exists():
+      continue
+    if best is None or int(match["m"]) < int(_ENTRY.match(best.name)["m"]):
+      best = entry
+  return best
+
+
+def save_teacher(entry: Path, final_vars: Any, initial_vars: Any, meta: dict) -> None:
+  save_tree(entry / "final", {"final": final_vars, "initial": initial_vars})
+  tmp = entry / "teacher.json.tmp"
+  tmp.write_text(json.dumps(meta, indent=2, default=str))
+  tmp.replace(entry / "teacher.json")
+
+
+def load_teacher(entry: Path, like: dict) -> tuple[Any, Any, dict]:
+  """Returns (final, initial, meta); ``like`` = {"final": vars, "initial": vars} of full size."""
+  tree = load_tree(entry / "final", like)
+  meta = json.loads((entry / "teacher.json").read_text())
+  return tree["final"], tree["initial"], meta

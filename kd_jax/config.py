@@ -1,0 +1,170 @@
+"""The experiment schema: every knob the code reads, with its default, in one place.
+
+Figure configs start from :func:`base_config` and change values; they never add keys, so a
+misspelt override (``--config.distill.temprature=2``) is an error that names the key.
+:func:`validate` checks values up front so a bad one fails in the first second, not after the
+teacher has trained.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import ml_collections
+from ml_collections import ConfigDict
+
+from kd_jax.errors import ConfigError
+
+
+def optim_config(**overrides: Any) -> ConfigDict:
+  """optax optimizer + schedule (see kd_jax/optim.py)."""
+  c = ConfigDict(dict(
+      name="sgd",           # sgd | adam | lbfgs
+      lr=0.1,
+      momentum=0.9,         # sgd
+      nesterov=False,       # sgd
+      b1=0.9, b2=0.999, eps=1e-8,  # adam
+      weight_decay=1e-4,    # coupled L2 (added to the gradient), as torch.optim does
+      schedule="cosine",    # cosine | constant
+      lr_min=0.0,           # cosine floor
+      warmup_epochs=0,
+      grad_clip=0.0,        # global-norm clip; 0 = off
+      lbfgs_memory=10,      # lbfgs history size
+  ))
+  c.update(overrides)
+  return c
+
+
+def model_config(name: str, **options: Any) -> ConfigDict:
+  """A model by registry name plus its constructor options (validated by get_model)."""
+  return ConfigDict(dict(name=name, **options))
+
+
+def base_config() -> ConfigDict:
+  c = ConfigDict()
+  c.name = "experiment"
+  c.seed = 0  # student seed: one trial of an arm
+  c.data = ConfigDict(dict(
+      source="mnist_embedded",  # mnist_embedded | tfds | image_folder
+      name="",                  # tfds name
+      path="",                  # image folder or tar
+      data_dir="",              # tfds data_dir
+      cache_dir="",             # decoded image-folder cache ('' = ~/.cache/kd_jax)
+      split_seed=0,
+      test_size=1000,           # sources without a test split: stratified test carved from train
+      teacher_pool="train",     # train | d0
+      teacher_subset=0,         # stratified subset of the teacher pool; 0 = all
+      distill_pool="rest",      # rest | train | d0 | d1
+      distill_subset=0,         # stratified subset of the distill pool; 0 = all
+      max_test=0,               # stratified subset of test; 0 = all
+      normalization="unit_cube",  # unit_cube | zscore
+      ood=ConfigDict(dict(source="", name="", path="", num=0)),
+  ))
+  c.teacher = ConfigDict(dict(
+      model=model_config("lenet5"),
+      ensemble_size=1,
+      seed=0,
+      epochs=100,
+      batch_size=128,
+      optim=optim_config(),
+      augment="",
+      eval_every=10,           # epochs between test evaluations
+      store="",                # teacher store folder ('' = <workdir>/teachers); shared across runs
+  ))
+  c.distill = ConfigDict(dict(
+      model=model_config("lenet5"),
+      teacher_members=0,       # use the first k members of the teacher ensemble; 0 = all
+      epochs=100,
+      batch_size=128,
+      optim=optim_config(lr=0.05, nesterov=True, lr_min=1e-6),
+      augment="",
+      temperature=4.0,
+      alpha=0.0,
+      loss="kd",               # kd | kl
+      eval_every=10,
+      train_eval_size=0,       # distillation images used for train agreement; 0 = all
+      init=ConfigDict(dict(
+          mode="random",       # random | interpolate | teacher_initial
+          lam=0.0,             # θ = λ·θ_teacher + (1-λ)·θ_random
+          member=0,            # which teacher member to start from
+          refresh_bn=True,     # train-mode pass over the distillation data after interpolating
+          scale_lr=True,       # lr·(1-λ), floored at optim.lr_min (interpolate mode)
+      )),
+  ))
+  c.run = ConfigDict(dict(
+      num_devices=0,           # 0 = all local devices
+      steps_per_call=1,        # steps fused in one jitted lax.scan (1 on CPU; 10-100 on GPU/TPU)
+      checkpoint_every=5,      # epochs between student checkpoints
+      log_every=1,             # epochs between progress lines
+      eval_batch_size=1000,
+      dtype="float32",         # compute dtype: float32 | bfloat16
+      tensorboard=True,
+  ))
+  return c
+
+
+def lock(config: ConfigDict) -> ConfigDict:
+  config.lock()
+  return config
+
+
+def teacher_key(config: ConfigDict) -> str:
+  """Identity of a teacher ensemble: the data it sees and its recipe, not the ensemble size.
+
+  Members are independent (own seed, own data order), so an ensemble of 5 holds the ensemble
+  of 3; arms that differ only in distillation settings share one trained teacher.
+  """
+  d = config.data
+  teacher = config.teacher.to_dict()
+  teacher.pop("ensemble_size")
+  teacher.pop("eval_every")
+  teacher.pop("store")
+  ident = dict(
+      data={k: d[k] for k in ("source", "name", "path", "data_dir", "split_seed", "test_size",
+                              "teacher_pool", "teacher_subset", "normalization")},
+      teacher=teacher)
+  blob = json.dumps(ident, sort_keys=True, default=str)
+  return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def to_json(config: ConfigDict) -> str:
+  return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str)
+
+
+def validate(config: ConfigDict) -> None:
+  """Checks values that would otherwise fail late or silently; raises ConfigError."""
+  from kd_jax import losses, optim  # local: keep config importable without JAX work
+  from kd_jax.data import augment
+  from kd_jax.data.sources import SOURCES
+  from kd_jax.models import MODELS
+
+  if config.data.source not in SOURCES:
+    SOURCES.get(config.data.source)
+  for section in ("teacher", "distill"):
+    s = config[section]
+    MODELS.get(s.model.name)
+    optim.check(s.optim, f"{section}.optim")
+    augment.parse_policy(s.augment)
+    for key in ("epochs", "batch_size"):
+      if int(s[key]) <= 0:
+        raise ConfigError(f"{section}.{key}={s[key]} must be a positive integer")
+  if config.teacher.ensemble_size < 1:
+    raise ConfigError(f"teacher.ensemble_size={config.teacher.ensemble_size} must be >= 1")
+  if not 0 <= config.distill.teacher_members <= config.teacher.ensemble_size:
+    raise ConfigError(f"distill.teacher_members={config.distill.teacher_members} must be in "
+                      f"0..teacher.ensemble_size={config.teacher.ensemble_size} (0 = all)")
+  losses.check_temperature(config.distill.temperature)
+  losses.check_alpha(config.distill.alpha)
+  losses.DISTILL_LOSSES.get(config.distill.loss)
+  if config.distill.init.mode not in ("random", "interpolate", "teacher_initial"):
+    raise ConfigError(f"distill.init.mode={config.distill.init.mode!r} is not known; choose one of: "
+                      "random, interpolate, teacher_initial")
+  if not 0.0 <= config.distill.init.lam <= 1.0:
+    raise ConfigError(f"distill.init.lam={config.distill.init.lam} must be in [0, 1]")
+  if config.run.dtype not in ("float32", "bfloat16"):
+    raise ConfigError(f"run.dtype={config.run.dtype!r} is not known; choose float32 or bfloat16")
+  if config.run.steps_per_call < 1:
+    raise ConfigError(f"run.steps_per_call={config.run.steps_per_call} must be >= 1")
+  if config.run.checkpoint_every < 1:
+    raise ConfigError(f"run.checkpoint_every={config.run.checkpoint_every} must be >= 1")

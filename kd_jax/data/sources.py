@@ -1,0 +1,432 @@
+"""Where the images come from: every source returns the same host-side ``ArrayDataset``.
+
+Sources are small enough (MNIST, CIFAR, SVHN, EMNIST) to hold as ``uint8`` arrays in host
+memory, so each one is read once into numpy and everything downstream (splits, the device
+pipeline) works on plain arrays. A source is found by name in ``SOURCES`` (``data.source``):
+
+- ``mnist_embedded``: 5,000 real MNIST images shipped inside the package (no network, no test
+  split: ``splits.make_splits`` carves one).
+- ``tfds``: a prepared TFDS dataset read through ``tfds.data_source`` (array_record files), so
+  training needs no TensorFlow. Only preparing the dataset (``tfds build``) needs it.
+- ``image_folder``: ``train/<class>/*.png|jpg`` (and optionally ``test/<class>/*``) in a folder
+  or a tar archive, decoded with Pillow once and cached as one ``.npz``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from kd_jax.errors import ConfigError
+from kd_jax.registry import Registry
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+MNIST_EMBEDDED = ASSETS / "mnist_5k.npz"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+SPLIT_DIRS = ("train", "test")
+# Bump when the decoded layout changes so stale caches are ignored.
+_CACHE_FORMAT = 1
+
+
+@dataclasses.dataclass
+class ArrayDataset:
+  """A labelled image dataset held in host memory.
+
+  Images are ``uint8`` NHWC (always 4-D, grayscale has C=1), labels ``int32``. ``test_*`` are
+  ``None`` when the source has no test split. ``meta`` holds provenance strings (file, sha256,
+  tfds version, ...) that the run log records.
+  """
+  train_images: np.ndarray
+  train_labels: np.ndarray
+  test_images: np.ndarray | None
+  test_labels: np.ndarray | None
+  num_classes: int
+  class_names: list[str]
+  meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+  def __post_init__(self):
+    # Catch a source that hands back the wrong layout here, not deep inside a jitted step.
+    _check_pair(self.train_images, self.train_labels, "train")
+    if (self.test_images is None) != (self.test_labels is None):
+      raise ValueError("test_images and test_labels must both be set or both be None")
+    if self.test_images is not None:
+      _check_pair(self.test_images, self.test_labels, "test")
+      if self.test_images.shape[1:] != self.train_images.shape[1:]:
+        raise ValueError(f"test images {self.test_images.shape[1:]} differ from train images "
+                         f"{self.train_images.shape[1:]}")
+    if len(self.class_names) != self.num_classes:
+      raise ValueError(f"{len(self.class_names)} class names for {self.num_classes} classes")
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    return tuple(self.train_images.shape[1:])  # type: ignore[return-value]
+
+  @property
+  def has_test(self) -> bool:
+    return self.test_images is not None
+
+
+def _check_pair(images: np.ndarray, labels: np.ndarray, split: str) -> None:
+  if images.dtype != np.uint8 or images.ndim != 4:
+    raise ValueError(f"{split} images must be uint8 NHWC, got {images.dtype} {images.shape}")
+  if labels.dtype != np.int32 or labels.shape != (images.shape[0],):
+    raise ValueError(f"{split} labels must be int32 [{images.shape[0]}], "
+                     f"got {labels.dtype} {labels.shape}")
+
+
+SourceFn = Callable[[Any, str], ArrayDataset]
+SOURCES: Registry[SourceFn] = Registry("data source", "data.source")
+
+
+def _get(cfg: Any, key: str, default: Any = "") -> Any:
+  """Reads ``key`` from a ConfigDict, an object or a mapping; absent means ``default``."""
+  if isinstance(cfg, dict):
+    return cfg.get(key, default)
+  return getattr(cfg, key, default)
+
+
+def load_source(cfg_like: Any, prefix: str = "data") -> ArrayDataset:
+  """Loads the dataset that ``cfg_like.source`` names.
+
+  ``cfg_like`` needs ``source`` and, depending on it, ``name``, ``path``, ``data_dir``,
+  ``cache_dir``. ``prefix`` is the config path used in error messages (``data.ood`` for OOD).
+  """
+  source = _get(cfg_like, "source")
+  if source not in SOURCES:
+    raise ConfigError(f"{prefix}.source={source!r} is not a known data source; "
+                      f"choose one of: {', '.join(SOURCES.names())}")
+  return SOURCES.get(source)(cfg_like, prefix)
+
+
+def load_ood(data_cfg: Any) -> ArrayDataset | None:
+  """Loads ``data.ood`` (reusing ``data.data_dir``/``data.cache_dir``), or None when unused."""
+  ood = _get(data_cfg, "ood", None)
+  if ood is None or int(_get(ood, "num", 0) or 0) <= 0:
+    return None
+  if not _get(ood, "source"):
+    raise ConfigError(f"data.ood.num={_get(ood, 'num')} but data.ood.source is empty; "
+                      f"set data.ood.source to one of: {', '.join(SOURCES.names())}")
+  merged = {k: _get(ood, k) for k in ("source", "name", "path")}
+  merged.update(data_dir=_get(data_cfg, "data_dir"), cache_dir=_get(data_cfg, "cache_dir"))
+  return load_source(merged, prefix="data.ood")
+
+
+# ------------------------------------------------------------------ mnist_embedded
+
+
+@SOURCES.register("mnist_embedded")
+def load_mnist_embedded(cfg_like: Any = None, prefix: str = "data") -> ArrayDataset:
+  """The 5,000-image MNIST subset in ``assets/`` (500 per digit, no test split)."""
+  del cfg_like, prefix  # Nothing to choose.
+  raw = MNIST_EMBEDDED.read_bytes()
+  with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+    images = np.ascontiguousarray(z["images"], dtype=np.uint8)
+    labels = z["labels"].astype(np.int32)
+    origin = str(z["source"])
+  return ArrayDataset(
+      train_images=images, train_labels=labels, test_images=None, test_labels=None,
+      num_classes=10, class_names=[str(i) for i in range(10)],
+      meta=dict(source="mnist_embedded", file=str(MNIST_EMBEDDED),
+                sha256=hashlib.sha256(raw).hexdigest(), origin=origin))
+
+
+# ------------------------------------------------------------------ tfds
+
+
+def _prepare_command(builder: Any, data_dir: str) -> str:
+  """The shell command that writes ``builder``'s dataset where ``data_source`` reads it."""
+  name = builder.name
+  if builder.builder_config is not None:
+    # Building a bare name builds every config (EMNIST has six); build only the one used.
+    name = f"{name}/{builder.builder_config.name}"
+  return (f'pip install "kd_jax[prepare]" && tfds build {name} --data_dir={data_dir} '
+          f"--file_format=array_record")
+
+
+@SOURCES.register("tfds")
+def load_tfds(cfg_like: Any, prefix: str = "data") -> ArrayDataset:
+  """Reads a prepared TFDS image-classification dataset into numpy (``image``/``label``)."""
+  import tensorflow_datasets as tfds  # Slow import; only this source needs it.
+
+  name = str(_get(cfg_like, "name") or "")
+  if not name:
+    raise ConfigError(f"{prefix}.name is empty; with {prefix}.source='tfds' set it to a tfds "
+                      "dataset name, e.g. cifar100, cifar10, svhn_cropped, mnist, emnist")
+  data_dir = os.path.expanduser(str(_get(cfg_like, "data_dir") or "")) or None
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+  except tfds.core.DatasetNotFoundError as e:
+    raise ConfigError(f"{prefix}.name={name!r} is not a tfds dataset; use a name from "
+                      "`tfds.list_builders()`, e.g. cifar100, cifar10, svhn_cropped, mnist, "
+                      "emnist") from e
+  root = data_dir or tfds.core.constants.get_default_data_dir()
+  features = builder.info.features
+  if "image" not in features or "label" not in features:
+    raise ConfigError(f"{prefix}.name={name!r} has no 'image'/'label' features; the tfds "
+                      "source reads image-classification datasets only")
+
+  def open_split(split: str) -> Any:
+    try:
+      return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+    except Exception as e:  # tfds raises several types for "not there"; diagnose below.
+      if not builder.is_prepared():
+        raise ConfigError(f"{prefix}.name={name!r}: the tfds dataset is not prepared in "
+                          f"{root}; prepare it with: {_prepare_command(builder, root)}") from e
+      if "file format" in str(e).lower():
+        raise ConfigError(
+            f"{prefix}.name={name!r}: {builder.data_dir} is not stored as array_record, "
+            "which training reads without TensorFlow; convert it with: tfds convert_format "
+            f"--dataset_version_dir={builder.data_dir} --out_file_format=array_record") from e
+      raise ConfigError(f"{prefix}.name={name!r}: split {split!r} cannot be read from "
+                        f"{builder.data_dir}: {e}") from e
+
+  train_images, train_labels = _read_records(open_split("train"), prefix, name)
+  # The split list is empty when tfds could not read dataset_info.json (mocked datasets);
+  # then try the test split and let a failure mean "none".
+  split_names = set(builder.info.splits.keys())
+  test_images = test_labels = None
+  if "test" in split_names or not split_names:
+    test_images, test_labels = _read_records(open_split("test"), prefix, name)
+  meta = dict(source="tfds", name=builder.info.full_name, data_dir=str(root),
+              tfds_version=tfds.__version__)
+  if builder.name == "emnist":
+    # TFDS stores EMNIST as published: mirrored and rotated, i.e. transposed against MNIST.
+    # MNIST teachers label these images (paper Fig. 2), so put them in MNIST orientation.
+    train_images = train_images.transpose(0, 2, 1, 3).copy()
+    if test_images is not None:
+      test_images = test_images.transpose(0, 2, 1, 3).copy()
+    meta["orientation"] = "transposed to MNIST orientation"
+  label = features["label"]
+  return ArrayDataset(train_images, train_labels, test_images, test_labels,
+                      num_classes=int(label.num_classes), class_names=list(label.names),
+                      meta=meta)
+
+
+def _read_records(source: Any, prefix: str, name: str) -> tuple[np.ndarray, np.ndarray]:
+  """Reads every record of a tfds data source into one image and one label array."""
+  n = len(source)
+  images: np.ndarray | None = None
+  labels = np.empty((n,), np.int32)
+  for i in range(n):
+    ex = source[i]
+    img = np.asarray(ex["image"])
+    if img.ndim == 2:
+      img = img[..., None]
+    if images is None:
+      images = np.empty((n,) + img.shape, np.uint8)
+    if img.shape != images.shape[1:]:
+      raise ConfigError(f"{prefix}.name={name!r} has images of different sizes "
+                        f"({images.shape[1:]} and {img.shape}); kd_jax needs one size")
+    images[i] = img
+    labels[i] = int(ex["label"])
+  if images is None:
+    raise ConfigError(f"{prefix}.name={name!r}: the split is empty")
+  return images, labels
+
+
+# ------------------------------------------------------------------ image_folder
+
+
+def _default_cache_dir() -> Path:
+  return Path("~/.cache/kd_jax").expanduser()
+
+
+def _parse_member(relpath: str) -> tuple[str, str, str] | None:
+  """``.../train/<class>/<file>.png`` → (split, class, relpath); anything else → None."""
+  parts = [p for p in relpath.replace("\\", "/").split("/") if p not in ("", ".")]
+  if len(parts) < 3 or parts[-3] not in SPLIT_DIRS:
+    return None
+  fname = parts[-1]
+  if fname.startswith(".") or not fname.lower().endswith(IMAGE_SUFFIXES):
+    return None  # Hidden files such as macOS "._x.jpg" resource forks are not images.
+  return parts[-3], parts[-2], "/".join(parts)
+
+
+def _iter_folder(root: Path) -> Iterator[tuple[str, str, str, bytes]]:
+  for path in sorted(root.rglob("*")):
+    if path.is_file() and (parsed := _parse_member(path.relative_to(root).as_posix())):
+      yield (*parsed, path.read_bytes())
+
+
+def _iter_tar(archive: Path) -> Iterator[tuple[str, str, str, bytes]]:
+  # Stream mode ("r|*"): members are read in order straight from the (compressed) file,
+  # nothing is extracted to disk and the archive is never seeked.
+  with tarfile.open(archive, mode="r|*") as tf:
+    for member in tf:
+      if member.isfile() and (parsed := _parse_member(member.name)):
+        f = tf.extractfile(member)
+        assert f is not None
+        yield (*parsed, f.read())
+
+
+def _decode_image(data: bytes) -> np.ndarray:
+  """Decodes PNG/JPEG bytes to uint8 HxWx1 (grayscale files) or HxWx3 (everything else)."""
+  from PIL import Image  # Only image folders need Pillow.
+
+  with Image.open(io.BytesIO(data)) as im:
+    gray = im.mode in ("1", "L", "LA", "I", "I;16", "F")
+    mode = "L" if gray else "RGB"
+    arr = np.asarray(im if im.mode == mode else im.convert(mode), dtype=np.uint8)
+  return arr[..., None] if arr.ndim == 2 else arr
+
+
+def _fingerprint(path: Path) -> str:
+  """Changes whenever the data changes: size + mtime of the archive, or of every file."""
+  h = hashlib.sha256(f"v{_CACHE_FORMAT}|{path}".encode())
+  if path.is_file():
+    st = path.stat()
+    h.update(f"|{st.st_size}|{st.st_mtime_ns}".encode())
+  else:
+    for p in sorted(path.rglob("*")):
+      if p.is_file():
+        st = p.stat()
+        h.update(f"|{p.relative_to(path).as_posix()}|{st.st_size}|{st.st_mtime_ns}".encode())
+  return h.hexdigest()
+
+
+def _cache_file(cache_dir: Path, path: Path) -> Path:
+  # Name = <archive name>-<hash of its path>-<hash of its state>: a changed archive gets a new
+  # file, and the old one (same path hash) is removed when the new one is written.
+  path_key = hashlib.sha256(str(path).encode()).hexdigest()[:8]
+  return cache_dir / f"{path.name}-{path_key}-{_fingerprint(path)[:16]}.npz"
+
+
+def _stack(items: list[tuple[str, np.ndarray]], channels: int, path: Path,
+           prefix: str) -> np.ndarray:
+  if not items:
+    return np.zeros((0, 1, 1, channels), np.uint8)
+  shape = items[0][1].shape[:2]
+  out = np.empty((len(items),) + shape + (channels,), np.uint8)
+  for i, (rel, img) in enumerate(items):
+    if img.shape[:2] != shape:
+      raise ConfigError(f"{prefix}.path={str(path)!r}: {rel} is {img.shape[1]}x{img.shape[0]} "
+                        f"but {items[0][0]} is {shape[1]}x{shape[0]}; all images must have "
+                        "one size")
+    out[i] = img if img.shape[2] == channels else np.repeat(img, channels, axis=2)
+  return out
+
+
+def _decode_folder(path: Path, prefix: str) -> dict[str, Any]:
+  """Decodes every image under ``path``; returns the arrays the cache file stores."""
+  entries = _iter_tar(path) if path.is_file() else _iter_folder(path)
+  decoded: dict[tuple[str, str, str], np.ndarray] = {}
+  for split, cls, rel, data in entries:
+    try:
+      decoded[(split, cls, rel)] = _decode_image(data)
+    except OSError as e:  # Pillow's UnidentifiedImageError is an OSError.
+      raise ConfigError(f"{prefix}.path={str(path)!r}: cannot decode {rel} ({e})") from e
+  class_names = sorted({cls for split, cls, _ in decoded if split == "train"})
+  if not class_names:
+    raise ConfigError(f"{prefix}.path={str(path)!r} holds no train/<class>/*.png|jpg images")
+  extra = sorted({cls for split, cls, _ in decoded if split == "test"} - set(class_names))
+  if extra:
+    raise ConfigError(f"{prefix}.path={str(path)!r}: test classes {extra} have no train/ "
+                      "folder; test classes must be a subset of train classes")
+  # Grayscale only when every image is; a mixed folder becomes RGB (gray repeated).
+  channels = max(img.shape[2] for img in decoded.values())
+  index = {c: i for i, c in enumerate(class_names)}
+  arrays: dict[str, Any] = {}
+  for split in SPLIT_DIRS:
+    keys = sorted(k for k in decoded if k[0] == split)  # Archive order does not matter.
+    arrays[f"{split}_images"] = _stack([(k[2], decoded[k]) for k in keys], channels, path,
+                                       prefix)
+    arrays[f"{split}_labels"] = np.array([index[k[1]] for k in keys], np.int32)
+  arrays["class_names"] = np.array(class_names)
+  meta = dict(source="image_folder", path=str(path))
+  if path.is_file():
+    meta["sha256"] = _sha256_file(path)
+  meta["num_files"] = str(len(decoded))
+  arrays["meta"] = np.array(json.dumps(meta))
+  arrays["format"] = np.array(_CACHE_FORMAT)
+  return arrays
+
+
+def _sha256_file(path: Path) -> str:
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      h.update(block)
+  return h.hexdigest()
+
+
+def _read_cache(cache: Path) -> dict[str, Any] | None:
+  """The cached arrays, or None when the file is absent or unreadable (then re-decode)."""
+  if not cache.exists():
+    return None
+  try:
+    with np.load(cache, allow_pickle=False) as z:
+      arrays = {k: z[k] for k in z.files}
+    if int(arrays["format"]) != _CACHE_FORMAT:
+      return None
+    return arrays
+  except (OSError, ValueError, KeyError, EOFError):  # Truncated or foreign file.
+    return None
+
+
+def _write_cache(cache: Path, arrays: dict[str, Any]) -> None:
+  """Writes to a temp file in the same folder and renames: readers never see half a file."""
+  fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=".tmp-", suffix=".npz")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      np.savez(f, **arrays)  # Uncompressed: loads in a fraction of a second.
+    os.replace(tmp, cache)
+  except BaseException:
+    Path(tmp).unlink(missing_ok=True)
+    raise
+  stem = cache.name.rsplit("-", 1)[0]
+  for old in cache.parent.glob(f"{stem}-*.npz"):
+    if old != cache:
+      old.unlink(missing_ok=True)
+
+
+@SOURCES.register("image_folder")
+def load_image_folder(cfg_like: Any, prefix: str = "data") -> ArrayDataset:
+  """Loads ``train/<class>/*`` and ``test/<class>/*`` from a folder or tar archive.
+
+  Labels are indices into the sorted class names. Decoded arrays are cached in
+  ``cache_dir`` (default ``~/.cache/kd_jax``) under a key of path, size and mtime.
+  """
+  raw = str(_get(cfg_like, "path") or "")
+  if not raw:
+    raise ConfigError(f"{prefix}.path is empty; with {prefix}.source='image_folder' set it to "
+                      "a folder or .tar/.tar.gz holding train/<class>/*.png|jpg")
+  path = Path(raw).expanduser().resolve()
+  if not path.exists():
+    raise ConfigError(f"{prefix}.path={raw!r} does not exist; point it to a folder or "
+                      ".tar/.tar.gz holding train/<class>/*.png|jpg")
+  if path.is_file() and not tarfile.is_tarfile(path):
+    raise ConfigError(f"{prefix}.path={raw!r} is neither a folder nor a tar archive "
+                      "(.tar, .tar.gz)")
+  cache_dir = Path(str(_get(cfg_like, "cache_dir") or "") or _default_cache_dir()).expanduser()
+  try:
+    cache_dir.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise ConfigError(f"data.cache_dir={str(cache_dir)!r} cannot be created ({e}); set "
+                      "data.cache_dir to a writable folder") from e
+  cache = _cache_file(cache_dir, path)
+  arrays = _read_cache(cache)
+  hit = arrays is not None
+  if arrays is None:
+    arrays = _decode_folder(path, prefix)
+    try:
+      _write_cache(cache, arrays)
+    except OSError as e:
+      raise ConfigError(f"data.cache_dir={str(cache_dir)!r} is not writable ({e}); set "
+                        "data.cache_dir to a writable folder") from e
+  meta = json.loads(str(arrays["meta"]))
+  meta.update(cache=str(cache), cache_hit=str(hit))
+  has_test = len(arrays["test_labels"]) > 0
+  class_names = [str(c) for c in arrays["class_names"]]
+  return ArrayDataset(
+      train_images=arrays["train_images"], train_labels=arrays["train_labels"],
+      test_images=arrays["test_images"] if has_test else None,
+      test_labels=arrays["test_labels"] if has_test else None,
+      num_classes=len(class_names), class_names=class_names, meta=meta)

@@ -1,0 +1,246 @@
+"""Teacher / distillation / test splits from one ``ArrayDataset`` and the ``data`` config.
+
+Everything here is host-side numpy and a pure function of ``data.split_seed``: each purpose
+(test carving, halves, teacher subset, distill subset, OOD draw, test subset) draws from its
+own seed stream, so changing one knob (say ``distill_subset``) leaves the other sets intact,
+and every index array is sorted so the same images come out in the same order.
+
+Paper recipes this covers: the MNIST teacher trained on a stratified 200-image subset and
+students distilled on the rest (Fig. 2); CIFAR-100 train halved into D0/D1 (Fig. 4); 10k SVHN
+images appended to the distillation set (Fig. 3, "OOD").
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from kd_jax.data.sources import ArrayDataset
+from kd_jax.errors import ConfigError
+
+TEACHER_POOLS = ("train", "d0")
+DISTILL_POOLS = ("rest", "train", "d0", "d1")
+OOD_LABEL = -1
+
+# One seed stream per purpose (see module docstring).
+_STREAM = dict(test=0, halves=1, teacher=2, distill=3, ood=4, max_test=5)
+
+
+def _stream_seed(seed: int, purpose: str) -> int:
+  return int(np.random.SeedSequence([seed, _STREAM[purpose]]).generate_state(1)[0])
+
+
+def stratified_subset(labels: np.ndarray, n: int, seed: int, key: str = "data.teacher_subset",
+                      pool: str = "teacher pool") -> np.ndarray:
+  """Sorted positions of ``n`` labels drawn per class in proportion to class frequency.
+
+  Each class gets ``floor(n * count / N)``; the images left over go to the classes with the
+  largest remainders (ties broken by the seeded generator, so no class is favoured by its
+  index). With balanced classes this splits ``n`` as evenly as possible. ``key`` and ``pool``
+  only name the config value and the pool in the error for an ``n`` that does not fit.
+  """
+  labels = np.asarray(labels)
+  total = labels.shape[0]
+  if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+    raise ConfigError(f"{key}={n!r} must be a non-negative integer")
+  if n > total:
+    raise ConfigError(f"{key}={n} is larger than the {pool} ({total} images); "
+                      f"use at most {total}")
+  rng = np.random.default_rng(seed)
+  classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+  scaled = int(n) * counts.astype(np.int64)
+  quota, remainder = scaled // max(total, 1), scaled % max(total, 1)
+  left = int(n) - int(quota.sum())
+  order = np.lexsort((rng.random(len(classes)), -remainder))  # Largest remainder first.
+  quota[order[:left]] += 1
+  picked = [rng.choice(np.flatnonzero(inverse == c), size=int(q), replace=False)
+            for c, q in enumerate(quota) if q]
+  return np.sort(np.concatenate(picked)) if picked else np.zeros((0,), np.int64)
+
+
+def stratified_halves(labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """Splits positions into two sorted, disjoint, class-balanced halves (D0, D1 of Fig. 4).
+
+  Every class is cut in half; of the classes with an odd count, a seeded half give their
+  extra image to D0, so ``len(d0) == N // 2`` and each class differs by at most one.
+  """
+  labels = np.asarray(labels)
+  rng = np.random.default_rng(seed)
+  classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+  odd = np.flatnonzero(counts % 2 == 1)
+  bonus = np.zeros(len(classes), np.int64)
+  bonus[rng.permutation(odd)[:len(odd) // 2]] = 1
+  parts = [rng.permutation(np.flatnonzero(inverse == c))[:counts[c] // 2 + bonus[c]]
+           for c in range(len(classes))]
+  d0 = np.sort(np.concatenate(parts)) if parts else np.zeros((0,), np.int64)
+  d1 = np.setdiff1d(np.arange(labels.shape[0]), d0)
+  return d0, d1
+
+
+def match_images(images: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+  """Converts uint8 NHWC ``images`` to ``shape`` = (H, W, C) so OOD data can be appended.
+
+  Channels first: gray → RGB repeats the channel, RGB → gray uses Pillow's ITU-R 601 luma
+  (0.299 R + 0.587 G + 0.114 B). Then size: a bilinear resize with Pillow. Images that
+  already match are returned unchanged.
+  """
+  h, w, c = (int(s) for s in shape)
+  if images.shape[1:] == (h, w, c):
+    return images
+  if c not in (1, 3) or images.shape[3] not in (1, 3):
+    raise ConfigError(f"data.ood: cannot convert {images.shape[3]}-channel OOD images to "
+                      f"{c} channels; only 1 and 3 are supported")
+  from PIL import Image  # Only needed when shapes differ.
+
+  out = np.empty((images.shape[0], h, w, c), np.uint8)
+  for i, img in enumerate(images):
+    pil = Image.fromarray(img[..., 0] if img.shape[2] == 1 else img)
+    pil = pil.convert("L" if c == 1 else "RGB")
+    if pil.size != (w, h):
+      pil = pil.resize((w, h), Image.BILINEAR)
+    arr = np.asarray(pil, np.uint8)
+    out[i] = arr[..., None] if arr.ndim == 2 else arr
+  return out
+
+
+@dataclasses.dataclass
+class Splits:
+  """The arrays a run trains, distills and evaluates on.
+
+  ``distill_y`` is -1 and ``distill_is_ood`` True for appended OOD images (they have no label
+  in the task's classes; only the teacher labels them). ``info`` holds sizes, pool names and
+  the seed for the run log.
+  """
+  teacher_x: np.ndarray
+  teacher_y: np.ndarray
+  distill_x: np.ndarray
+  distill_y: np.ndarray
+  distill_is_ood: np.ndarray
+  test_x: np.ndarray
+  test_y: np.ndarray
+  num_classes: int
+  info: dict[str, Any]
+
+
+def _get(cfg: Any, key: str, default: Any = None) -> Any:
+  if isinstance(cfg, dict):
+    return cfg.get(key, default)
+  return getattr(cfg, key, default)
+
+
+def _count(cfg: Any, key: str, default: int = 0, prefix: str = "data") -> int:
+  value = _get(cfg, key, default)
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+    raise ConfigError(f"{prefix}.{key}={value!r} must be a non-negative integer")
+  return int(value)
+
+
+def _choice(cfg: Any, key: str, allowed: tuple[str, ...], default: str) -> str:
+  value = _get(cfg, key, default)
+  if value not in allowed:
+    raise ConfigError(f"data.{key}={value!r} is not a known pool; "
+                      f"choose one of: {', '.join(allowed)}")
+  return value
+
+
+def make_splits(ds: ArrayDataset, data_cfg: Any, ood: ArrayDataset | None = None) -> Splits:
+  """Builds teacher, distillation and test sets as ``data_cfg`` describes (module docstring).
+
+  Steps: carve a stratified test set of ``test_size`` from train when the source has none;
+  pick the teacher pool (train or D0) and its stratified ``teacher_subset``; pick the distill
+  pool ('rest' = train minus the teacher set, disjoint from it) and its ``distill_subset``;
+  append ``ood.num`` seeded OOD images; keep a stratified ``max_test`` of test.
+  """
+  seed = _count(data_cfg, "split_seed")
+  teacher_pool = _choice(data_cfg, "teacher_pool", TEACHER_POOLS, "train")
+  distill_pool = _choice(data_cfg, "distill_pool", DISTILL_POOLS, "rest")
+  teacher_n = _count(data_cfg, "teacher_subset")
+  distill_n = _count(data_cfg, "distill_subset")
+  max_test = _count(data_cfg, "max_test")
+  ood_cfg = _get(data_cfg, "ood", None)
+  ood_n = _count(ood_cfg, "num", 0, prefix="data.ood") if ood_cfg is not None else 0
+
+  # Test set: the source's own, or a stratified slice carved off train (disjoint from it).
+  n_all = ds.train_labels.shape[0]
+  if ds.has_test:
+    train_idx = np.arange(n_all)
+    test_x, test_y = ds.test_images, ds.test_labels
+    test_from = "test split"
+  else:
+    test_n = _count(data_cfg, "test_size", 1000)
+    if test_n == 0 or test_n >= n_all:
+      raise ConfigError(f"data.test_size={test_n} does not fit: the source has no test split, "
+                        f"so a test set is carved from its {n_all} train images; use 1 to "
+                        f"{n_all - 1}")
+    test_idx = stratified_subset(ds.train_labels, test_n, _stream_seed(seed, "test"),
+                                 key="data.test_size", pool="train split")
+    train_idx = np.setdiff1d(np.arange(n_all), test_idx)
+    test_x, test_y = ds.train_images[test_idx], ds.train_labels[test_idx]
+    test_from = "carved from train"
+  train_y = ds.train_labels[train_idx]
+
+  # Pools are positions into train_idx; all sorted, so subsets of them stay sorted.
+  pools = {"train": np.arange(train_idx.shape[0])}
+  if "d0" in (teacher_pool, distill_pool) or distill_pool == "d1":
+    pools["d0"], pools["d1"] = stratified_halves(train_y, _stream_seed(seed, "halves"))
+
+  t_pool = pools[teacher_pool]
+  teacher = t_pool
+  if teacher_n:
+    teacher = t_pool[stratified_subset(train_y[t_pool], teacher_n, _stream_seed(seed, "teacher"),
+                                       key="data.teacher_subset", pool="teacher pool")]
+
+  if distill_pool == "rest":
+    d_pool = np.setdiff1d(pools["train"], teacher)
+    if d_pool.size == 0:
+      raise ConfigError("data.distill_pool='rest' is empty: the teacher set uses all "
+                        f"{teacher.size} train images; set data.teacher_subset or choose "
+                        "data.distill_pool='train'")
+  else:
+    d_pool = pools[distill_pool]
+  distill = d_pool
+  if distill_n:
+    distill = d_pool[stratified_subset(train_y[d_pool], distill_n,
+                                       _stream_seed(seed, "distill"), key="data.distill_subset",
+                                       pool="distill pool")]
+
+  distill_x = ds.train_images[train_idx[distill]]
+  distill_y = train_y[distill]
+  is_ood = np.zeros(distill_y.shape, bool)
+  if ood_n:
+    if ood is None:
+      raise ConfigError(f"data.ood.num={ood_n} but no OOD dataset was loaded; set "
+                        "data.ood.source (and data.ood.name or data.ood.path)")
+    available = ood.train_labels.shape[0]
+    if ood_n > available:
+      raise ConfigError(f"data.ood.num={ood_n} is larger than the OOD train split "
+                        f"({available} images); use at most {available}")
+    rng = np.random.default_rng(_stream_seed(seed, "ood"))
+    pick = np.sort(rng.choice(available, size=ood_n, replace=False))
+    extra = match_images(ood.train_images[pick], ds.image_shape)
+    distill_x = np.concatenate([distill_x, extra])
+    distill_y = np.concatenate([distill_y, np.full((ood_n,), OOD_LABEL, np.int32)])
+    is_ood = np.concatenate([is_ood, np.ones((ood_n,), bool)])
+
+  if max_test and max_test < test_y.shape[0]:
+    keep = stratified_subset(test_y, max_test, _stream_seed(seed, "max_test"),
+                             key="data.max_test", pool="test set")
+    test_x, test_y = test_x[keep], test_y[keep]
+
+  info = dict(split_seed=seed, teacher_pool=teacher_pool, teacher_size=int(teacher.size),
+              distill_pool=distill_pool, distill_size=int(distill_y.shape[0]),
+              distill_ood=int(is_ood.sum()), test_size=int(test_y.shape[0]),
+              test_from=test_from, num_classes=int(ds.num_classes))
+  return Splits(teacher_x=ds.train_images[train_idx[teacher]], teacher_y=train_y[teacher],
+                distill_x=distill_x, distill_y=distill_y.astype(np.int32),
+                distill_is_ood=is_ood, test_x=test_x, test_y=test_y.astype(np.int32),
+                num_classes=int(ds.num_classes), info=info)
+
+
+def describe(splits: Splits) -> str:
+  """One line of sizes for the run log."""
+  i = splits.info
+  return (f"teacher {i['teacher_size']} ({i['teacher_pool']}) | distill {i['distill_size']} "
+          f"({i['distill_pool']}, {i['distill_ood']} OOD) | test {i['test_size']} "
+          f"({i['test_from']}) | {i['num_classes']} classes | split_seed {i['split_seed']}")

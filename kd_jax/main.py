@@ -1,0 +1,51 @@
+"""Command line: ``python -m kd_jax.main --config=configs/mnist.py --workdir=runs/mnist``.
+
+Thin on purpose: flags → ``train.run``. Any ``ConfigError`` (bad name, bad value, missing
+dataset, unwritable folder) is printed as one line, without a traceback, and exits with 2.
+"""
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from kd_jax.errors import ConfigError
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file, e.g. configs/mnist.py or configs/cifar100.py:mini.",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and results go.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
+  import jax  # after flag parsing: --help stays fast
+  jax.distributed.initialize() if _multi_host() else None
+  from kd_jax import train
+  try:
+    train.run(_CONFIG.value, _WORKDIR.value)
+  except ConfigError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _multi_host() -> bool:
+  """Multi-host runs (TPU pods, SLURM) set these; a single machine needs no initialization."""
+  import os
+  return any(k in os.environ for k in ("JAX_COORDINATOR_ADDRESS", "SLURM_NTASKS_PER_NODE"))
+
+
+def run() -> None:
+  try:
+    app.run(main)
+  except ConfigError as e:  # raised while loading the config file
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+  run()

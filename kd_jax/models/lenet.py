@@ -1,0 +1,34 @@
+"""LeNet-5 as in the paper (PAPER.md, Architectures), for the MNIST experiment (Fig 2)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from kd_jax.models import MODELS
+
+
+class LeNet5(nn.Module):
+  """conv 6@5x5 pad 2 → ReLU → avgpool 2 → conv 16@5x5 → ReLU → avgpool 2 → 120 → 84 → C."""
+  num_classes: int
+  bn_axis_name: Optional[str] = None  # unused: LeNet has no BatchNorm; kept for one interface.
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, train: bool = False, return_features: bool = False):
+    del train
+    h1 = nn.relu(nn.Conv(6, (5, 5), padding=2)(x))
+    h1 = nn.avg_pool(h1, (2, 2), strides=(2, 2))
+    h2 = nn.relu(nn.Conv(16, (5, 5), padding="VALID")(h1))
+    h2 = nn.avg_pool(h2, (2, 2), strides=(2, 2))
+    h3 = nn.relu(nn.Dense(120)(h2.reshape((h2.shape[0], -1))))
+    h3 = nn.relu(nn.Dense(84)(h3))
+    logits = nn.Dense(self.num_classes)(h3).astype(jnp.float32)
+    if return_features:
+      return logits, [h1, h2, h3]
+    return logits
+
+
+@MODELS.register("lenet5")
+def lenet5(num_classes: int, bn_axis_name: Optional[str] = None) -> nn.Module:
+  return LeNet5(num_classes=num_classes, bn_axis_name=bn_axis_name)

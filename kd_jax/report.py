@@ -1,0 +1,122 @@
+"""What a run tells its user: progress lines with ETA, JSON-lines and TensorBoard metrics,
+and the final table."""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+
+def _fmt_time(seconds: float) -> str:
+  if not math.isfinite(seconds):
+    return "?"
+  seconds = int(round(seconds))
+  h, rem = divmod(seconds, 3600)
+  m, s = divmod(rem, 60)
+  return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+class Progress:
+  """One line per logged epoch: throughput and time left, from the epochs run in *this* process."""
+
+  def __init__(self, phase: str, total_epochs: int, start_epoch: int, images_per_epoch: int,
+               stream=None):
+    self.phase, self.total, self.start = phase, total_epochs, start_epoch
+    self.images_per_epoch = images_per_epoch
+    self.stream = stream or sys.stdout
+    self.t0 = time.perf_counter()
+    self.t_first: Optional[float] = None  # after the first epoch (excludes compilation)
+    self.first_epoch: Optional[int] = None
+
+  def line(self, epoch: int, stats: dict[str, float]) -> str:
+    now = time.perf_counter()
+    done = epoch + 1
+    if self.t_first is None:
+      self.t_first, self.first_epoch = now, done
+      rate, eta = float("nan"), (now - self.t0) * (self.total - done)
+    else:
+      per_epoch = (now - self.t_first) / max(done - self.first_epoch, 1)
+      rate = self.images_per_epoch / per_epoch if per_epoch > 0 else float("nan")
+      eta = per_epoch * (self.total - done)
+    parts = [f"[{self.phase}] epoch {done}/{self.total}"]
+    parts += [f"{k} {v:.4g}" for k, v in stats.items()]
+    if math.isfinite(rate):
+      parts.append(f"{rate:,.0f} img/s")
+    parts.append(f"elapsed {_fmt_time(now - self.t0)} ETA {_fmt_time(eta)}")
+    return " | ".join(parts)
+
+  def log(self, epoch: int, stats: dict[str, float]) -> None:
+    print(self.line(epoch, stats), file=self.stream, flush=True)
+
+
+class MetricWriter:
+  """Appends ``{"phase", "epoch", ...}`` records to ``metrics.jsonl`` and TensorBoard."""
+
+  def __init__(self, workdir: Path, tensorboard: bool = True):
+    self.path = Path(workdir) / "metrics.jsonl"
+    self._tb = None
+    if tensorboard:
+      try:
+        from tensorboardX import SummaryWriter
+        self._tb = SummaryWriter(str(Path(workdir) / "tensorboard"))
+      except ImportError:  # optional: JSON lines are the record of truth
+        self._tb = None
+
+  def forget_after(self, phase: str, epoch: int) -> None:
+    """On resume, drops records of ``phase`` past the restored epoch (they will be rewritten)."""
+    if not self.path.exists():
+      return
+    keep = []
+    for line in self.path.read_text().splitlines():
+      rec = json.loads(line)
+      if rec.get("phase") == phase and rec.get("epoch", 0) > epoch:
+        continue
+      keep.append(line)
+    self.path.write_text("".join(l + "\n" for l in keep))
+
+  def write(self, phase: str, epoch: int, metrics: dict[str, Any]) -> None:
+    rec = {"phase": phase, "epoch": epoch, **{k: _plain(v) for k, v in metrics.items()}}
+    with self.path.open("a") as f:
+      f.write(json.dumps(rec) + "\n")
+    if self._tb is not None:
+      for k, v in rec.items():
+        if isinstance(v, (int, float)) and k != "epoch":
+          self._tb.add_scalar(f"{phase}/{k}", v, epoch)
+      self._tb.flush()
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()
+
+
+def _plain(v: Any) -> Any:
+  try:
+    return float(v)
+  except (TypeError, ValueError):
+    return v
+
+
+COLUMNS = [("teacher_acc", "teacher acc %", "{:.2f}"), ("student_acc", "student acc %", "{:.2f}"),
+           ("agreement", "agreement %", "{:.2f}"), ("kl", "KL(t‖s)", "{:.4f}"),
+           ("teacher_ece", "teacher ECE", "{:.4f}"), ("student_ece", "student ECE", "{:.4f}"),
+           ("teacher_nll", "teacher NLL", "{:.4f}"), ("student_nll", "student NLL", "{:.4f}")]
+
+
+def table(rows: Iterable[tuple[str, dict[str, float]]]) -> str:
+  """A fixed-width text table: one row per split, the paper's metrics as columns."""
+  rows = list(rows)
+  header = ["split"] + [c[1] for c in COLUMNS]
+  body = []
+  for name, m in rows:
+    cells = [name]
+    for key, _, fmt in COLUMNS:
+      v = m.get(key)
+      cells.append("—" if v is None or (isinstance(v, float) and math.isnan(v)) else fmt.format(v))
+    body.append(cells)
+  widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
+  line = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w)
+                                 for i, (c, w) in enumerate(zip(cells, widths)))
+  return "\n".join([line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in body])

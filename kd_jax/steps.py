@@ -1,0 +1,181 @@
+"""Pure per-device steps: teacher training, distillation and prediction.
+
+Each function here runs on ONE device with its local slice of the global batch and talks to
+the other devices only through ``lax.psum`` over :data:`kd_jax.parallel.AXIS`; ``parallel.py``
+maps it over the mesh. Models are stacked along a leading *member* axis (an ensemble is one
+pytree) and every update is ``vmap``-ed over members, each with its own data order and keys.
+
+Gradients: the local loss is ``Σ_local ℓ·mask / N_global`` so ``psum`` of local gradients is the
+exact gradient of the global masked mean (a ``pmean`` of local means would over-weight a
+device whose batch holds padding). BatchNorm statistics are averaged by flax's ``axis_name``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Optional
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+from kd_jax import ensemble, losses, parallel
+from kd_jax.data import augment as augment_lib
+
+AXIS = parallel.AXIS
+Array = jax.Array
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything that changes during training; stacked over members by the callers."""
+  step: Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+
+
+def variables(params: Any, batch_stats: Any) -> dict:
+  """Flax variables; models without BatchNorm carry an empty ``batch_stats``."""
+  return {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
+
+
+@dataclasses.dataclass(frozen=True)
+class StepSpec:
+  """Static description of a step (hashable so jit caches one compilation per spec)."""
+  apply_fn: Callable[..., Any]
+  tx: optax.GradientTransformation
+  augment: Callable[..., Any]
+  normalize: Callable[[Array], Array]
+  objective: str = "ce"                       # "ce" (teacher) or a distillation loss name
+  temperature: float = 1.0
+  alpha: float = 0.0
+  teacher_apply: Optional[Callable[..., Any]] = None
+  line_search: bool = False                   # L-BFGS: the update needs the loss function
+  l2: float = 0.0                             # weight decay put in the loss (line search only)
+
+
+def step_key(seed: Array, stream: int, member: Array, epoch: Array, step: Array) -> Array:
+  """Key of one member's step: a pure function of (seed, stream, member, epoch, step)."""
+  key = jax.random.fold_in(jax.random.key(seed), stream)
+  for v in (member, epoch, step):
+    key = jax.random.fold_in(key, v)
+  return key
+
+
+def prepare_inputs(images_u8: Array, key: Array, spec: StepSpec) -> tuple[Array, Array]:
+  """uint8 → [0, 1] → augmentation (per-example keys from global positions) → normalization."""
+  pos = parallel.local_positions(images_u8.shape[0])
+  keys = augment_lib.example_keys_for(jax.random.fold_in(key, 0), pos)
+  x = images_u8.astype(jnp.float32) / 255.0
+  x, is_real = spec.augment(x, keys, jax.random.fold_in(key, 1))
+  return spec.normalize(x), is_real
+
+
+def teacher_logprobs(teacher_apply: Callable[..., Any], teacher_vars: Any, x: Array) -> Array:
+  """Ensemble teacher: log of the mean member probability (members stacked)."""
+  logits = ensemble.apply_members(lambda v, y: teacher_apply(v, y, train=False), teacher_vars, x)
+  return lax.stop_gradient(ensemble.ensemble_logprobs(logits))
+
+
+def per_example_loss(spec: StepSpec, logits: Array, labels: Array, is_real: Array,
+                     targets: Optional[Array]) -> Array:
+  if spec.objective == "ce":
+    return losses.cross_entropy(logits, jnp.where(is_real, labels, -1))
+  return losses.distill_loss(logits, targets, labels, is_real, spec.temperature, spec.alpha,
+                             kind=spec.objective)
+
+
+def _sq_norm(tree: Any) -> Array:
+  return sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree))
+
+
+def update(state: TrainState, x: Array, labels: Array, mask: Array, is_real: Array,
+           targets: Optional[Array], key: Array, spec: StepSpec) -> tuple[TrainState, dict]:
+  """One optimizer step of one member on this device's slice of the global batch."""
+  maskf = mask.astype(jnp.float32)
+  count = jnp.maximum(lax.psum(maskf.sum(), AXIS), 1.0)
+  weights = maskf / count
+  rngs = {"dropout": jax.random.fold_in(jax.random.fold_in(key, 2), lax.axis_index(AXIS))}
+  has_bs = bool(jax.tree.leaves(state.batch_stats))
+
+  def local_loss(params):
+    v = variables(params, state.batch_stats)
+    if has_bs:
+      logits, mut = spec.apply_fn(v, x, train=True, mutable=["batch_stats"], rngs=rngs)
+      new_bs = mut["batch_stats"]
+    else:
+      logits, new_bs = spec.apply_fn(v, x, train=True, rngs=rngs), state.batch_stats
+    per_ex = per_example_loss(spec, logits, labels, is_real, targets)
+    return jnp.sum(per_ex * weights), (logits, new_bs, per_ex)
+
+  (loss, (logits, new_bs, per_ex)), grads = jax.value_and_grad(local_loss, has_aux=True)(
+      state.params)
+  grads = lax.psum(grads, AXIS)
+  if spec.line_search:
+    def value_fn(params):
+      return lax.psum(local_loss(params)[0], AXIS) + 0.5 * spec.l2 * _sq_norm(params)
+    loss = lax.psum(loss, AXIS) + 0.5 * spec.l2 * _sq_norm(state.params)
+    grads = jax.tree.map(lambda g, p: g + spec.l2 * p, grads, state.params)
+    updates, opt_state = spec.tx.update(grads, state.opt_state, state.params, value=loss,
+                                        grad=grads, value_fn=value_fn)
+  else:
+    updates, opt_state = spec.tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  pred = jnp.argmax(logits, -1)
+  ref = labels if targets is None else jnp.argmax(targets, -1)
+  sums = {
+      "loss_sum": lax.psum(jnp.sum(per_ex * maskf), AXIS),
+      "count": lax.psum(maskf.sum(), AXIS),
+      "match": lax.psum(jnp.sum((pred == ref) * maskf), AXIS),  # accuracy or agreement
+  }
+  new = TrainState(step=state.step + 1, params=params, batch_stats=new_bs, opt_state=opt_state)
+  return new, sums
+
+
+def train_chunk(states: TrainState, images: Array, labels: Array, idx: Array, mask: Array,
+                seed: Array, epoch: Array, start: Array, teacher_vars: Any, *,
+                spec: StepSpec, num_steps: int, stream: int) -> tuple[TrainState, dict]:
+  """``num_steps`` consecutive steps of every member (a ``lax.scan`` when > 1).
+
+  idx/mask: ``[members, steps_per_epoch, local_batch]`` for the whole epoch; this call runs
+  steps ``start .. start + num_steps - 1``. Returns per-member metric sums over those steps.
+  """
+  members = idx.shape[0]
+
+  def one(states, s):
+    i = lax.dynamic_index_in_dim(idx, s, axis=1, keepdims=False)
+    m = lax.dynamic_index_in_dim(mask, s, axis=1, keepdims=False)
+
+    def member(state, i, m, member_id):
+      key = step_key(seed, stream, member_id, epoch, s)
+      x, is_real = prepare_inputs(images[i], key, spec)
+      targets = None
+      if spec.teacher_apply is not None:
+        targets = teacher_logprobs(spec.teacher_apply, teacher_vars, x)
+      return update(state, x, labels[i], m, is_real, targets, key, spec)
+
+    return jax.vmap(member)(states, i, m, jnp.arange(members))
+
+  if num_steps == 1:
+    return one(states, start)
+  states, sums = lax.scan(one, states, start + jnp.arange(num_steps))
+  return states, jax.tree.map(lambda a: a.sum(0), sums)
+
+
+def predict_chunk(var_list: tuple, images: Array, idx: Array, seed: Array, step: Array, *,
+                  applies: tuple, spec: StepSpec, augmented: bool) -> tuple:
+  """Logits ``[members, local_batch, C]`` of several stacked models on the same inputs.
+
+  With ``augmented`` the inputs go through ``spec.augment`` with keys from (seed, step), so
+  teacher and student are compared on the same augmented images ("train agreement, as
+  augmented"); otherwise they are only normalized.
+  """
+  x = images[idx]
+  if augmented:
+    x, _ = prepare_inputs(x, step_key(seed, 7, jnp.int32(0), jnp.int32(0), step), spec)
+  else:
+    x = spec.normalize(x.astype(jnp.float32) / 255.0)
+  return tuple(jax.vmap(lambda v, apply=apply: apply(v, x, train=False))(vs)
+               for apply, vs in zip(applies, var_list))
