@@ -28,6 +28,7 @@ setup(
     extras_require={
         "test": ["pytest>=8", "scipy>=1.11"],
         # `tfds build` needs TensorFlow to prepare a dataset once; training never imports it.
-        "prepare": ["tensorflow-cpu>=2.16"],
+        # scipy reads svhn_cropped's .mat files while preparing.
+        "prepare": ["tensorflow-cpu>=2.16", "scipy>=1.11"],
     },
 )

@@ -101,6 +101,16 @@ def base_config() -> ConfigDict:
       dtype="float32",         # compute dtype: float32 | bfloat16
       tensorboard=True,
   ))
+  c.sweep = ConfigDict(dict(     # read by kd_jax.sweep only; a plain run ignores it
+      arms=(),            # ((arm_name, {dotted.key: value, ...}), ...); () = one arm "default"
+      seeds=(0,),         # student seeds (config.seed) per arm; a trial = arm × seed
+      x_key="",           # dotted key whose numeric value is the plot's x axis ('' = bar chart)
+      x_label="",
+      series_key="",      # with x_key: dotted key whose value splits the plot into lines
+      metrics=("test_agreement", "test_student_acc"),  # plotted, and shown first in the table
+      paper=(),           # ((arm_name, {metric: value or "≈value"}), ...) from PAPER.md
+      title="",
+  ))
   return c
 
 

@@ -44,7 +44,8 @@ def num_members(tree: PyTree) -> int:
     raise ValueError("an ensemble pytree needs at least one array leaf")
   sizes = {jnp.shape(x)[0] if jnp.ndim(x) else None for x in leaves}
   if len(sizes) != 1 or None in sizes:
-    raise ValueError(f"ensemble leaves disagree on the member axis: sizes {sorted(map(str, sizes))}")
+    raise ValueError("ensemble leaves disagree on the member axis: "
+                     f"sizes {sorted(map(str, sizes))}")
   return sizes.pop()
 
 

@@ -83,7 +83,7 @@ def _tempered(student_logits, teacher_logprobs, temperature):
 @DISTILL_LOSSES.register("kd")
 def kd_loss(student_logits: jnp.ndarray, teacher_logprobs: jnp.ndarray,
             temperature: float | jnp.ndarray) -> jnp.ndarray:
-  """Soft cross-entropy −τ² Σ_j p_t^τ log p_s^τ (Hinton et al.); the τ² keeps gradients O(1)."""
+  """Soft cross-entropy −τ² Σ_j p_t^τ log p_s^τ; the τ² keeps gradients O(1) in τ."""
   _maybe_check(temperature, check_temperature)
   t, p_t, _, log_q = _tempered(student_logits, teacher_logprobs, temperature)
   return -(t * t) * _xlogy_rows(p_t, log_q)

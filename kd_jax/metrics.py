@@ -135,11 +135,15 @@ def _metrics(sums: dict, xp: ModuleType, ftype) -> dict:
   for m in ("student", "teacher"):
     out[f"{m}_acc"] = 100.0 * _ratio(sums[f"{m}_correct"], n_lab, xp, ftype)
     out[f"{m}_nll"] = _ratio(sums[f"{m}_nll"], n_lab, xp, ftype)
-    gap = xp.abs(xp.asarray(sums[f"{m}_bin_correct"], ftype)
-                 - xp.asarray(sums[f"{m}_bin_conf"], ftype))
-    # Σ_b (n_b/N)|acc_b − conf_b| = Σ_b |Σcorrect_b − Σconf_b| / N: empty bins add 0.
-    out[f"{m}_ece"] = _ratio(xp.sum(gap), xp.sum(xp.asarray(sums[f"{m}_bin_count"])), xp, ftype)
+    out[f"{m}_ece"] = _ece(sums[f"{m}_bin_count"], sums[f"{m}_bin_conf"],
+                           sums[f"{m}_bin_correct"], xp, ftype)
   return out
+
+
+def _ece(count, conf_sum, correct_sum, xp: ModuleType, ftype):
+  """Σ_b (n_b/N)|acc_b − conf_b| = Σ_b |Σcorrect_b − Σconf_b| / N: empty bins add 0."""
+  gap = xp.abs(xp.asarray(correct_sum, ftype) - xp.asarray(conf_sum, ftype))
+  return _ratio(xp.sum(gap), xp.sum(xp.asarray(count)), xp, ftype)
 
 
 @jax.jit
@@ -200,14 +204,14 @@ def ece_from_probs(probs: jnp.ndarray, labels: jnp.ndarray, num_bins: int = 10) 
   correct = (jnp.argmax(probs, axis=-1) == labels).astype(jnp.float32)
   sums = _calibration_sums(jnp.max(probs, axis=-1), correct, labeled.astype(jnp.float32),
                            num_bins)
-  gap = jnp.abs(sums["bin_correct"] - sums["bin_conf"])
-  return _ratio(jnp.sum(gap), jnp.sum(sums["bin_count"]), jnp, jnp.float32)
+  return _ece(sums["bin_count"], sums["bin_conf"], sums["bin_correct"], jnp, jnp.float32)
 
 
 # ----------------------------------------------------------------------------- CKA
 # Centered kernel alignment (Kornblith et al. 2019) with the biased HSIC estimator
 # HSIC(K, L) = tr(K H L H)/(n−1)²; the normalization cancels in CKA, so
-# CKA = <HKH, HLH>_F / (‖HKH‖_F ‖HLH‖_F).
+# CKA = <HKH, HLH>_F / (‖HKH‖_F ‖HLH‖_F). Gram matrices cost O(n²) memory: use a few thousand
+# examples, or ``linear_cka_sums`` to cover a whole split with narrow features.
 
 
 def flatten_features(f: jnp.ndarray) -> jnp.ndarray:

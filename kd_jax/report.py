@@ -56,6 +56,7 @@ class MetricWriter:
   """Appends ``{"phase", "epoch", ...}`` records to ``metrics.jsonl`` and TensorBoard."""
 
   def __init__(self, workdir: Path, tensorboard: bool = True):
+    Path(workdir).mkdir(parents=True, exist_ok=True)
     self.path = Path(workdir) / "metrics.jsonl"
     self._tb = None
     if tensorboard:

@@ -57,9 +57,12 @@ class StepSpec:
 
 
 def step_key(seed: Array, stream: int, member: Array, epoch: Array, step: Array) -> Array:
-  """Key of one member's step: a pure function of (seed, stream, member, epoch, step)."""
-  key = jax.random.fold_in(jax.random.key(seed), stream)
-  for v in (member, epoch, step):
+  """Key of one member's step: a pure function of (seed + member, stream, epoch, step).
+
+  Member i of an ensemble trained with seed s is the model trained alone with seed s + i.
+  """
+  key = jax.random.fold_in(jax.random.key(seed + member), stream)
+  for v in (epoch, step):
     key = jax.random.fold_in(key, v)
   return key
 

@@ -88,11 +88,11 @@ def build_model(model_cfg: ConfigDict, num_classes: int, config: ConfigDict):
 
 
 def init_variables(model, seed: int, stream: int, members: int, image_shape) -> Any:
-  """Stacked initial variables of ``members`` models, member i from fold_in(seed, stream, i)."""
+  """Stacked initial variables of ``members`` models; member i is initialized from seed + i."""
   x = jnp.zeros((1,) + tuple(image_shape), jnp.float32)
 
   def one(i):
-    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), stream), i)
+    key = jax.random.fold_in(jax.random.key(seed + i), stream)
     return model.init({"params": key, "dropout": key}, x, train=False)
 
   variables = jax.jit(jax.vmap(one))(jnp.arange(members))

@@ -185,13 +185,18 @@ def test_image_folder_cache_hit_and_invalidation(tmp_path, monkeypatch):
 
 
 def test_image_tar_equals_folder(tmp_path):
-  truth = _write_folder(tmp_path / "imgs")
+  root = tmp_path / "imgs"
+  truth = _write_folder(root)
   archive = tmp_path / "imgs.tar"
   with tarfile.open(archive, "w") as tf:
-    for split in ("test", "train"):  # Archive order differs from sorted order.
-      tf.add(tmp_path / "imgs" / split, arcname=split)
+    # Reverse order: the arrays must not depend on the order of the archive members.
+    for f in sorted(root.rglob("*.png"), reverse=True):
+      tf.add(f, arcname=f.relative_to(root).as_posix())
   ds = sources.load_source(_folder_cfg(archive, tmp_path / "cache"))
   _check_against_truth(ds, truth, 3)
+  ref = sources.load_source(_folder_cfg(root, tmp_path / "cache"))
+  for field in ("train_images", "train_labels", "test_images", "test_labels"):
+    np.testing.assert_array_equal(getattr(ds, field), getattr(ref, field))
 
 
 def test_image_folder_grayscale_and_mixed_channels(tmp_path):

@@ -279,7 +279,7 @@ def jitter(brightness: float = 0.2, contrast: float = 0.2, saturation: float = 0
 
 @AUGMENTATIONS.register("mixup")
 def mixup(alpha: float = 1.0) -> Op:
-  """λ·x + (1−λ)·x[perm] with one λ ~ Beta(α, α) per batch; the teacher labels the result."""
+  """λ·x + (1−λ)·x[perm], one λ ~ Beta(α, α) per batch; the teacher labels the result."""
   _check(alpha > 0, "alpha", alpha, "> 0")
 
   def op(images, is_real, example_keys, batch_key):
@@ -472,7 +472,7 @@ def apply_policy(policy: PolicySpec, images: Array, example_keys: Array,
 
 
 def make_augment(spec: PolicySpec) -> Callable[[Array, Array, Array], tuple[Array, Array]]:
-  """Parses once (config errors surface here) and returns ``fn(images, example_keys, batch_key)``."""
+  """Parses once, so config errors surface here; returns ``fn(images, example_keys, batch_key)``."""
   parsed = parse_policy(spec)
   return functools.partial(apply_policy, parsed)
 

@@ -46,13 +46,14 @@ def steps_per_epoch(size: int, batch_size: int) -> int:
 
 
 @functools.partial(jax.jit, static_argnames=("members", "size", "batch_size", "out_sharding"))
-def _plan(seed_key: jax.Array, epoch: jax.Array, members: int, size: int, batch_size: int,
-          out_sharding=None):
+def _plan(seed: jax.Array, stream: jax.Array, epoch: jax.Array, members: int, size: int,
+          batch_size: int, out_sharding=None):
   steps = steps_per_epoch(size, batch_size)
   pos = jnp.arange(steps * batch_size)
 
   def one(member):
-    key = jax.random.fold_in(jax.random.fold_in(seed_key, member), epoch)
+    key = jax.random.fold_in(jax.random.key(seed + member), stream)
+    key = jax.random.fold_in(key, epoch)
     perm = jax.random.permutation(key, size)
     return perm[pos % size].reshape(steps, batch_size).astype(jnp.int32)
 
@@ -68,11 +69,12 @@ def epoch_plan(seed: int, members: int, epoch: int, size: int, batch_size: int,
                mesh: Mesh, stream: int = 0) -> tuple[jax.Array, jax.Array]:
   """Indices and mask ``[members, steps, batch]`` for one epoch, split along the batch axis.
 
-  ``stream`` separates independent orders drawn from the same seed (teacher vs student).
+  Member i's order depends on ``seed + i`` only, so it is the order of a model trained alone
+  with that seed. ``stream`` separates independent orders of one seed (teacher vs student).
   """
-  key = jax.random.fold_in(jax.random.key(seed), stream)
   shard = parallel.sharding(mesh, P(None, None, parallel.AXIS))
-  return _plan(key, jnp.int32(epoch), members, size, batch_size, out_sharding=shard)
+  return _plan(jnp.int32(seed), jnp.int32(stream), jnp.int32(epoch), members, size, batch_size,
+               out_sharding=shard)
 
 
 def eval_plan(size: int, batch_size: int, mesh: Mesh) -> tuple[jax.Array, jax.Array]:
