@@ -55,7 +55,7 @@ def base_config() -> ConfigDict:
       test_size=1000,           # sources without a test split: stratified test carved from train
       teacher_pool="train",     # train | d0
       teacher_subset=0,         # stratified subset of the teacher pool; 0 = all
-      distill_pool="rest",      # rest | train | d0 | d1
+      distill_pool="rest",      # rest | teacher | train | d0 | d1
       distill_subset=0,         # stratified subset of the distill pool; 0 = all
       max_test=0,               # stratified subset of test; 0 = all
       normalization="unit_cube",  # unit_cube | zscore
@@ -100,6 +100,16 @@ def base_config() -> ConfigDict:
       eval_batch_size=1000,
       dtype="float32",         # compute dtype: float32 | bfloat16
       tensorboard=True,
+  ))
+  c.analysis = ConfigDict(dict(
+      cka=False,               # CKA between teacher and student stage outputs (Table 1)
+      cka_kernel="linear",     # linear | rbf
+      cka_examples=1000,       # test images used
+      plane=False,             # loss/agreement plane through teacher, student init, final (Fig 6c)
+      plane_points=21,         # grid points per axis
+      plane_margin=0.3,        # grid margin around the three anchors (fraction of their extent)
+      plane_examples=1000,     # distillation images the plane is evaluated on
+      plane_chunk=8,           # grid points evaluated together (vmapped)
   ))
   c.sweep = ConfigDict(dict(     # read by kd_jax.sweep only; a plain run ignores it
       arms=(),            # ((arm_name, {dotted.key: value, ...}), ...); () = one arm "default"
@@ -172,6 +182,9 @@ def validate(config: ConfigDict) -> None:
                       "random, interpolate, teacher_initial")
   if not 0.0 <= config.distill.init.lam <= 1.0:
     raise ConfigError(f"distill.init.lam={config.distill.init.lam} must be in [0, 1]")
+  if config.analysis.cka_kernel not in ("linear", "rbf"):
+    raise ConfigError(f"analysis.cka_kernel={config.analysis.cka_kernel!r} is not known; "
+                      "choose linear or rbf")
   if config.run.dtype not in ("float32", "bfloat16"):
     raise ConfigError(f"run.dtype={config.run.dtype!r} is not known; choose float32 or bfloat16")
   if config.run.steps_per_call < 1:

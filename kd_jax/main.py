@@ -22,10 +22,11 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
+  logging.set_verbosity(logging.ERROR)  # orbax logs every file it writes; tfds warns on probes
   import jax  # after flag parsing: --help stays fast
   jax.distributed.initialize() if _multi_host() else None
-  from kd_jax import train
+  from kd_jax import cache, train
+  cache.use_compile_cache()
   try:
     train.run(_CONFIG.value, _WORKDIR.value)
   except ConfigError as e:

@@ -95,13 +95,20 @@ def init_variables(model, seed: int, stream: int, members: int, image_shape) -> 
     key = jax.random.fold_in(jax.random.key(seed + i), stream)
     return model.init({"params": key, "dropout": key}, x, train=False)
 
-  variables = jax.jit(jax.vmap(one))(jnp.arange(members))
+  # Initialization runs once: compile it cheaply (XLA's full optimization costs ~20 s on a CPU).
+  init = jax.jit(jax.vmap(one), compiler_options={"xla_backend_optimization_level": 0})
+  variables = init(jnp.arange(members))
   return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+
+
+def _strong(tree: Any) -> Any:
+  """Drops weak types so the state keeps one signature across steps (no second compile)."""
+  return jax.tree.map(lambda x: jnp.asarray(x, dtype=jnp.asarray(x).dtype), tree)
 
 
 def make_state(variables: dict, tx) -> steps.TrainState:
   params = variables["params"]
-  opt_state = jax.vmap(tx.init)(params)
+  opt_state = _strong(jax.vmap(tx.init)(params))
   members = ensemble.num_members(params)
   return steps.TrainState(step=jnp.zeros((members,), jnp.int32), params=params,
                           batch_stats=variables["batch_stats"], opt_state=opt_state)
@@ -369,6 +376,7 @@ def distill(config: ConfigDict, workdir: Path, data: Data, teacher: Teacher, mes
   t_vars = parallel.replicate(as_flax(ensemble.take_members(teacher.final, k)), mesh)
   model = build_model(d.model, data.num_classes, config)
   init_vars, lr = student_init(config, model, teacher, data)
+  init_vars = jax.device_get(init_vars)  # host copy: the device state is donated to the steps
   line_search = optim.needs_value_fn(d.optim)
   batch_size = int(d.batch_size)
   if line_search:  # full batch, rounded up to the device count
@@ -427,7 +435,49 @@ def distill(config: ConfigDict, workdir: Path, data: Data, teacher: Teacher, mes
         flush=True)
   state = fit(phase, state, mesh, writer, hook)
   final = evaluate(state)
+  final.update(_analyses(config, workdir, data, teacher, model, init_vars, state))
   return final
+
+
+def _analyses(config: ConfigDict, workdir: Path, data: Data, teacher: Teacher, model,
+              init_vars: dict, state: steps.TrainState) -> dict[str, Any]:
+  """CKA and the loss plane, when the config asks for them (kd_jax/analysis.py)."""
+  a, d = config.analysis, config.distill
+  out: dict[str, Any] = {}
+  if not (a.cka or a.plane):
+    return out
+  from kd_jax import analysis  # matplotlib only when needed
+  member = int(d.init.member)
+  t_single = as_flax(jax.tree.map(lambda x: jnp.asarray(x)[member], teacher.final))
+  final = jax.device_get(state_variables(state))
+  s_single = as_flax(jax.tree.map(lambda x: jnp.asarray(x)[0], final))
+  if a.cka:
+    x = analysis._inputs(data.host.test_x, int(a.cka_examples), data.normalize)
+    out["cka"] = analysis.cka(teacher.model, t_single, model, s_single, x, a.cka_kernel)
+    print(f"[analysis] CKA per stage: {out['cka']}", flush=True)
+  if a.plane:
+    x = analysis._inputs(data.host.distill_x, int(a.plane_examples), data.normalize)
+    k = int(d.teacher_members) or ensemble.num_members(teacher.final["params"])
+    t_vars = as_flax(ensemble.take_members(teacher.final, k))
+    t_lp = teacher_logprobs_of(teacher.model, t_vars, x)
+    anchors = (jax.tree.map(lambda v: jnp.asarray(v)[member], teacher.final["params"]),
+               jax.tree.map(lambda v: jnp.asarray(v)[0], init_vars["params"]),
+               jax.tree.map(lambda v: jnp.asarray(v)[0], final["params"]))
+    local = model.clone(bn_axis_name=None) if hasattr(model, "bn_axis_name") else model
+    bs = jax.tree.map(lambda v: jnp.asarray(v)[0], final["batch_stats"])
+    out["plane"] = analysis.plane(local, bs, anchors, x, t_lp, float(d.temperature), a,
+                                  Path(workdir) / "plane")
+    print(f"[analysis] plane written to {Path(workdir) / 'plane'}", flush=True)
+  return out
+
+
+def teacher_logprobs_of(teacher_model, stacked_vars: dict, x: jax.Array,
+                        batch: int = 500) -> jax.Array:
+  """Ensemble log-probabilities on host-side inputs (outside the device mesh)."""
+  local = teacher_model.clone(bn_axis_name=None) if hasattr(teacher_model, "bn_axis_name") \
+      else teacher_model
+  fn = jax.jit(lambda v, xb: steps.teacher_logprobs(local.apply, v, xb))
+  return jnp.concatenate([fn(stacked_vars, x[i:i + batch]) for i in range(0, x.shape[0], batch)])
 
 
 def _rename(m: dict[str, float]) -> dict[str, float]:
@@ -471,6 +521,8 @@ def run(config: ConfigDict, workdir: str | Path, hook: Optional[Hook] = None) ->
       "test": _split_of(final, "test"),
       "train": _split_of(final, "train"),
       "train_aug": _split_of(final, "train_aug") or None,
+      "cka": final.get("cka"),
+      "plane": final.get("plane"),
       "teacher_entry": str(teacher.entry),
       "teacher_members_used": int(config.distill.teacher_members or config.teacher.ensemble_size),
       "sizes": host.info,
@@ -489,7 +541,8 @@ def run(config: ConfigDict, workdir: str | Path, hook: Optional[Hook] = None) ->
 def _split_of(final: dict[str, float], prefix: str) -> dict[str, float]:
   p = prefix + "_"
   return {k[len(p):]: v for k, v in final.items()
-          if k.startswith(p) and not (prefix == "train" and k.startswith("train_aug_"))}
+          if k.startswith(p) and not (prefix == "train" and k.startswith("train_aug_"))
+          and not isinstance(v, dict)}
 
 
 def _json_default(o: Any) -> Any:

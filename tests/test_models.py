@@ -1,4 +1,4 @@
-"""CIFAR models (PreResNet, VGG): shapes, parameter counts, numpy forward references, init, fitting."""
+"""CIFAR models (PreResNet, VGG): shapes, parameter counts, numpy references, init, fitting."""
 from __future__ import annotations
 
 import functools
@@ -17,6 +17,7 @@ from kd_jax.models.preresnet import BottleneckBlock
 NUM_CLASSES = 10
 
 
+@functools.lru_cache(maxsize=None)
 def _shapes(model, batch=2, hw=32):
   """Variable and output shapes without running the (possibly deep) model."""
   x = jax.ShapeDtypeStruct((batch, hw, hw, 3), jnp.float32)
@@ -117,12 +118,15 @@ def test_vgg16_param_count():
 
 
 # ----------------------------------------------------------------------------- shared small models
-# XLA compiles dominate the run time on CPU, so the few real inits and jitted applies are cached.
+# XLA compiles dominate the run time on CPU, so the few real inits and jitted applies are cached
+# and compiled without backend optimizations (3-8x faster to compile; each runs only a few times).
+
+_jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
 
 FIT_SPECS = {
     "bn": ("preresnet", 16, (("depth", 8), ("width", 0.5), ("norm", "batch"))),
     "ln": ("preresnet", 16, (("depth", 8), ("width", 0.5), ("norm", "layer"))),
-    "vgg": ("vgg16", 32, (("width", 0.25), ("dropout", 0.0))),
+    "vgg": ("vgg16", 32, (("width", 0.125), ("dropout", 0.5))),
 }
 
 
@@ -138,17 +142,16 @@ def _batch(spec: str):
 
 @functools.lru_cache(maxsize=None)
 def _init(spec: str):
-  # The rbg key only makes the random bits cheaper to compile; the initializers are the model's.
-  return jax.jit(_model(spec).init)(jax.random.key(0, impl="rbg"), _batch(spec)[0])
+  return _jit(_model(spec).init)(jax.random.key(0), _batch(spec)[0])
 
 
 @functools.lru_cache(maxsize=None)
 def _apply(spec: str, train: bool, dtype=jnp.float32):
   model = _model(spec, dtype=dtype)
   if train and spec == "bn":
-    return jax.jit(functools.partial(model.apply, train=True, mutable=["batch_stats"]))
-  return jax.jit(lambda v, x, rng: model.apply(v, x, train=train, return_features=True,
-                                               rngs={"dropout": rng}))
+    return _jit(functools.partial(model.apply, train=True, mutable=["batch_stats"]))
+  return _jit(lambda v, x, rng: model.apply(v, x, train=train, return_features=True,
+                                            rngs={"dropout": rng}))
 
 
 # ----------------------------------------------------------------------------- numpy references
@@ -223,7 +226,7 @@ def test_bottleneck_block_matches_numpy():
     p[name]["kernel"] *= 3.0  # 0.3-std kernels keep activations O(1)
   for name in ("norm1", "norm2", "norm3"):
     p[name]["scale"] += 1.0
-  got = jax.jit(block.apply)({"params": jax.tree.map(lambda a: a.astype(np.float32), p)}, x)
+  got = _jit(block.apply)({"params": jax.tree.map(lambda a: a.astype(np.float32), p)}, x)
   xd = x.astype(np.float64)
   pre = _relu(_np_layernorm(xd, p["norm1"]))
   h = _np_conv(pre, p["conv1"]["kernel"])
@@ -251,7 +254,7 @@ def test_vgg_eval_forward_matches_numpy():
     else:
       conv_i += 1
       q = p[f"conv{conv_i}"]
-      assert q["kernel"].shape[-1] == item // 4  # width 0.25
+      assert q["kernel"].shape[-1] == item // 8  # width 0.125
       y = _relu(_np_conv(y, q["kernel"], 1, 1, q["bias"]))
   y = y.reshape(y.shape[0], -1)
   y = _relu(y @ p["fc1"]["kernel"] + p["fc1"]["bias"])
@@ -287,10 +290,8 @@ def test_batchnorm_stats_update_only_in_train_mode():
                              atol=1e-5)
   np.testing.assert_allclose(first["var"], 0.9 + 0.1 * stem.var(axis=(0, 1, 2)), rtol=1e-3,
                              atol=1e-5)
-  model = _model("bn")
-  _, same = jax.jit(lambda v, x: model.apply(v, x, train=False, mutable=["batch_stats"]))(
-      variables, x)
-  jax.tree.map(np.testing.assert_array_equal, old, same["batch_stats"])
+  # Eval mode with batch_stats immutable: flax raises if the model tries to write them.
+  _apply("bn", False)(variables, x, jax.random.key(0))
 
 
 def test_bn_axis_name_averages_statistics_across_shards():
@@ -300,7 +301,7 @@ def test_bn_axis_name_averages_statistics_across_shards():
   variables = _init("bn")
   logits, upd = _apply("bn", True)(variables, x)
   sharded = _model("bn", bn_axis_name="data")
-  apply = jax.jit(jax.vmap(
+  apply = _jit(jax.vmap(
       lambda v, xs: sharded.apply(v, xs, train=True, mutable=["batch_stats"]),
       in_axes=(None, 0), axis_name="data"))
   s_logits, s_upd = apply(variables, x.reshape(4, 2, *x.shape[1:]))
@@ -325,7 +326,7 @@ def test_conv_kernel_init_is_he_fan_out_normal():
         assert abs(w.std() - 1) < 0.1, (names, w.std())
       pooled.append(w)
   w = np.concatenate(pooled)
-  assert w.size > 200_000
+  assert w.size > 100_000
   assert abs(w.mean()) < 0.01
   assert abs(w.std() - 1) < 0.02, w.std()
   # Untruncated normal: 4.55% of draws lie beyond 2 standard deviations.
@@ -384,24 +385,25 @@ def test_bfloat16_computation_keeps_float32_params_and_logits():
 
 def test_vgg_dropout_only_in_train_mode():
   x, _ = _batch("vgg")
-  variables = _init("vgg")  # dropout is not a parameter: the same weights serve rate 0.5
-  model = _model("vgg", dropout=0.5)
-  run = jax.jit(lambda train, rng: model.apply(variables, x, train=train,
-                                               rngs={"dropout": rng}), static_argnums=0)
-  a, b = run(True, jax.random.key(1)), run(True, jax.random.key(2))
+  variables = _init("vgg")
+  train = _apply("vgg", True)
+  a, b = train(variables, x, jax.random.key(1))[0], train(variables, x, jax.random.key(2))[0]
   assert not np.allclose(a, b)
-  np.testing.assert_array_equal(a, run(True, jax.random.key(1)))
-  np.testing.assert_array_equal(run(False, jax.random.key(1)), run(False, jax.random.key(2)))
-  ref, _ = _apply("vgg", False)(variables, x, jax.random.key(0))  # rate 0 model, eval mode
-  np.testing.assert_allclose(run(False, jax.random.key(1)), ref, rtol=1e-6, atol=1e-6)
+  np.testing.assert_array_equal(a, train(variables, x, jax.random.key(1))[0])
+  ev = _apply("vgg", False)
+  np.testing.assert_array_equal(ev(variables, x, jax.random.key(1))[0],
+                                ev(variables, x, jax.random.key(2))[0])
+  # Eval mode is the plain network (checked against numpy above); train mode with rate 0.5
+  # really drops: a dropped hidden layer cannot reproduce it.
+  assert not np.allclose(a, ev(variables, x, jax.random.key(1))[0])
 
 
 # ----------------------------------------------------------------------------- fitting
 
 
-@pytest.mark.parametrize("spec, lr", [("bn", 1e-2), ("ln", 1e-2), ("vgg", 5e-4)])
+@pytest.mark.parametrize("spec, lr", [("bn", 1e-2), ("ln", 1e-2), ("vgg", 1e-3)])
 def test_adam_fits_a_tiny_batch(spec, lr):
-  model = _model(spec)
+  model = _model(spec, dropout=0.0) if spec == "vgg" else _model(spec)
   x, y = _batch(spec)
   onehot = np.eye(NUM_CLASSES)[y]
   variables = _init(spec)
@@ -417,7 +419,9 @@ def test_adam_fits_a_tiny_batch(spec, lr):
       stats = upd["batch_stats"]
     return -jnp.mean(jnp.sum(onehot * jax.nn.log_softmax(logits), axis=-1)), stats
 
-  @jax.jit
+  # VGG's 60 steps run 4x faster at optimization level 1, which outweighs its longer compile.
+  @functools.partial(jax.jit, compiler_options={
+      "xla_backend_optimization_level": 1 if spec == "vgg" else 0})
   def step(params, stats, opt):
     (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, stats)
     updates, opt = tx.update(grads, opt, params)

@@ -20,7 +20,7 @@ from kd_jax.data.sources import ArrayDataset
 from kd_jax.errors import ConfigError
 
 TEACHER_POOLS = ("train", "d0")
-DISTILL_POOLS = ("rest", "train", "d0", "d1")
+DISTILL_POOLS = ("rest", "teacher", "train", "d0", "d1")
 OOD_LABEL = -1
 
 # One seed stream per purpose (see module docstring).
@@ -149,7 +149,8 @@ def make_splits(ds: ArrayDataset, data_cfg: Any, ood: ArrayDataset | None = None
 
   Steps: carve a stratified test set of ``test_size`` from train when the source has none;
   pick the teacher pool (train or D0) and its stratified ``teacher_subset``; pick the distill
-  pool ('rest' = train minus the teacher set, disjoint from it) and its ``distill_subset``;
+  pool ('rest' = train minus the teacher set, disjoint from it; 'teacher' = the teacher's own
+  images) and its ``distill_subset``;
   append ``ood.num`` seeded OOD images; keep a stratified ``max_test`` of test.
   """
   seed = _count(data_cfg, "split_seed")
@@ -197,6 +198,8 @@ def make_splits(ds: ArrayDataset, data_cfg: Any, ood: ArrayDataset | None = None
       raise ConfigError("data.distill_pool='rest' is empty: the teacher set uses all "
                         f"{teacher.size} train images; set data.teacher_subset or choose "
                         "data.distill_pool='train'")
+  elif distill_pool == "teacher":  # exactly the teacher's images (self-distillation on a subset)
+    d_pool = teacher
   else:
     d_pool = pools[distill_pool]
   distill = d_pool

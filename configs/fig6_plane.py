@@ -1,0 +1,34 @@
+"""Fig 6c (PAPER.md): distillation loss and agreement on the plane through the teacher, the
+student's initialization and the final student.
+
+    python -m kd_jax.sweep --config=configs/fig6_plane.py --workdir=runs/fig6_plane            # GPU/TPU
+    python -m kd_jax.sweep --config=configs/fig6_plane.py:mini --workdir=runs/fig6_plane_mini  # CPU
+
+The Fig 6a SGD-300 student (configs/fig6_optimization.py: ResNet-20 LayerNorm
+self-distillation on CIFAR-100, no distillation augmentation) from a random start; after
+distillation kd_jax/analysis.py evaluates a 21×21 grid on 1,000 distillation images and writes
+`<workdir>/random_init/seed<k>/plane/plane.npz` and one contour plot per quantity.
+
+`mini`: the fig6 mini setting (CIFAR-10 JPEGs, LayerNorm PreResNet-8 at quarter width, 1,000
+images, 10 epochs) with an 11×11 grid on 500 images.
+"""
+from kd_jax import recipes
+
+
+def get_config(arg: str = ""):
+  recipes.check_variant(arg, "configs/fig6_plane.py")
+  if arg == "mini":
+    c = recipes.paper_optimization("fig6_plane_mini")
+    recipes.mini_optimization(c, distill_epochs=10)
+    c.analysis.plane_points = 11
+    c.analysis.plane_examples = 500
+    c.sweep.seeds = (0,)
+    c.sweep.title = "Fig 6c mini: loss plane through teacher, student init and final student"
+  else:
+    c = recipes.paper_optimization("fig6_plane")   # SGD, 300 epochs: the student recipe
+    c.sweep.title = "Fig 6c: loss plane through teacher, student init and final student"
+  c.analysis.plane = True
+  c.sweep.arms = (("random_init", {"distill.init.mode": "random"}),)
+  c.sweep.metrics = ("train_agreement", "test_agreement")
+  c.sweep.paper = ()                   # the paper shows the plane as a picture only
+  return c

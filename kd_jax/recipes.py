@@ -1,0 +1,175 @@
+"""The paper's training recipes (PAPER.md, "Training recipes") and the CPU-sized `mini` data.
+
+Figure configs call these so every figure starts from the same recipe and states only what it
+varies. Values cite PAPER.md; `mini` values are ours, chosen to finish in minutes on 2 CPU cores.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ml_collections import ConfigDict
+
+from kd_jax.config import base_config, model_config, optim_config
+
+_REPO = Path(__file__).resolve().parents[1]
+#: Real CIFAR-10 as JPEGs (train/<class>/*.jpg, test/<class>/*.jpg); override with
+#: KD_JAX_CIFAR10 or --config.data.path=<folder or tar>.
+CIFAR10_FOLDER = os.environ.get("KD_JAX_CIFAR10",
+                                str(_REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"))
+
+
+def cifar_teacher(c: ConfigDict, depth: int = 56) -> None:
+  """200 epochs, batch 256, SGD momentum 0.9, wd 1e-4, cosine 0.1 → 0, crop + flip."""
+  c.teacher.model = model_config("preresnet", depth=depth, norm="batch", width=1.0)
+  c.teacher.epochs = 200
+  c.teacher.batch_size = 256
+  c.teacher.optim = optim_config(name="sgd", lr=0.1, momentum=0.9, nesterov=False,
+                                 weight_decay=1e-4, schedule="cosine", lr_min=0.0)
+  c.teacher.augment = "baseline"
+  c.teacher.eval_every = 10
+
+
+def cifar_student(c: ConfigDict, depth: int = 56) -> None:
+  """300 epochs, batch 128, SGD Nesterov 0.9, wd 1e-4, cosine 0.05 → 1e-6, τ = 4, α = 0."""
+  c.distill.model = model_config("preresnet", depth=depth, norm="batch", width=1.0)
+  c.distill.epochs = 300
+  c.distill.batch_size = 128
+  c.distill.optim = optim_config(name="sgd", lr=0.05, momentum=0.9, nesterov=True,
+                                 weight_decay=1e-4, schedule="cosine", lr_min=1e-6)
+  c.distill.augment = "baseline"
+  c.distill.temperature = 4.0
+  c.distill.alpha = 0.0
+  c.distill.eval_every = 10
+
+
+def tfds_cifar(c: ConfigDict, name: str = "cifar100") -> None:
+  """Teacher and student both see the whole train split (self-distillation on the same data)."""
+  c.data.source = "tfds"
+  c.data.name = name
+  c.data.test_size = 0
+  c.data.teacher_subset = 0
+  c.data.distill_pool = "train"
+  c.data.normalization = "unit_cube"
+
+
+def paper_cifar100(name: str) -> ConfigDict:
+  """PreResNet-56 → PreResNet-56 on CIFAR-100 with the paper's recipes."""
+  c = base_config()
+  c.name = name
+  tfds_cifar(c, "cifar100")
+  cifar_teacher(c)
+  cifar_student(c)
+  c.run.checkpoint_every = 10
+  c.run.log_every = 1
+  c.run.eval_batch_size = 1000
+  return c
+
+
+def mini_cifar10(c: ConfigDict, *, teacher_images: int = 8_000, test_images: int = 2_000,
+                 teacher_epochs: int = 12, distill_epochs: int = 6, width: float = 0.5,
+                 depth: int = 8) -> None:
+  """Same code path on the real CIFAR-10 JPEGs, shrunk to minutes on a CPU.
+
+  A PreResNet-8 (basic blocks) at the given width; the teacher trains on a stratified subset
+  and the student is distilled on that same subset (self-distillation, as in the paper).
+  """
+  c.data.source = "image_folder"
+  c.data.path = CIFAR10_FOLDER
+  c.data.name = ""
+  c.data.test_size = 0
+  c.data.teacher_subset = teacher_images
+  c.data.distill_pool = "teacher"
+  c.data.distill_subset = 0
+  c.data.max_test = test_images
+  for section in (c.teacher, c.distill):
+    section.model = model_config("preresnet", depth=depth, norm="batch", width=width)
+  c.teacher.epochs = teacher_epochs
+  c.teacher.batch_size = 128
+  c.teacher.optim.lr = 0.1
+  c.teacher.eval_every = 5
+  c.distill.epochs = distill_epochs
+  c.distill.batch_size = 128
+  c.distill.eval_every = 3
+  c.distill.train_eval_size = 2_000
+  c.run.checkpoint_every = 2
+  c.run.log_every = 1
+  c.run.eval_batch_size = 500
+
+
+# ------------------------------------------------------------------ figure configs (configs/fig*.py)
+
+#: Student seeds of a paper-scale figure (PAPER.md, "Seeds": 3 trials per arm).
+PAPER_SEEDS = (0, 1, 2)
+#: One teacher store for every figure, relative to the folder a sweep runs from (the repository
+#: root in experiments/README.md): figures whose teachers share a recipe (kd_jax.config.teacher_key)
+#: reuse one trained ensemble instead of each training its own.
+SHARED_TEACHERS = "runs/teachers"
+
+
+def check_variant(arg: str, config_file: str, variants: tuple[str, ...] = ("", "mini")) -> str:
+  """Returns ``arg`` if it names a variant of ``config_file``; raises ValueError otherwise."""
+  if arg not in variants:
+    raise ValueError(f"unknown variant {arg!r} of {config_file}; use "
+                     + " or ".join(repr(v) for v in variants))
+  return arg
+
+
+def paper_figure(name: str, *, teacher_depth: int = 56, student_depth: int = 56) -> ConfigDict:
+  """A figure at the paper's scale: CIFAR-100 (tfds), PreResNets, 3 seeds, the shared store."""
+  c = paper_cifar100(name)
+  cifar_teacher(c, teacher_depth)
+  cifar_student(c, student_depth)
+  c.teacher.store = SHARED_TEACHERS
+  c.sweep.seeds = PAPER_SEEDS
+  return c
+
+
+def mini_figure(c: ConfigDict, *, members: int = 5, teacher_images: int = 2_000,
+                teacher_epochs: int = 10, distill_epochs: int = 4, test_images: int = 1_000,
+                width: float = 0.25, depth: int = 8) -> None:
+  """The CPU-sized version of a figure: real CIFAR-10 JPEGs, PreResNet-8 at quarter width.
+
+  The defaults describe one teacher ensemble (``members`` × PreResNet-8, 2,000 images,
+  10 epochs) that every mini figure with this recipe shares through :data:`SHARED_TEACHERS`;
+  ``members`` is the largest ensemble any of them uses, so the store trains it once. Students
+  are distilled on the teacher's own images (self-distillation data, as in the paper) and
+  train agreement is measured on 1,000 of them. One seed.
+  """
+  mini_cifar10(c, teacher_images=teacher_images, test_images=test_images,
+               teacher_epochs=teacher_epochs, distill_epochs=distill_epochs, width=width,
+               depth=depth)
+  c.teacher.ensemble_size = members
+  c.teacher.store = SHARED_TEACHERS
+  c.distill.eval_every = distill_epochs   # one evaluation, at the end
+  c.distill.train_eval_size = min(1_000, teacher_images)
+  c.run.checkpoint_every = 5
+  c.sweep.seeds = (0,)
+
+
+def optimization_model(c: ConfigDict, model: ConfigDict) -> None:
+  """The Fig 6 / Table 1 setting: self-distillation (one teacher, the student's architecture)
+  on exactly the teacher's training images, without distillation augmentation, so "train
+  agreement" is measured on the very inputs the student is fit to."""
+  c.teacher.model = model
+  c.distill.model = ConfigDict(model.to_dict())
+  c.teacher.ensemble_size = 1
+  c.distill.teacher_members = 1
+  c.distill.augment = ""
+  c.distill.train_eval_size = 0           # every distillation image
+
+
+def paper_optimization(name: str) -> ConfigDict:
+  """ResNet-20 with LayerNorm on CIFAR-100 (PAPER.md, Fig 6 and Table 1), paper recipes."""
+  c = paper_figure(name)
+  optimization_model(c, model_config("resnet20_ln", width=1.0))
+  c.data.distill_pool = "train"           # the teacher's own training set
+  return c
+
+
+def mini_optimization(c: ConfigDict, *, distill_epochs: int = 10) -> None:
+  """CPU version of :func:`paper_optimization`: PreResNet-8 with LayerNorm at quarter width,
+  a 1,000-image CIFAR-10 teacher set (15 epochs) that is also the distillation set."""
+  mini_figure(c, members=1, teacher_images=1_000, teacher_epochs=15,
+              distill_epochs=distill_epochs)
+  optimization_model(c, model_config("preresnet", depth=8, norm="layer", width=0.25))

@@ -1,0 +1,102 @@
+"""The optimization instruments wired into real runs: interpolated init, L-BFGS, CKA, the plane."""
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from kd_jax import ensemble, parallel, report, steps, train
+from kd_jax.models import get_model
+from tiny import tiny_config
+
+
+def _ln_config(store, **kw):
+  c = tiny_config(store, **kw)
+  with c.unlocked():
+    for section in (c.teacher, c.distill):
+      section.model = {"name": "preresnet", "depth": 8, "norm": "layer", "width": 0.25}
+  return c
+
+
+def _data_and_teacher(c, workdir):
+  mesh = parallel.make_mesh(c.run.num_devices)
+  data = train.put_data(train.load_splits(c), c, mesh)
+  teacher = train.get_teacher(c, workdir, data, mesh, report.MetricWriter(workdir, False))
+  return data, teacher
+
+
+def test_lambda_one_layernorm_student_is_the_teacher(tmp_path):
+  c = _ln_config(tmp_path / "store")
+  with c.unlocked():
+    c.distill.init.mode = "interpolate"
+    c.distill.init.lam = 1.0
+    c.distill.temperature = 3.0
+  data, teacher = _data_and_teacher(c, tmp_path / "w")
+  model = train.build_model(c.distill.model, data.num_classes, c)
+  init, lr = train.student_init(c, model, teacher, data)
+  assert lr == c.distill.optim.lr_min  # lr·(1−λ) floored at the schedule minimum
+  x = data.normalize(jnp.asarray(data.host.distill_x[:64], jnp.float32) / 255.0)
+  local = model.clone(bn_axis_name=None)
+  s_logits = local.apply(train.as_flax(jax.tree.map(lambda a: a[0], init)), x, train=False)
+  t_lp = train.teacher_logprobs_of(teacher.model, train.as_flax(teacher.final), x)
+  assert np.mean(np.argmax(s_logits, -1) == np.argmax(t_lp, -1)) == 1.0
+  # KD loss at a perfect match = τ²·H(softmax(z_t/τ)), written out in numpy.
+  tau = 3.0
+  z = np.asarray(t_lp, np.float64) / tau
+  p = np.exp(z - z.max(-1, keepdims=True))
+  p /= p.sum(-1, keepdims=True)
+  entropy = -(p * np.log(p)).sum(-1)
+  spec = steps.StepSpec(apply_fn=None, tx=None, augment=None, normalize=None, objective="kd",
+                        temperature=tau)
+  loss = steps.per_example_loss(spec, s_logits, jnp.zeros(64, jnp.int32), jnp.ones(64, bool), t_lp)
+  np.testing.assert_allclose(np.asarray(loss), tau ** 2 * entropy, rtol=2e-4, atol=1e-5)
+
+
+def test_teacher_initial_weights_init(tmp_path):
+  c = _ln_config(tmp_path / "store")
+  with c.unlocked():
+    c.distill.init.mode = "teacher_initial"
+  data, teacher = _data_and_teacher(c, tmp_path / "w")
+  model = train.build_model(c.distill.model, data.num_classes, c)
+  init, _ = train.student_init(c, model, teacher, data)
+  fresh = train.init_variables(model, c.teacher.seed, train.TEACHER_STREAM, 1, data.image_shape)
+  for a, b, f in zip(jax.tree.leaves(init["params"]), jax.tree.leaves(teacher.initial["params"]),
+                     jax.tree.leaves(fresh["params"])):
+    np.testing.assert_array_equal(np.asarray(a)[0], np.asarray(b)[0])
+    np.testing.assert_array_equal(np.asarray(a)[0], np.asarray(f)[0])  # = member 0's seed
+
+
+def test_lbfgs_decreases_full_batch_loss(tmp_path):
+  c = tiny_config(tmp_path / "store", distill_epochs=6)
+  with c.unlocked():
+    c.distill.optim.name = "lbfgs"
+    c.distill.loss = "kl"  # zero at a perfect match, so the decrease is visible
+    c.distill.eval_every = 6
+  train.run(c, tmp_path / "run")
+  recs = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+  loss = [r["loss"] for r in recs if r["phase"] == "distill"]
+  assert len(loss) == 6
+  assert all(b <= a + 1e-6 for a, b in zip(loss, loss[1:])), loss
+  assert loss[-1] < 0.8 * loss[0], loss
+
+
+def test_cka_and_plane_on_a_run(tmp_path):
+  c = _ln_config(tmp_path / "store")
+  with c.unlocked():
+    c.analysis.cka = True
+    c.analysis.cka_examples = 100
+    c.analysis.plane = True
+    c.analysis.plane_points = 5
+    c.analysis.plane_examples = 64
+    c.analysis.plane_chunk = 5
+  res = train.run(c, tmp_path / "run")
+  assert set(res["cka"]) == {"stage1", "stage2", "stage3"}
+  assert all(0.0 <= v <= 1.0 + 1e-6 for v in res["cka"].values())
+  anchors = res["plane"]["anchors"]
+  assert anchors["teacher"]["agreement"] == 100.0  # the teacher agrees with itself
+  assert abs(anchors["teacher"]["kl"]) < 1e-5
+  grid = np.load(tmp_path / "run" / "plane" / "plane.npz")
+  assert grid["distill_loss"].shape == (5, 5)
+  assert (tmp_path / "run" / "plane" / "plane_agreement.png").stat().st_size > 0

@@ -1,0 +1,24 @@
+"""Shared tiny settings for tests that run the real training code on embedded MNIST."""
+from __future__ import annotations
+
+from kd_jax import config as config_lib
+
+
+def tiny_config(store, *, devices=0, members=1, teacher_epochs=2, distill_epochs=2):
+  c = config_lib.base_config()
+  c.data.test_size = 200
+  c.data.teacher_subset = 64
+  c.data.distill_subset = 128
+  c.teacher.epochs = teacher_epochs
+  c.teacher.batch_size = 16
+  c.teacher.ensemble_size = members
+  c.teacher.optim.lr = 0.05
+  c.teacher.eval_every = 1
+  c.teacher.store = str(store)
+  c.distill.epochs = distill_epochs
+  c.distill.batch_size = 32
+  c.distill.eval_every = 1
+  c.run.num_devices = devices
+  c.run.checkpoint_every = 1
+  c.run.tensorboard = False
+  return config_lib.lock(c)
