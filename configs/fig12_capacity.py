@@ -35,7 +35,7 @@ def get_config(arg: str = ""):
   c.teacher.ensemble_size = 1
 
   def model(key):
-    return model_config("preresnet", depth=depths[key], norm="batch", width=width)
+    return model_config("preresnet", depth=depths[key], norm="batch", width=width).to_dict()
 
   c.sweep.arms = tuple((f"{t}_to_{s}", {"teacher.model": model(t), "distill.model": model(s)})
                        for t, s in PAIRS)

@@ -44,6 +44,7 @@ def _emnist(num: int) -> dict:
 def get_config(arg: str = ""):
   recipes.check_variant(arg, "configs/fig2_mnist.py")
   c = _mnist_config()
+  c.teacher.store = recipes.SHARED_TEACHERS  # the mini teacher is configs/mnist.py's
   c.sweep.metrics = ("test_agreement", "test_student_acc")
   if arg == "mini":
     c.name = "fig2_mnist_mini"
@@ -60,7 +61,6 @@ def get_config(arg: str = ""):
   c.data.source = "tfds"
   c.data.name = "mnist"
   c.data.test_size = 0                  # MNIST has its own test split
-  c.teacher.store = recipes.SHARED_TEACHERS
   c.sweep.seeds = recipes.PAPER_SEEDS
   c.sweep.arms = (
       ("mnist_60k", {"data.distill_pool": "train"}),

@@ -1,4 +1,4 @@
-"""Fig 4 (PAPER.md): recycling the teacher's data. Teachers see D0; students distill on D0, D1, both.
+"""Fig 4 (PAPER.md): recycling the teacher's data. Teachers see D0; students D0, D1 or both.
 
     python -m kd_jax.sweep --config=configs/fig4_recycling.py --workdir=runs/fig4            # GPU/TPU
     python -m kd_jax.sweep --config=configs/fig4_recycling.py:mini --workdir=runs/fig4_mini  # CPU

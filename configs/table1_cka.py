@@ -6,8 +6,9 @@
 ResNet-20 self-distillation in the Fig 6 setting (configs/fig6_optimization.py: LayerNorm
 ResNet-20 on CIFAR-100, distilled 300 epochs with SGD on the teacher's own training set,
 without distillation augmentation). Two arms: a fresh random init, and the teacher's initial
-weights (`distill.init.mode="teacher_initial"`). After distillation, linear CKA between
-teacher and student outputs of the three stages on 1,000 test images. 10 trials (PAPER.md).
+weights (`distill.init.mode="teacher_initial"`). After distillation, CKA between teacher and
+student outputs of the three stages on 1,000 test images; PAPER.md does not name the kernel,
+we use linear CKA. 10 trials (PAPER.md).
 
 `mini`: the fig6 mini setting (CIFAR-10 JPEGs, LayerNorm PreResNet-8 at quarter width, 1,000
 images, 10 epochs), 3 seeds.

@@ -97,7 +97,7 @@ def mini_cifar10(c: ConfigDict, *, teacher_images: int = 8_000, test_images: int
   c.run.eval_batch_size = 500
 
 
-# ------------------------------------------------------------------ figure configs (configs/fig*.py)
+# ------------------------------------------------------------- figure configs (configs/fig*.py)
 
 #: Student seeds of a paper-scale figure (PAPER.md, "Seeds": 3 trials per arm).
 PAPER_SEEDS = (0, 1, 2)

@@ -53,8 +53,7 @@ class Data:
 
 def load_splits(config: ConfigDict) -> splits_lib.Splits:
   ds = sources.load_source(config.data)
-  ood = sources.load_source(config.data.ood) if config.data.ood.num > 0 else None
-  return splits_lib.make_splits(ds, config.data, ood)
+  return splits_lib.make_splits(ds, config.data, sources.load_ood(config.data))
 
 
 def put_data(host: splits_lib.Splits, config: ConfigDict, mesh: Mesh) -> Data:
@@ -177,6 +176,7 @@ class Phase:
   eval_every: int
   evaluate: Callable[[steps.TrainState], dict[str, float]]
   teacher_vars: Any = dataclasses.field(default_factory=dict)
+  last_eval: Optional[dict[str, float]] = None  # evaluation after the final epoch, if run here
 
 
 def _chunk_fn(phase: Phase, mesh: Mesh, num_steps: int):
@@ -236,6 +236,8 @@ def fit(phase: Phase, state: steps.TrainState, mesh: Mesh, writer: report.Metric
     record = dict(stats)
     if done % phase.eval_every == 0 or done == phase.epochs:
       evals = phase.evaluate(state)
+      if done == phase.epochs:
+        phase.last_eval = evals
       record.update(evals)
       stats.update({k: v for k, v in evals.items() if k in _SHOWN})
     writer.write(phase.name, done, record)
@@ -325,7 +327,8 @@ def get_teacher(config: ConfigDict, workdir: Path, data: Data, mesh: Mesh,
   state = fit(phase, state, mesh, writer, hook)
   final = jax.device_get(state_variables(state))
   checkpoints.save_teacher(entry, final, initial,
-                           {"key": key, "members": members, "final_eval": evaluate(state)})
+                           {"key": key, "members": members,
+                            "final_eval": phase.last_eval or evaluate(state)})
   return Teacher(model, final, initial, entry, trained_now=True)
 
 
@@ -434,7 +437,7 @@ def distill(config: ConfigDict, workdir: Path, data: Data, teacher: Teacher, mes
         f"(τ={d.temperature}, α={d.alpha}, augment={d.augment or 'none'!r}, init={d.init.mode})",
         flush=True)
   state = fit(phase, state, mesh, writer, hook)
-  final = evaluate(state)
+  final = dict(phase.last_eval) if phase.last_eval is not None else evaluate(state)
   final.update(_analyses(config, workdir, data, teacher, model, init_vars, state))
   return final
 

@@ -231,7 +231,7 @@ def test_config_errors():
                             "(3800 images); use at most 3800")
   with pytest.raises(ConfigError, match=r"data\.teacher_pool='d1'.*train, d0"):
     splits.make_splits(ds, _cfg(teacher_pool="d1"))
-  with pytest.raises(ConfigError, match=r"data\.distill_pool='all'.*rest, train, d0, d1"):
+  with pytest.raises(ConfigError, match=r"data\.distill_pool='all'.*rest, teacher, train, d0, d1"):
     splits.make_splits(ds, _cfg(distill_pool="all"))
   with pytest.raises(ConfigError, match=r"data\.distill_subset=4000 is larger than the distill "
                                         r"pool \(3600 images\)"):
@@ -258,3 +258,12 @@ def test_mnist_embedded_default_config():
   assert (len(s.teacher_y), len(s.distill_y), len(s.test_y)) == (200, 3800, 1000)
   np.testing.assert_array_equal(np.bincount(s.distill_y), [380] * 10)
   assert s.teacher_x.shape[1:] == (28, 28, 1) and s.num_classes == 10
+
+
+def test_teacher_pool_distills_on_exactly_the_teacher_images():
+  ds = _dataset([40] * 5, test_counts=[2] * 5)
+  sp = splits.make_splits(ds, _cfg(teacher_subset=50, distill_pool="teacher"))
+  assert sp.distill_x.shape[0] == 50
+  np.testing.assert_array_equal(sp.distill_x, sp.teacher_x)
+  np.testing.assert_array_equal(sp.distill_y, sp.teacher_y)
+  assert np.bincount(sp.distill_y).tolist() == [10] * 5
