@@ -25,10 +25,11 @@ def main(argv: list[str]) -> None:
   logging.set_verbosity(logging.ERROR)  # orbax logs every file it writes; tfds warns on probes
   import jax  # after flag parsing: --help stays fast
   jax.distributed.initialize() if _multi_host() else None
-  from kd_jax import cache, train
+  from kd_jax import cache, cli, train
+  config = cli.config_value(_CONFIG)
   cache.use_compile_cache()
   try:
-    train.run(_CONFIG.value, _WORKDIR.value)
+    train.run(config, _WORKDIR.value)
   except ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
@@ -41,11 +42,8 @@ def _multi_host() -> bool:
 
 
 def run() -> None:
-  try:
-    app.run(main)
-  except ConfigError as e:  # raised while loading the config file
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  from kd_jax import cli
+  cli.run_app(main)
 
 
 if __name__ == "__main__":

@@ -569,27 +569,25 @@ def main(argv: list[str]) -> None:
   from absl import app, flags, logging
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
+  logging.set_verbosity(logging.ERROR)  # orbax logs every file it writes; tfds warns on probes
+  from kd_jax import cli
   f = flags.FLAGS
+  config = cli.config_value(flags.FLAGS["config"])
   try:
     if f.dry_run:
-      print(describe(f.config, Path(f.workdir), f.only))
+      print(describe(config, Path(f.workdir), f.only))
       return
     use_compile_cache(f.workdir)
-    run_sweep(f.config, f.workdir, only=f.only, command=command_line(sys.argv))
+    run_sweep(config, f.workdir, only=f.only, command=command_line(sys.argv))
   except ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
 
 
 def run() -> None:
-  from absl import app
+  from kd_jax import cli
   _define_flags()
-  try:
-    app.run(main)
-  except ConfigError as e:  # raised while loading the config file
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  cli.run_app(main)
 
 
 if __name__ == "__main__":
