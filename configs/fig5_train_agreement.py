@@ -11,7 +11,7 @@ the paper is left out (no SN-GAN samples in kd_jax). These trials repeat fig3's 
 sweep cannot borrow another figure's trials, but the teacher comes from the shared store.
 
 `mini`: the fig3 mini setting (CIFAR-10 JPEGs, 3 members of the shared 5×PreResNet-8 at quarter
-width, 2,000 images, 4 distillation epochs).
+width, 2,000 images, 10 distillation epochs).
 """
 from kd_jax import recipes
 

@@ -126,7 +126,7 @@ def paper_figure(name: str, *, teacher_depth: int = 56, student_depth: int = 56)
 
 
 def mini_figure(c: ConfigDict, *, members: int = 5, teacher_images: int = 2_000,
-                teacher_epochs: int = 10, distill_epochs: int = 4, test_images: int = 1_000,
+                teacher_epochs: int = 10, distill_epochs: int = 10, test_images: int = 1_000,
                 width: float = 0.25, depth: int = 8) -> None:
   """The CPU-sized version of a figure: real CIFAR-10 JPEGs, PreResNet-8 at quarter width.
 
