@@ -42,3 +42,13 @@ def test_unwritable_workdir_and_missing_config(tmp_path):
   out = _main("--config=configs/no_such.py", f"--workdir={tmp_path}")
   assert out.returncode == 2
   assert out.stderr.strip() == "error: --config=configs/no_such.py: no such config file"
+
+
+def test_paper_config_without_cifar100_says_how_to_get_it(tmp_path):
+  out = _main("--config=configs/cifar100.py", f"--workdir={tmp_path / 'w'}",
+              f"--config.data.data_dir={tmp_path / 'tfds'}")
+  assert out.returncode == 2
+  lines = out.stderr.strip().splitlines()
+  assert len(lines) == 1, out.stderr
+  assert f"tfds build cifar100 --data_dir={tmp_path / 'tfds'}" in lines[0]
+  assert 'pip install "kd_jax[prepare]"' in lines[0]
