@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Optional
 
+import chex
 import flax
 import jax
 import jax.numpy as jnp
@@ -84,8 +85,10 @@ def teacher_logprobs(teacher_apply: Callable[..., Any], teacher_vars: Any, x: Ar
 
 def per_example_loss(spec: StepSpec, logits: Array, labels: Array, is_real: Array,
                      targets: Optional[Array]) -> Array:
+  chex.assert_rank(logits, 2)
   if spec.objective == "ce":
     return losses.cross_entropy(logits, jnp.where(is_real, labels, -1))
+  chex.assert_equal_shape([logits, targets])  # teacher and student must share the classes
   return losses.distill_loss(logits, targets, labels, is_real, spec.temperature, spec.alpha,
                              kind=spec.objective)
 

@@ -5,6 +5,7 @@ members alone, interrupted vs straight-through), not against stored numbers.
 """
 from __future__ import annotations
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -29,10 +30,9 @@ def test_four_devices_match_one(tmp_path):
   assert len(jax.devices()) == 4, "conftest must give 4 fake CPU devices"
   one = _teacher(tiny_config(tmp_path / "s1", devices=1), tmp_path / "w1")
   four = _teacher(tiny_config(tmp_path / "s4", devices=4), tmp_path / "w4")
-  moved = 0.0
-  for a, b, init in zip(_leaves(one.final), _leaves(four.final), _leaves(one.initial)):
-    np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
-    moved = max(moved, float(np.abs(a - init).max()))
+  chex.assert_trees_all_close(one.final, four.final, rtol=2e-4, atol=2e-5)
+  moved = max(float(np.abs(a - init).max())
+              for a, init in zip(_leaves(one.final), _leaves(one.initial)))
   assert moved > 1e-3, "training must have changed the parameters for the check to mean anything"
 
 
