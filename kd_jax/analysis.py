@@ -18,11 +18,8 @@ from kd_jax import landscape, losses, metrics
 Array = jax.Array
 
 
-def _single(tree: Any, i: int = 0) -> Any:
-  return jax.tree.map(lambda a: jnp.asarray(a)[i], tree)
-
-
-def _inputs(images_u8: np.ndarray, n: int, normalize) -> Array:
+def inputs(images_u8: np.ndarray, n: int, normalize) -> Array:
+  """The first ``n`` images of a host split, scaled and normalized like the training inputs."""
   return normalize(jnp.asarray(images_u8[:n], jnp.float32) / 255.0)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -417,12 +416,12 @@ def distill(config: ConfigDict, workdir: Path, data: Data, teacher: Teacher, mes
     out = {}
     for prefix, m in (("test", split_metrics(t_test_lp, s_test[0], test_labels)),
                       ("train", split_metrics(t_train_lp, s_train[0], train_labels))):
-      out.update({f"{prefix}_{key}": v for key, v in _rename(m).items()})
+      out.update({f"{prefix}_{key}": v for key, v in m.items()})
     if d.augment:
       t_aug, s_aug = predict((teacher.model.apply, model.apply), (t_vars, s_vars), data.distill,
                              mesh, spec, eb, augmented=True, seed=config.seed, limit=train_limit)
       m = split_metrics(ensemble.ensemble_logprobs(t_aug), s_aug[0], train_labels)
-      out.update({f"train_aug_{key}": v for key, v in _rename(m).items()})
+      out.update({f"train_aug_{key}": v for key, v in m.items()})
     return out
 
   phase = Phase(name="distill", spec=spec, split=data.distill, epochs=d.epochs,
@@ -455,11 +454,11 @@ def _analyses(config: ConfigDict, workdir: Path, data: Data, teacher: Teacher, m
   final = jax.device_get(state_variables(state))
   s_single = as_flax(jax.tree.map(lambda x: jnp.asarray(x)[0], final))
   if a.cka:
-    x = analysis._inputs(data.host.test_x, int(a.cka_examples), data.normalize)
+    x = analysis.inputs(data.host.test_x, int(a.cka_examples), data.normalize)
     out["cka"] = analysis.cka(teacher.model, t_single, model, s_single, x, a.cka_kernel)
     print(f"[analysis] CKA per stage: {out['cka']}", flush=True)
   if a.plane:
-    x = analysis._inputs(data.host.distill_x, int(a.plane_examples), data.normalize)
+    x = analysis.inputs(data.host.distill_x, int(a.plane_examples), data.normalize)
     k = int(d.teacher_members) or ensemble.num_members(teacher.final["params"])
     t_vars = as_flax(ensemble.take_members(teacher.final, k))
     t_lp = teacher_logprobs_of(teacher.model, t_vars, x)
@@ -481,11 +480,6 @@ def teacher_logprobs_of(teacher_model, stacked_vars: dict, x: jax.Array,
       else teacher_model
   fn = jax.jit(lambda v, xb: steps.teacher_logprobs(local.apply, v, xb))
   return jnp.concatenate([fn(stacked_vars, x[i:i + batch]) for i in range(0, x.shape[0], batch)])
-
-
-def _rename(m: dict[str, float]) -> dict[str, float]:
-  """metrics.finalize keys → flat result keys (teacher_acc, student_acc, agreement, kl, ...)."""
-  return dict(m)
 
 
 # ------------------------------------------------------------------------------ experiment
