@@ -24,6 +24,7 @@ setup(
         "pillow>=10",                # image-folder source (JPEG/PNG decode)
         "matplotlib>=3.8",           # figure and landscape plots
         "tensorboardX>=2.6",         # TensorBoard event files without TensorFlow
+        "grain>=0.2.12",             # host-streamed input pipeline (data.pipeline=streamed)
     ],
     extras_require={
         "test": ["pytest>=8", "scipy>=1.11"],

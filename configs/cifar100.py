@@ -1,4 +1,4 @@
-"""The paper's main experiment (PAPER.md): PreResNet-56 teachers → PreResNet-56 student, CIFAR-100.
+"""The paper's main experiment (docs/paper.md): PreResNet-56 teachers → PreResNet-56 student, CIFAR-100.
 
     python -m kd_jax.main --config=configs/cifar100.py --workdir=runs/c100 \
         --config.teacher.ensemble_size=5 --config.distill.temperature=1

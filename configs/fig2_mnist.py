@@ -1,14 +1,14 @@
-"""Fig 2 (PAPER.md): LeNet-5 self-distillation on MNIST; fidelity grows with distillation data.
+"""Fig 2 (docs/paper.md): LeNet-5 self-distillation on MNIST; fidelity grows with distillation data.
 
     python -m kd_jax.sweep --config=configs/fig2_mnist.py --workdir=runs/fig2            # tfds
     python -m kd_jax.sweep --config=configs/fig2_mnist.py:mini --workdir=runs/fig2_mini  # CPU
 
 The teacher is configs/mnist.py's: LeNet-5 trained 100 epochs on a stratified 200-image subset
-of MNIST train (PAPER.md, Fig 2). Students are LeNet-5 too.
+of MNIST train (docs/paper.md, Fig 2). Students are LeNet-5 too.
 
 Paper scale reads MNIST and EMNIST through tfds (prepare `mnist` and `emnist/byclass`; the
 error message gives the command). One arm distills on MNIST train (60k); three on EMNIST
-byclass train at 25/50/100% (174,483 / 348,966 / 697,932 images; PAPER.md "≈175k/350k/700k").
+byclass train at 25/50/100% (174,483 / 348,966 / 697,932 images; docs/paper.md "≈175k/350k/700k").
 EMNIST enters through `data.ood`: its images are appended to the distillation set and only the
 teacher labels them (their own labels include letters). A distillation pool cannot be empty,
 so those arms also keep the teacher's own 200 images. Test set: the MNIST test split.
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from kd_jax import recipes
 
-# EMNIST byclass train has 697,932 images; the paper's 25/50/100% of it (PAPER.md, Fig 2).
+# EMNIST byclass train has 697,932 images; the paper's 25/50/100% of it (docs/paper.md, Fig 2).
 EMNIST_BYCLASS_TRAIN = 697_932
 MINI_SIZES = (475, 950, 1_900, 3_800)  # 1/8, 1/4, 1/2 and all of the embedded 3,800-image pool
 
@@ -41,39 +41,50 @@ def _emnist(num: int) -> dict:
           "data.ood.name": "emnist/byclass", "data.ood.num": num}
 
 
-def get_config(arg: str = ""):
+def _figure(arg: str = ""):
+  """(trial config, sweep) of this figure for a variant."""
+  s = recipes.figure_sweep(arg)
   recipes.check_variant(arg, "configs/fig2_mnist.py")
   c = _mnist_config()
   c.teacher.store = recipes.SHARED_TEACHERS  # the mini teacher is configs/mnist.py's
-  c.sweep.metrics = ("test_agreement", "test_student_acc")
+  s.metrics = ("test/agreement", "test/student_acc")
   if arg == "mini":
     c.name = "fig2_mnist_mini"
-    c.sweep.arms = tuple((f"distill_{n}", {"data.distill_subset": n}) for n in MINI_SIZES)
-    c.sweep.seeds = (0, 1, 2)  # LeNet-5 on MNIST is cheap enough for the paper's 3 trials
-    c.sweep.x_key = "data.distill_subset"
-    c.sweep.x_label = "distillation images (embedded MNIST)"
+    s.arms = tuple((f"distill_{n}", {"data.distill_subset": n}) for n in MINI_SIZES)
+    s.seeds = (0, 1, 2)  # LeNet-5 on MNIST is cheap enough for the paper's 3 trials
+    s.x_key = "data.distill_subset"
+    s.x_label = "distillation images (embedded MNIST)"
     # The mini teacher follows the paper's recipe, so its accuracy is comparable (85.3%);
-    # the "> 99% agreement" of PAPER.md needs far more than 3,800 distillation images.
-    c.sweep.paper = ((f"distill_{MINI_SIZES[-1]}", {"test_teacher_acc": 85.3}),)
-    c.sweep.title = "Fig 2 mini: LeNet-5 self-distillation vs distillation set size (MNIST)"
-    return c
-
+    # the "> 99% agreement" of docs/paper.md needs far more than 3,800 distillation images.
+    s.paper = ((f"distill_{MINI_SIZES[-1]}", {"test/teacher_acc": 85.3}),)
+    s.title = "Fig 2 mini: LeNet-5 self-distillation vs distillation set size (MNIST)"
+    return c, s
   c.name = "fig2_mnist"
   c.data.source = "tfds"
   c.data.name = "mnist"
   c.data.test_size = 0                  # MNIST has its own test split
-  c.sweep.seeds = recipes.PAPER_SEEDS
-  c.sweep.arms = (
+  s.seeds = recipes.PAPER_SEEDS
+  s.arms = (
       ("mnist_60k", {"data.distill_pool": "train"}),
       ("emnist_25", _emnist(EMNIST_BYCLASS_TRAIN // 4)),
       ("emnist_50", _emnist(EMNIST_BYCLASS_TRAIN // 2)),
       ("emnist_100", _emnist(EMNIST_BYCLASS_TRAIN)),
   )
-  # PAPER.md, Fig 2: "> 99% test agreement with enough distillation data; student accuracy
+  # docs/paper.md, Fig 2: "> 99% test agreement with enough distillation data; student accuracy
   # ≈ teacher (85.3%)". The plot marks 99 as the bound; the teacher is the same in every arm.
-  c.sweep.paper = tuple((arm, {"test_teacher_acc": 85.3}) for arm in
+  s.paper = tuple((arm, {"test/teacher_acc": 85.3}) for arm in
                         ("mnist_60k", "emnist_25", "emnist_50")) + (
-      ("emnist_100", {"test_agreement": "≈99", "test_student_acc": "≈85.3",
-                      "test_teacher_acc": 85.3}),)
-  c.sweep.title = "Fig 2: LeNet-5 self-distillation on MNIST / EMNIST (paper: > 99% agreement)"
-  return c
+      ("emnist_100", {"test/agreement": "≈99", "test/student_acc": "≈85.3",
+                      "test/teacher_acc": 85.3}),)
+  s.title = "Fig 2: LeNet-5 self-distillation on MNIST / EMNIST (paper: > 99% agreement)"
+  return c, s
+
+
+def get_config(arg: str = ""):
+  """The base trial config; each arm of get_sweep overrides some of its keys."""
+  return _figure(arg)[0]
+
+
+def get_sweep(arg: str = ""):
+  """Arms, seeds, plot and paper values for kd_jax.sweep."""
+  return _figure(arg)[1]

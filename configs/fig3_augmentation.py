@@ -1,10 +1,10 @@
-"""Fig 3 (PAPER.md): 5×PreResNet-56 → PreResNet-56 on CIFAR-100 under distillation-data policies.
+"""Fig 3 (docs/paper.md): 5×PreResNet-56 → PreResNet-56 on CIFAR-100 under distillation-data policies.
 
     python -m kd_jax.sweep --config=configs/fig3_augmentation.py --workdir=runs/fig3            # GPU/TPU
     python -m kd_jax.sweep --config=configs/fig3_augmentation.py:mini --workdir=runs/fig3_mini  # CPU
 
 One arm per policy of the Fig 3 table (kd_jax/data/augment.py POLICY_PRESETS) except GAN
-(no SN-GAN samples in kd_jax), plus CutMix (not in the paper). PAPER.md names τ only for
+(no SN-GAN samples in kd_jax), plus CutMix (not in the paper). docs/paper.md names τ only for
 Baseline, MixUp and GAN; the other policies run at τ = 1, the setting their numbers sit next
 to (OOD and Noise land within a point of Baseline τ=1, five below Baseline τ=4). The OOD arm
 appends 10,000 SVHN images (tfds `svhn_cropped`) to the distillation set.
@@ -18,7 +18,7 @@ Paper values are CIFAR-100 numbers: compare the ordering of arms, not the levels
 """
 from kd_jax import recipes
 
-# (arm, distill.augment preset, τ); PAPER.md, Fig 3 table.
+# (arm, distill.augment preset, τ); docs/paper.md, Fig 3 table.
 POLICIES = (
     ("baseline_t1", "baseline", 1.0),
     ("baseline_t4", "baseline", 4.0),
@@ -32,21 +32,21 @@ POLICIES = (
     ("noise", "noise", 1.0),
     ("cutmix_t1", "cutmix", 1.0),
 )
-# PAPER.md, Fig 3 table: test accuracy / agreement (≈ = read off the plot).
+# docs/paper.md, Fig 3 table: test accuracy / agreement (≈ = read off the plot).
 PAPER = (
-    ("baseline_t1", {"test_student_acc": "≈72.5", "test_agreement": "≈79"}),
-    ("baseline_t4", {"test_student_acc": "≈74.5", "test_agreement": 84.5}),
-    ("rotation", {"test_student_acc": "≈73.5", "test_agreement": "≈81.5"}),
-    ("vflip", {"test_student_acc": "≈74.0", "test_agreement": "≈81.5"}),
-    ("colorjitter", {"test_student_acc": "≈74.5", "test_agreement": "≈82.5"}),
-    ("combined", {"test_student_acc": "≈73.0", "test_agreement": "≈83.5"}),
-    ("mixup_t1", {"test_student_acc": "≈75.0", "test_agreement": "≈83.5"}),
-    ("mixup_t4", {"test_student_acc": "≈74.5", "test_agreement": 86}),
-    ("ood_svhn", {"test_student_acc": "≈72.5", "test_agreement": "≈79.5"}),
-    ("noise", {"test_student_acc": "≈71.5", "test_agreement": "≈78.5"}),
+    ("baseline_t1", {"test/student_acc": "≈72.5", "test/agreement": "≈79"}),
+    ("baseline_t4", {"test/student_acc": "≈74.5", "test/agreement": 84.5}),
+    ("rotation", {"test/student_acc": "≈73.5", "test/agreement": "≈81.5"}),
+    ("vflip", {"test/student_acc": "≈74.0", "test/agreement": "≈81.5"}),
+    ("colorjitter", {"test/student_acc": "≈74.5", "test/agreement": "≈82.5"}),
+    ("combined", {"test/student_acc": "≈73.0", "test/agreement": "≈83.5"}),
+    ("mixup_t1", {"test/student_acc": "≈75.0", "test/agreement": "≈83.5"}),
+    ("mixup_t4", {"test/student_acc": "≈74.5", "test/agreement": 86}),
+    ("ood_svhn", {"test/student_acc": "≈72.5", "test/agreement": "≈79.5"}),
+    ("noise", {"test/student_acc": "≈71.5", "test/agreement": "≈78.5"}),
 )
 OOD_PAPER = {"data.ood.source": "tfds", "data.ood.name": "svhn_cropped",
-             "data.ood.num": 10_000}                  # PAPER.md: 10k SVHN images appended
+             "data.ood.num": 10_000}                  # docs/paper.md: 10k SVHN images appended
 OOD_MINI = {"data.ood.source": "mnist_embedded", "data.ood.num": 400}  # 2,000 × 10k / 50k
 
 
@@ -60,19 +60,31 @@ def arms(ood: dict) -> tuple:
   return tuple(out)
 
 
-def get_config(arg: str = ""):
+def _figure(arg: str = ""):
+  """(trial config, sweep) of this figure for a variant."""
+  s = recipes.figure_sweep(arg)
   recipes.check_variant(arg, "configs/fig3_augmentation.py")
   if arg == "mini":
     c = recipes.paper_figure("fig3_augmentation_mini")
     recipes.mini_figure(c)
-    c.sweep.arms = arms(OOD_MINI)
-    c.sweep.title = "Fig 3 mini: 3×PreResNet-8 → PreResNet-8, distillation policies (CIFAR-10)"
+    s.arms = arms(OOD_MINI)
+    s.title = "Fig 3 mini: 3×PreResNet-8 → PreResNet-8, distillation policies (CIFAR-10)"
   else:
     c = recipes.paper_figure("fig3_augmentation")
-    c.sweep.arms = arms(OOD_PAPER)
-    c.sweep.title = "Fig 3: 5×PreResNet-56 → PreResNet-56, distillation policies (CIFAR-100)"
-  c.teacher.ensemble_size = 5             # PAPER.md, Fig 3: 5×ResNet-56
+    s.arms = arms(OOD_PAPER)
+    s.title = "Fig 3: 5×PreResNet-56 → PreResNet-56, distillation policies (CIFAR-100)"
+  c.teacher.ensemble_size = 5             # docs/paper.md, Fig 3: 5×ResNet-56
   c.distill.teacher_members = 3 if arg == "mini" else 5
-  c.sweep.metrics = ("test_agreement", "test_student_acc")
-  c.sweep.paper = PAPER
-  return c
+  s.metrics = ("test/agreement", "test/student_acc")
+  s.paper = PAPER
+  return c, s
+
+
+def get_config(arg: str = ""):
+  """The base trial config; each arm of get_sweep overrides some of its keys."""
+  return _figure(arg)[0]
+
+
+def get_sweep(arg: str = ""):
+  """Arms, seeds, plot and paper values for kd_jax.sweep."""
+  return _figure(arg)[1]

@@ -1,11 +1,11 @@
-"""Fig 5 (PAPER.md): agreement on the distillation data itself, as augmented, per policy.
+"""Fig 5 (docs/paper.md): agreement on the distillation data itself, as augmented, per policy.
 
     python -m kd_jax.sweep --config=configs/fig5_train_agreement.py --workdir=runs/fig5            # GPU/TPU
     python -m kd_jax.sweep --config=configs/fig5_train_agreement.py:mini --workdir=runs/fig5_mini  # CPU
 
 The students of Fig 3 (5×PreResNet-56 → PreResNet-56, CIFAR-100) under its augmentation
 policies (configs/fig3_augmentation.py, same τ per arm), read for train agreement:
-`train_aug_agreement` on the distillation images as the student saw them (PAPER.md's "train
+`train_aug_agreement` on the distillation images as the student saw them (docs/paper.md's "train
 agreement") and `train_agreement` on the same images without augmentation. The GAN arm of
 the paper is left out (no SN-GAN samples in kd_jax). These trials repeat fig3's settings; a
 sweep cannot borrow another figure's trials, but the teacher comes from the shared store.
@@ -24,30 +24,42 @@ POLICIES = (
     ("combined", "combined", 1.0),
     ("mixup_t1", "mixup", 1.0),
 )
-# PAPER.md, Fig 5: "baseline ≈ 100%; rotation / vflip / jitter 80–90% (≈85 marks the middle
+# docs/paper.md, Fig 5: "baseline ≈ 100%; rotation / vflip / jitter 80–90% (≈85 marks the middle
 # of that range); combined ≈ 60% yet the best test agreement". Nothing is given for MixUp.
 PAPER = (
-    ("baseline_t1", {"train_aug_agreement": "≈100"}),
-    ("rotation", {"train_aug_agreement": "≈85"}),
-    ("vflip", {"train_aug_agreement": "≈85"}),
-    ("colorjitter", {"train_aug_agreement": "≈85"}),
-    ("combined", {"train_aug_agreement": "≈60"}),
+    ("baseline_t1", {"train_aug/agreement": "≈100"}),
+    ("rotation", {"train_aug/agreement": "≈85"}),
+    ("vflip", {"train_aug/agreement": "≈85"}),
+    ("colorjitter", {"train_aug/agreement": "≈85"}),
+    ("combined", {"train_aug/agreement": "≈60"}),
 )
 
 
-def get_config(arg: str = ""):
+def _figure(arg: str = ""):
+  """(trial config, sweep) of this figure for a variant."""
+  s = recipes.figure_sweep(arg)
   recipes.check_variant(arg, "configs/fig5_train_agreement.py")
   if arg == "mini":
     c = recipes.paper_figure("fig5_train_agreement_mini")
     recipes.mini_figure(c)
-    c.sweep.title = "Fig 5 mini: train agreement per distillation policy (CIFAR-10)"
+    s.title = "Fig 5 mini: train agreement per distillation policy (CIFAR-10)"
   else:
     c = recipes.paper_figure("fig5_train_agreement")
-    c.sweep.title = "Fig 5: train agreement per distillation policy (CIFAR-100)"
-  c.teacher.ensemble_size = 5             # PAPER.md, Fig 3: 5×ResNet-56
+    s.title = "Fig 5: train agreement per distillation policy (CIFAR-100)"
+  c.teacher.ensemble_size = 5             # docs/paper.md, Fig 3: 5×ResNet-56
   c.distill.teacher_members = 3 if arg == "mini" else 5
-  c.sweep.arms = tuple((name, {"distill.augment": policy, "distill.temperature": tau})
+  s.arms = tuple((name, {"distill.augment": policy, "distill.temperature": tau})
                        for name, policy, tau in POLICIES)
-  c.sweep.metrics = ("train_aug_agreement", "train_agreement", "test_agreement")
-  c.sweep.paper = PAPER
-  return c
+  s.metrics = ("train_aug/agreement", "train/agreement", "test/agreement")
+  s.paper = PAPER
+  return c, s
+
+
+def get_config(arg: str = ""):
+  """The base trial config; each arm of get_sweep overrides some of its keys."""
+  return _figure(arg)[0]
+
+
+def get_sweep(arg: str = ""):
+  """Arms, seeds, plot and paper values for kd_jax.sweep."""
+  return _figure(arg)[1]

@@ -1,13 +1,13 @@
-"""Fig 6b (PAPER.md): start the student at θ = λ·θ_teacher + (1−λ)·θ_random, λ from 0 to 1.
+"""Fig 6b (docs/paper.md): start the student at θ = λ·θ_teacher + (1−λ)·θ_random, λ from 0 to 1.
 
     python -m kd_jax.sweep --config=configs/fig6_init.py --workdir=runs/fig6_init            # GPU/TPU
     python -m kd_jax.sweep --config=configs/fig6_init.py:mini --workdir=runs/fig6_init_mini  # CPU
 
 The Fig 6a setting (configs/fig6_optimization.py: ResNet-20 LayerNorm self-distillation on
 CIFAR-100, no distillation augmentation, so train agreement is on exactly the inputs the
-student is fit to) with SGD for 300 epochs; PAPER.md's λ = 0 numbers equal its SGD-300 ones.
+student is fit to) with SGD for 300 epochs; docs/paper.md's λ = 0 numbers equal its SGD-300 ones.
 As in the official code the learning rate is scaled by (1−λ), floored at the schedule minimum.
-PAPER.md: a sharp change between λ = 0.25 and 0.375.
+docs/paper.md: a sharp change between λ = 0.25 and 0.375.
 
 `mini`: the fig6 mini setting (CIFAR-10 JPEGs, LayerNorm PreResNet-8 at quarter width, 1,000
 images) distilled 10 epochs, so λ = 0 is the mini's sgd_1k arm of configs/fig6_optimization.py
@@ -15,28 +15,40 @@ images) distilled 10 epochs, so λ = 0 is the mini's sgd_1k arm of configs/fig6_
 """
 from kd_jax import recipes
 
-# PAPER.md, Fig 6 table: λ → (train agreement %, train KL).
+# docs/paper.md, Fig 6 table: λ → (train agreement %, train KL).
 PAPER = ((0.0, 78.96, 0.497), (0.25, 80.39, 0.433), (0.375, 97.55, 0.014), (0.5, 99.65, 3e-4),
          (0.75, 99.57, 4e-3), (0.875, 99.91, 1e-5), (1.0, 100.0, 0.0))
 
 
-def get_config(arg: str = ""):
+def _figure(arg: str = ""):
+  """(trial config, sweep) of this figure for a variant."""
+  s = recipes.figure_sweep(arg)
   recipes.check_variant(arg, "configs/fig6_init.py")
   if arg == "mini":
     c = recipes.paper_optimization("fig6_init_mini")
     recipes.mini_optimization(c, distill_epochs=10)
-    c.sweep.seeds = (0,)
-    c.sweep.title = "Fig 6b mini: interpolated initialization (LayerNorm PreResNet-8)"
+    s.seeds = (0,)
+    s.title = "Fig 6b mini: interpolated initialization (LayerNorm PreResNet-8)"
   else:
     c = recipes.paper_optimization("fig6_init")   # SGD, 300 epochs: the student recipe
-    c.sweep.title = "Fig 6b: interpolated initialization (ResNet-20 LN, CIFAR-100)"
+    s.title = "Fig 6b: interpolated initialization (ResNet-20 LN, CIFAR-100)"
   c.distill.init.mode = "interpolate"
   c.distill.init.member = 0
   c.distill.init.scale_lr = True
-  c.sweep.arms = tuple((f"lam_{lam:g}", {"distill.init.lam": lam}) for lam, _, _ in PAPER)
-  c.sweep.x_key = "distill.init.lam"
-  c.sweep.x_label = "λ (0 = random init, 1 = the teacher)"
-  c.sweep.metrics = ("train_agreement", "train_kl", "test_agreement")
-  c.sweep.paper = tuple((f"lam_{lam:g}", {"train_agreement": agree, "train_kl": kl})
+  s.arms = tuple((f"lam_{lam:g}", {"distill.init.lam": lam}) for lam, _, _ in PAPER)
+  s.x_key = "distill.init.lam"
+  s.x_label = "λ (0 = random init, 1 = the teacher)"
+  s.metrics = ("train/agreement", "train/kl", "test/agreement")
+  s.paper = tuple((f"lam_{lam:g}", {"train/agreement": agree, "train/kl": kl})
                         for lam, agree, kl in PAPER)
-  return c
+  return c, s
+
+
+def get_config(arg: str = ""):
+  """The base trial config; each arm of get_sweep overrides some of its keys."""
+  return _figure(arg)[0]
+
+
+def get_sweep(arg: str = ""):
+  """Arms, seeds, plot and paper values for kd_jax.sweep."""
+  return _figure(arg)[1]

@@ -1,4 +1,4 @@
-"""Fig 6a (PAPER.md): longer optimization barely closes the train-agreement gap.
+"""Fig 6a (docs/paper.md): longer optimization barely closes the train-agreement gap.
 
     python -m kd_jax.sweep --config=configs/fig6_optimization.py --workdir=runs/fig6_opt            # GPU/TPU
     python -m kd_jax.sweep --config=configs/fig6_optimization.py:mini --workdir=runs/fig6_opt_mini  # CPU
@@ -6,7 +6,7 @@
 Self-distillation of a ResNet-20 with LayerNorm (`resnet20_ln`) on CIFAR-100, distilled on the
 teacher's own training set without distillation augmentation, so train agreement is measured
 on exactly the inputs the student is fit to (kd_jax/recipes.py, optimization_model). Arms:
-SGD (the student recipe) for 300, 1k and 5k epochs; Adam for 1k and 5k. PAPER.md gives no
+SGD (the student recipe) for 300, 1k and 5k epochs; Adam for 1k and 5k. docs/paper.md gives no
 Adam settings: we use lr 1e-3 (Adam's customary rate; the official repository's
 optimizer/adam.yaml holds 5e-2, copied from its SGD file) with the student recipe's coupled
 weight decay 1e-4 and cosine schedule down to 1e-6.
@@ -18,29 +18,41 @@ from kd_jax import recipes
 from kd_jax.config import optim_config
 
 ADAM = optim_config(name="adam", lr=1e-3, weight_decay=1e-4, schedule="cosine", lr_min=1e-6)
-# PAPER.md, Fig 6 table: train agreement %, mean of 3 seeds.
+# docs/paper.md, Fig 6 table: train agreement %, mean of 3 seeds.
 PAPER = (("sgd_300", 78.96), ("sgd_1k", 81.27), ("sgd_5k", 83.37),
          ("adam_1k", 80.47), ("adam_5k", 82.87))
 PAPER_EPOCHS = {"300": 300, "1k": 1_000, "5k": 5_000}
 MINI_EPOCHS = {"300": 3, "1k": 10, "5k": 50}
 
 
-def get_config(arg: str = ""):
+def _figure(arg: str = ""):
+  """(trial config, sweep) of this figure for a variant."""
+  s = recipes.figure_sweep(arg)
   recipes.check_variant(arg, "configs/fig6_optimization.py")
   if arg == "mini":
     c = recipes.paper_optimization("fig6_optimization_mini")
     recipes.mini_optimization(c)
-    c.sweep.seeds = (0,)
+    s.seeds = (0,)
     epochs = MINI_EPOCHS
-    c.sweep.title = "Fig 6a mini: train agreement vs optimizer and epochs (LayerNorm PreResNet-8)"
+    s.title = "Fig 6a mini: train agreement vs optimizer and epochs (LayerNorm PreResNet-8)"
   else:
     c = recipes.paper_optimization("fig6_optimization")
     epochs = PAPER_EPOCHS
-    c.sweep.title = "Fig 6a: train agreement vs optimizer and epochs (ResNet-20 LN, CIFAR-100)"
+    s.title = "Fig 6a: train agreement vs optimizer and epochs (ResNet-20 LN, CIFAR-100)"
   sgd = [(f"sgd_{k}", {"distill.epochs": epochs[k]}) for k in ("300", "1k", "5k")]
   adam = [(f"adam_{k}", {"distill.epochs": epochs[k], "distill.optim": ADAM.to_dict()})
           for k in ("1k", "5k")]
-  c.sweep.arms = tuple(sgd + adam)
-  c.sweep.metrics = ("train_agreement", "test_agreement")
-  c.sweep.paper = tuple((arm, {"train_agreement": v}) for arm, v in PAPER)
-  return c
+  s.arms = tuple(sgd + adam)
+  s.metrics = ("train/agreement", "test/agreement")
+  s.paper = tuple((arm, {"train/agreement": v}) for arm, v in PAPER)
+  return c, s
+
+
+def get_config(arg: str = ""):
+  """The base trial config; each arm of get_sweep overrides some of its keys."""
+  return _figure(arg)[0]
+
+
+def get_sweep(arg: str = ""):
+  """Arms, seeds, plot and paper values for kd_jax.sweep."""
+  return _figure(arg)[1]

@@ -1,4 +1,4 @@
-"""Fig 6c (PAPER.md): distillation loss and agreement on the plane through the teacher, the
+"""Fig 6c (docs/paper.md): distillation loss and agreement on the plane through the teacher, the
 student's initialization and the final student.
 
     python -m kd_jax.sweep --config=configs/fig6_plane.py --workdir=runs/fig6_plane            # GPU/TPU
@@ -15,20 +15,32 @@ images, 10 epochs) with an 11×11 grid on 500 images.
 from kd_jax import recipes
 
 
-def get_config(arg: str = ""):
+def _figure(arg: str = ""):
+  """(trial config, sweep) of this figure for a variant."""
+  s = recipes.figure_sweep(arg)
   recipes.check_variant(arg, "configs/fig6_plane.py")
   if arg == "mini":
     c = recipes.paper_optimization("fig6_plane_mini")
     recipes.mini_optimization(c, distill_epochs=10)
     c.analysis.plane_points = 11
     c.analysis.plane_examples = 500
-    c.sweep.seeds = (0,)
-    c.sweep.title = "Fig 6c mini: loss plane through teacher, student init and final student"
+    s.seeds = (0,)
+    s.title = "Fig 6c mini: loss plane through teacher, student init and final student"
   else:
     c = recipes.paper_optimization("fig6_plane")   # SGD, 300 epochs: the student recipe
-    c.sweep.title = "Fig 6c: loss plane through teacher, student init and final student"
+    s.title = "Fig 6c: loss plane through teacher, student init and final student"
   c.analysis.plane = True
-  c.sweep.arms = (("random_init", {"distill.init.mode": "random"}),)
-  c.sweep.metrics = ("train_agreement", "test_agreement")
-  c.sweep.paper = ()                   # the paper shows the plane as a picture only
-  return c
+  s.arms = (("random_init", {"distill.init.mode": "random"}),)
+  s.metrics = ("train/agreement", "test/agreement")
+  s.paper = ()                   # the paper shows the plane as a picture only
+  return c, s
+
+
+def get_config(arg: str = ""):
+  """The base trial config; each arm of get_sweep overrides some of its keys."""
+  return _figure(arg)[0]
+
+
+def get_sweep(arg: str = ""):
+  """Arms, seeds, plot and paper values for kd_jax.sweep."""
+  return _figure(arg)[1]

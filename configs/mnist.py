@@ -15,11 +15,11 @@ def get_config(arg: str = ""):
   c.name = "mnist_lenet5_self_distillation"
   c.data.source = "mnist_embedded"
   c.data.test_size = 1000
-  c.data.teacher_subset = 200          # PAPER.md, Fig 2
+  c.data.teacher_subset = 200          # docs/paper.md, Fig 2
   c.data.distill_pool = "rest"
 
   c.teacher.model = model_config("lenet5")
-  c.teacher.epochs = 100               # PAPER.md, Fig 2
+  c.teacher.epochs = 100               # docs/paper.md, Fig 2
   c.teacher.batch_size = 32
   c.teacher.optim = optim_config(name="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4,
                                  schedule="cosine", lr_min=0.0)

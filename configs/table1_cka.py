@@ -1,4 +1,4 @@
-"""Table 1 (PAPER.md): starting the student at the teacher's *initial* weights does not help.
+"""Table 1 (docs/paper.md): starting the student at the teacher's *initial* weights does not help.
 
     python -m kd_jax.sweep --config=configs/table1_cka.py --workdir=runs/table1            # GPU/TPU
     python -m kd_jax.sweep --config=configs/table1_cka.py:mini --workdir=runs/table1_mini  # CPU
@@ -7,40 +7,52 @@ ResNet-20 self-distillation in the Fig 6 setting (configs/fig6_optimization.py: 
 ResNet-20 on CIFAR-100, distilled 300 epochs with SGD on the teacher's own training set,
 without distillation augmentation). Two arms: a fresh random init, and the teacher's initial
 weights (`distill.init.mode="teacher_initial"`). After distillation, CKA between teacher and
-student outputs of the three stages on 1,000 test images; PAPER.md does not name the kernel,
-we use linear CKA. 10 trials (PAPER.md).
+student outputs of the three stages on 1,000 test images; docs/paper.md does not name the kernel,
+we use linear CKA. 10 trials (docs/paper.md).
 
 `mini`: the fig6 mini setting (CIFAR-10 JPEGs, LayerNorm PreResNet-8 at quarter width, 1,000
 images, 10 epochs), 3 seeds.
 """
 from kd_jax import recipes
 
-# PAPER.md, Table 1 (10 trials; teacher accuracy 70.52; agreement std 0.35 for random init).
+# docs/paper.md, Table 1 (10 trials; teacher accuracy 70.52; agreement std 0.35 for random init).
 PAPER = (
-    ("random_init", {"test_agreement": 77.17, "test_kl": 0.836, "cka_stage1": 0.939,
-                     "cka_stage2": 0.925, "cka_stage3": 0.885, "test_teacher_acc": 70.52}),
-    ("teacher_initial_init", {"test_agreement": 77.10, "test_kl": 0.838, "cka_stage1": 0.951,
-                              "cka_stage2": 0.937, "cka_stage3": 0.890,
-                              "test_teacher_acc": 70.52}),
+    ("random_init", {"test/agreement": 77.17, "test/kl": 0.836, "cka/stage1": 0.939,
+                     "cka/stage2": 0.925, "cka/stage3": 0.885, "test/teacher_acc": 70.52}),
+    ("teacher_initial_init", {"test/agreement": 77.10, "test/kl": 0.838, "cka/stage1": 0.951,
+                              "cka/stage2": 0.937, "cka/stage3": 0.890,
+                              "test/teacher_acc": 70.52}),
 )
 
 
-def get_config(arg: str = ""):
+def _figure(arg: str = ""):
+  """(trial config, sweep) of this figure for a variant."""
+  s = recipes.figure_sweep(arg)
   recipes.check_variant(arg, "configs/table1_cka.py")
   if arg == "mini":
     c = recipes.paper_optimization("table1_cka_mini")
     recipes.mini_optimization(c, distill_epochs=10)
-    c.sweep.seeds = (0, 1, 2)
-    c.sweep.title = "Table 1 mini: random vs teacher-initial init, CKA (LayerNorm PreResNet-8)"
+    s.seeds = (0, 1, 2)
+    s.title = "Table 1 mini: random vs teacher-initial init, CKA (LayerNorm PreResNet-8)"
   else:
     c = recipes.paper_optimization("table1_cka")  # SGD, 300 epochs: the student recipe
-    c.sweep.seeds = tuple(range(10))              # PAPER.md, Table 1: 10 trials
-    c.sweep.title = "Table 1: random vs teacher-initial init, CKA (ResNet-20 LN, CIFAR-100)"
+    s.seeds = tuple(range(10))              # docs/paper.md, Table 1: 10 trials
+    s.title = "Table 1: random vs teacher-initial init, CKA (ResNet-20 LN, CIFAR-100)"
   c.analysis.cka = True
   c.analysis.cka_kernel = "linear"
   c.analysis.cka_examples = 1_000
-  c.sweep.arms = (("random_init", {"distill.init.mode": "random"}),
+  s.arms = (("random_init", {"distill.init.mode": "random"}),
                   ("teacher_initial_init", {"distill.init.mode": "teacher_initial"}))
-  c.sweep.metrics = ("test_agreement", "test_kl", "cka_stage1", "cka_stage2", "cka_stage3")
-  c.sweep.paper = PAPER
-  return c
+  s.metrics = ("test/agreement", "test/kl", "cka/stage1", "cka/stage2", "cka/stage3")
+  s.paper = PAPER
+  return c, s
+
+
+def get_config(arg: str = ""):
+  """The base trial config; each arm of get_sweep overrides some of its keys."""
+  return _figure(arg)[0]
+
+
+def get_sweep(arg: str = ""):
+  """Arms, seeds, plot and paper values for kd_jax.sweep."""
+  return _figure(arg)[1]

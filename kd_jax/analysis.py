@@ -13,32 +13,64 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import ConfigDict
 
-from kd_jax import landscape, losses, metrics
+from kd_jax import cka as cka_lib
+from kd_jax import ensemble, landscape, losses, metrics, modeling, steps
 
 Array = jax.Array
-
-
-def inputs(images_u8: np.ndarray, n: int, normalize) -> Array:
-  """The first ``n`` images of a host split, scaled and normalized like the training inputs."""
-  return normalize(jnp.asarray(images_u8[:n], jnp.float32) / 255.0)
 
 
 def stage_features(model, variables: dict, x: Array, batch: int = 250) -> list[np.ndarray]:
   """The three stage outputs of a model on ``x``, flattened per example."""
   apply = jax.jit(lambda v, xb: model.apply(v, xb, train=False, return_features=True)[1])
   chunks = [apply(variables, x[i:i + batch]) for i in range(0, x.shape[0], batch)]
-  return [np.concatenate([np.asarray(metrics.flatten_features(c[s])) for c in chunks])
+  return [np.concatenate([np.asarray(cka_lib.flatten_features(c[s])) for c in chunks])
           for s in range(len(chunks[0]))]
 
 
 def cka(teacher_model, teacher_vars: dict, student_model, student_vars: dict, x: Array,
         kernel: str = "linear") -> dict[str, float]:
   """CKA between teacher and student stage outputs on the same inputs (per stage)."""
-  fn = metrics.linear_cka if kernel == "linear" else metrics.rbf_cka
+  fn = cka_lib.linear_cka if kernel == "linear" else cka_lib.rbf_cka
   ft = stage_features(teacher_model, teacher_vars, x)
   fs = stage_features(student_model, student_vars, x)
   return {f"stage{i + 1}": float(fn(jnp.asarray(a), jnp.asarray(b)))
           for i, (a, b) in enumerate(zip(ft, fs))}
+
+
+_TITLES = {"distill_loss": "distillation loss", "agreement": "top-1 agreement with the teacher (%)",
+           "kl": "KL(teacher ‖ student)"}
+
+
+def _fit_to_teacher(student_model, batch_stats: Any, x: Array, teacher_logprobs: Array,
+                    temperature: float):
+  """params → distillation loss, agreement and KL on ``x``: what the plane and line draw."""
+  def fn(params):
+    logits = student_model.apply(steps.variables(params, batch_stats), x, train=False)
+    return {"distill_loss": jnp.mean(losses.kd_loss(logits, teacher_logprobs, temperature)),
+            "agreement": metrics.agreement(teacher_logprobs, logits),
+            "kl": metrics.kl_divergence(teacher_logprobs, logits)}
+  return fn
+
+
+def line(student_model, batch_stats: Any, student: Any, teacher: Any, x: Array,
+         teacher_logprobs: Array, temperature: float, points: int,
+         out_dir: Path) -> dict[str, Any]:
+  """The same quantities on the straight path θ(t) = (1−t)·student + t·teacher.
+
+  A loss that rises between the ends (a barrier) says the final student sits in another basin
+  than the teacher; ``barrier`` is max over t of the loss minus the larger end value.
+  """
+  fn = _fit_to_teacher(student_model, batch_stats, x, teacher_logprobs, temperature)
+  ts = np.linspace(0.0, 1.0, int(points))
+  values = landscape.evaluate_line(fn, student, teacher, ts, chunk=8)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  np.savez(out_dir / "line.npz", ts=ts, **values)
+  for key, arr in values.items():
+    landscape.plot_line({key: arr}, ts, path=out_dir / f"line_{key}.png",
+                        labels=("student final", "teacher"), title=_TITLES[key], ylabel=key)
+  loss = values["distill_loss"]
+  return {"barrier": float(loss.max() - max(loss[0], loss[-1])),
+          "agreement_min": float(values["agreement"].min()), "points": int(points)}
 
 
 def plane(student_model, batch_stats: Any, anchors: tuple[Any, Any, Any], x: Array,
@@ -50,19 +82,7 @@ def plane(student_model, batch_stats: Any, anchors: tuple[Any, Any, Any], x: Arr
   (if any) are held at ``batch_stats`` of the final student. Writes ``plane.npz`` and one
   contour plot per quantity.
   """
-  t_pred = jnp.argmax(teacher_logprobs, -1)
-  t_lp1 = jax.nn.log_softmax(teacher_logprobs)
-
-  def fn(params):
-    v = {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
-    logits = student_model.apply(v, x, train=False)
-    s_lp = jax.nn.log_softmax(logits)
-    return {
-        "distill_loss": jnp.mean(losses.kd_loss(logits, teacher_logprobs, temperature)),
-        "agreement": 100.0 * jnp.mean(jnp.argmax(logits, -1) == t_pred),
-        "kl": jnp.mean(jnp.sum(jnp.exp(t_lp1) * (t_lp1 - s_lp), -1)),
-    }
-
+  fn = _fit_to_teacher(student_model, batch_stats, x, teacher_logprobs, temperature)
   pl = landscape.plane_basis(*anchors)
   xs, ys = landscape.grid_around(pl, n=int(cfg.plane_points), margin=float(cfg.plane_margin))
   values = landscape.evaluate_plane(fn, pl, xs, ys, chunk=int(cfg.plane_chunk))
@@ -70,12 +90,57 @@ def plane(student_model, batch_stats: Any, anchors: tuple[Any, Any, Any], x: Arr
   np.savez(out_dir / "plane.npz", xs=xs, ys=ys, anchors=pl.coords,
            **{k: np.asarray(v) for k, v in values.items()})
   labels = ("teacher", "student init", "student final")
-  titles = {"distill_loss": f"distillation loss (τ={temperature:g})",
-            "agreement": "top-1 agreement with the teacher (%)", "kl": "KL(teacher ‖ student)"}
+  titles = dict(_TITLES, distill_loss=f"distillation loss (τ={temperature:g})")
   for key, arr in values.items():
     landscape.plot_plane(np.asarray(arr), xs, ys, pl, path=out_dir / f"plane_{key}.png",
                          labels=labels, title=titles[key], colorbar_label=key)
-  anchor_values = {name: {k: float(v) for k, v in fn(a).items()}
-                   for name, a in zip(("teacher", "student_init", "student_final"), anchors)}
+  # Each anchor as the plane's coordinates place it (the grid's own parameterization).
+  anchor_values = {name: {k: float(v) for k, v in fn(landscape.plane_point(pl, *xy)).items()}
+                   for name, xy in zip(("teacher", "student_init", "student_final"), pl.coords)}
   return {"anchor_coords": pl.coords.tolist(), "anchors": anchor_values,
           "grid": [len(ys), len(xs)], "files": sorted(p.name for p in out_dir.glob("plane*"))}
+
+
+def teacher_logprobs_of(teacher_model, stacked_vars: dict, x: Array,
+                        batch: int = 500) -> Array:
+  """Ensemble log-probabilities on host-side inputs (outside the device mesh)."""
+  apply = modeling.local(teacher_model).apply
+  fn = jax.jit(lambda v, xb: steps.teacher_logprobs(apply, v, xb))
+  return jnp.concatenate([fn(stacked_vars, x[i:i + batch]) for i in range(0, x.shape[0], batch)])
+
+
+def run_analyses(config: ConfigDict, workdir: Path, data, teacher, student) -> dict[str, Any]:
+  """CKA (``{"cka": {"stage1": ...}}``), the loss plane and the student → teacher line, when the
+  config asks for them."""
+  a, d = config.analysis, config.distill
+  out: dict[str, Any] = {}
+  member = int(d.init.member)
+  t_single = modeling.as_flax(modeling.member(teacher.final, member))
+  s_single = modeling.as_flax(modeling.member(student.final, 0))
+  if a.cka:
+    x = data.host_inputs(data.host.test_x, int(a.cka_examples))
+    out["cka"] = cka(teacher.model, t_single, student.model, s_single, x, a.cka_kernel)
+    print(f"[analysis] CKA per stage: {out['cka']}", flush=True)
+  if a.plane:
+    x = data.host_inputs(data.host.distill_x, int(a.plane_examples))
+    k = int(d.teacher_members) or ensemble.num_members(teacher.final["params"])
+    t_lp = teacher_logprobs_of(teacher.model, modeling.as_flax(ensemble.take_members(teacher.final, k)), x)
+    anchors = (modeling.member(teacher.final["params"], member),
+               modeling.member(student.initial["params"], 0),
+               modeling.member(student.final["params"], 0))
+    bs = modeling.member(student.final["batch_stats"], 0)
+    out["plane"] = plane(modeling.local(student.model), bs, anchors, x, t_lp,
+                         float(d.temperature), a, Path(workdir) / "plane")
+    print(f"[analysis] plane written to {Path(workdir) / 'plane'}", flush=True)
+  if a.line:
+    x = data.host_inputs(data.host.distill_x, int(a.plane_examples))
+    k = int(d.teacher_members) or ensemble.num_members(teacher.final["params"])
+    t_lp = teacher_logprobs_of(teacher.model,
+                               modeling.as_flax(ensemble.take_members(teacher.final, k)), x)
+    out["line"] = line(modeling.local(student.model),
+                       modeling.member(student.final["batch_stats"], 0),
+                       modeling.member(student.final["params"], 0),
+                       modeling.member(teacher.final["params"], member), x, t_lp,
+                       float(d.temperature), int(a.line_points), Path(workdir) / "line")
+    print(f"[analysis] line student → teacher: {out['line']}", flush=True)
+  return out

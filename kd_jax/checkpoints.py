@@ -49,6 +49,10 @@ class Checkpointer:
     """Restores into the structure, dtypes and shardings of ``like``."""
     return self._manager.restore(step, args=ocp.args.StandardRestore(_abstract(like)))
 
+  def read(self, step: int) -> Any:
+    """The saved tree as stored (numpy leaves), without a structure to restore into."""
+    return self._manager.restore(step)
+
   def close(self) -> None:
     self._manager.close()
 

@@ -9,7 +9,7 @@ import re
 import sys
 from typing import Callable, NoReturn
 
-from kd_jax.errors import ConfigError
+from kd_jax.errors import ConfigError, UserFacingError
 
 
 def fail(message: str) -> NoReturn:
@@ -66,5 +66,5 @@ def run_app(main: Callable[[list[str]], None]) -> None:
   from absl import app
   try:
     app.run(main, flags_parser=parse_flags)
-  except ConfigError as e:
+  except UserFacingError as e:
     fail(str(e))

@@ -47,6 +47,7 @@ def base_config() -> ConfigDict:
   c.seed = 0  # student seed: one trial of an arm
   c.data = ConfigDict(dict(
       source="mnist_embedded",  # mnist_embedded | tfds | image_folder
+      pipeline="device",        # device (split resident on the devices) | streamed (grain, host)
       name="",                  # tfds name
       path="",                  # image folder or tar
       data_dir="",              # tfds data_dir
@@ -70,6 +71,7 @@ def base_config() -> ConfigDict:
       optim=optim_config(),
       augment="",
       eval_every=10,           # epochs between test evaluations
+      evals=("test", "members", "running"),  # kd_jax/evaluators.py TEACHER_EVALS
       store="",                # teacher store folder ('' = <workdir>/teachers); shared across runs
   ))
   c.distill = ConfigDict(dict(
@@ -83,6 +85,7 @@ def base_config() -> ConfigDict:
       alpha=0.0,
       loss="kd",               # kd | kl
       eval_every=10,
+      evals=("test", "train", "train_aug", "running"),  # kd_jax/evaluators.py DISTILL_EVALS
       train_eval_size=0,       # distillation images used for train agreement; 0 = all
       init=ConfigDict(dict(
           mode="random",       # random | interpolate | teacher_initial
@@ -110,18 +113,24 @@ def base_config() -> ConfigDict:
       plane_margin=0.3,        # grid margin around the three anchors (fraction of their extent)
       plane_examples=1000,     # distillation images the plane is evaluated on
       plane_chunk=8,           # grid points evaluated together (vmapped)
+      line=False,              # loss/agreement on the straight path final student → teacher
+      line_points=21,          # points on that path (on plane_examples distillation images)
   ))
-  c.sweep = ConfigDict(dict(     # read by kd_jax.sweep only; a plain run ignores it
+  return c
+
+
+def sweep_config() -> ConfigDict:
+  """A figure's sweep, apart from its trial config (``get_sweep(arg)`` in a figure file)."""
+  return ConfigDict(dict(
       arms=(),            # ((arm_name, {dotted.key: value, ...}), ...); () = one arm "default"
       seeds=(0,),         # student seeds (config.seed) per arm; a trial = arm × seed
       x_key="",           # dotted key whose numeric value is the plot's x axis ('' = bar chart)
       x_label="",
       series_key="",      # with x_key: dotted key whose value splits the plot into lines
-      metrics=("test_agreement", "test_student_acc"),  # plotted, and shown first in the table
-      paper=(),           # ((arm_name, {metric: value or "≈value"}), ...) from PAPER.md
+      metrics=("test/agreement", "test/student_acc"),  # "split/metric": plotted, shown first
+      paper=(),           # ((arm_name, {"split/metric": value or "≈value"}), ...) from docs/paper.md
       title="",
   ))
-  return c
 
 
 def lock(config: ConfigDict) -> ConfigDict:
@@ -139,6 +148,7 @@ def teacher_key(config: ConfigDict) -> str:
   teacher = config.teacher.to_dict()
   teacher.pop("ensemble_size")
   teacher.pop("eval_every")
+  teacher.pop("evals")
   teacher.pop("store")
   ident = dict(
       data={k: d[k] for k in ("source", "name", "path", "data_dir", "split_seed", "test_size",
@@ -154,16 +164,22 @@ def to_json(config: ConfigDict) -> str:
 
 def validate(config: ConfigDict) -> None:
   """Checks values that would otherwise fail late or silently; raises ConfigError."""
-  from kd_jax import losses, optim  # local: keep config importable without JAX work
+  from kd_jax import evaluators, losses, optim  # local: keep config importable without JAX work
   from kd_jax.data import augment
+  from kd_jax.data.pipelines import PIPELINES
   from kd_jax.data.sources import SOURCES
   from kd_jax.models import MODELS
 
-  if config.data.source not in SOURCES:
-    SOURCES.get(config.data.source)
+  SOURCES.check(config.data.source)
+  PIPELINES.check(config.data.pipeline)
+  augment.check_normalization(config.data.normalization)
+  for name in config.teacher.evals:
+    evaluators.TEACHER_EVALS.check(name)
+  for name in config.distill.evals:
+    evaluators.DISTILL_EVALS.check(name)
   for section in ("teacher", "distill"):
     s = config[section]
-    MODELS.get(s.model.name)
+    MODELS.check(s.model.name)
     optim.check(s.optim, f"{section}.optim")
     augment.parse_policy(s.augment)
     for key in ("epochs", "batch_size"):
@@ -176,12 +192,16 @@ def validate(config: ConfigDict) -> None:
                       f"0..teacher.ensemble_size={config.teacher.ensemble_size} (0 = all)")
   losses.check_temperature(config.distill.temperature)
   losses.check_alpha(config.distill.alpha)
-  losses.DISTILL_LOSSES.get(config.distill.loss)
+  losses.DISTILL_LOSSES.check(config.distill.loss)
   if config.distill.init.mode not in ("random", "interpolate", "teacher_initial"):
     raise ConfigError(f"distill.init.mode={config.distill.init.mode!r} is not known; choose one of: "
                       "random, interpolate, teacher_initial")
   if not 0.0 <= config.distill.init.lam <= 1.0:
     raise ConfigError(f"distill.init.lam={config.distill.init.lam} must be in [0, 1]")
+  a = config.analysis
+  if (a.plane or a.line) and config.teacher.model.to_dict() != config.distill.model.to_dict():
+    raise ConfigError("analysis.plane/analysis.line put the teacher into the student's weight "
+                      "space; they need distill.model equal to teacher.model")
   if config.analysis.cka_kernel not in ("linear", "rbf"):
     raise ConfigError(f"analysis.cka_kernel={config.analysis.cka_kernel!r} is not known; "
                       "choose linear or rbf")

@@ -20,7 +20,7 @@ PyTree = Any
 def ensemble_logprobs(member_logits: jnp.ndarray) -> jnp.ndarray:
   """log((1/m) Σ_i softmax(z_i)) for logits [m, B, C] -> [B, C].
 
-  Averages in probability space (PAPER.md) via log-sum-exp of log-softmax, so members with
+  Averages in probability space (docs/paper.md) via log-sum-exp of log-softmax, so members with
   extreme logits neither overflow nor lose their small probabilities.
   """
   z = jnp.asarray(member_logits, jnp.float32)
@@ -47,11 +47,6 @@ def num_members(tree: PyTree) -> int:
     raise ValueError("ensemble leaves disagree on the member axis: "
                      f"sizes {sorted(map(str, sizes))}")
   return sizes.pop()
-
-
-def unstack_members(tree: PyTree) -> list[PyTree]:
-  """The inverse of ``stack_members``: one pytree per member."""
-  return [jax.tree.map(lambda x, i=i: x[i], tree) for i in range(num_members(tree))]
 
 
 def take_members(tree: PyTree, k: int) -> PyTree:

@@ -59,6 +59,15 @@ def first_mismatch(a: PyTree, b: PyTree, names: tuple[str, str] = ("first", "sec
   return None
 
 
+def check_same_architecture(teacher: PyTree, student: PyTree,
+                            key: str = "distill.init.mode") -> None:
+  """Starting a student from teacher weights needs the student model to equal the teacher's."""
+  problem = first_mismatch(teacher, student, ("teacher", "student"))
+  if problem is not None:
+    raise ConfigError(f"{key}: teacher and student variables differ at {problem}; a student "
+                      "started from teacher weights needs the teacher's architecture")
+
+
 def _mix_leaf(t: jax.Array, r: jax.Array, lam: jax.Array) -> jax.Array:
   """λ·t + (1−λ)·r in the random leaf's dtype, selecting the end points so they stay bitwise."""
   t = jnp.asarray(t)
@@ -81,10 +90,7 @@ def interpolate(teacher: PyTree, random: PyTree, lam: float | jax.Array) -> PyTr
   λ = 0 returns the random leaves and λ = 1 the teacher's leaves bitwise.
   """
   _check_lam(lam)
-  problem = first_mismatch(teacher, random, ("teacher", "student"))
-  if problem is not None:
-    raise ConfigError(f"{_LAM_KEY}: teacher and student variables differ at {problem}; "
-                      f"interpolated init needs the student model to equal the teacher's")
+  check_same_architecture(teacher, random, _LAM_KEY)
   lam_arr = jnp.asarray(lam, dtype=jnp.float32)
   t_leaves = jax.tree_util.tree_leaves(teacher)
   r_leaves, r_def = jax.tree_util.tree_flatten(random)

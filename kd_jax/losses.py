@@ -4,7 +4,7 @@ Every loss returns one value per example ([B]) so the caller decides how padding
 shards are averaged. Math is float32 whatever the input dtype, and written on log-softmax
 values so that very peaked or extreme logits (±1e4) stay finite.
 
-Definition (PAPER.md): L = α·CE(y, z_s) + (1−α)·L_KD with
+Definition (docs/paper.md): L = α·CE(y, z_s) + (1−α)·L_KD with
 L_KD = −τ² Σ_j softmax(z_t/τ)_j · log softmax(z_s/τ)_j, where the teacher ensemble's
 log-probabilities play z_t.
 """

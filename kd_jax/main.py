@@ -1,7 +1,8 @@
 """Command line: ``python -m kd_jax.main --config=configs/mnist.py --workdir=runs/mnist``.
 
-Thin on purpose: flags → ``train.run``. Any ``ConfigError`` (bad name, bad value, missing
-dataset, unwritable folder) is printed as one line, without a traceback, and exits with 2.
+Thin on purpose: flags → ``experiment.run``. Any ``UserFacingError`` (a ``ConfigError``: bad
+name, bad value, missing dataset, unwritable folder; or ``TrainingDiverged``) is printed as one
+line, without a traceback, and exits with 2.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from kd_jax.errors import ConfigError
+from kd_jax.errors import UserFacingError
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, e.g. configs/mnist.py or configs/cifar100.py:mini.",
@@ -25,12 +26,12 @@ def main(argv: list[str]) -> None:
   logging.set_verbosity(logging.ERROR)  # orbax logs every file it writes; tfds warns on probes
   import jax  # after flag parsing: --help stays fast
   jax.distributed.initialize() if _multi_host() else None
-  from kd_jax import cache, cli, train
+  from kd_jax import cache, cli, experiment
   config = cli.config_value(_CONFIG)
   cache.use_compile_cache()
   try:
-    train.run(config, _WORKDIR.value)
-  except ConfigError as e:
+    experiment.run(config, _WORKDIR.value)
+  except UserFacingError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
 

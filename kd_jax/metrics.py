@@ -1,4 +1,6 @@
-"""Every number the experiments report, defined once: accuracy, agreement, KL, NLL, ECE, CKA.
+"""Every number the experiments report, defined once: accuracy, agreement, KL, NLL, ECE.
+
+The metric table (``METRICS``) says how each metric is labelled and formatted everywhere.
 
 Split metrics are exact over a whole split, however it is batched or sharded: ``split_sums``
 returns per-batch SUMS (counts, summed losses, per-bin ECE sums), the caller adds them across
@@ -13,6 +15,7 @@ Edges are compared as float32 values k/nb, so e.g. softmax([0, 0]) = 0.5 lands i
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from types import ModuleType
 from typing import Optional
@@ -21,9 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kd_jax.errors import ConfigError
 
-_HIGHEST = jax.lax.Precision.HIGHEST
 
 
 
@@ -195,131 +196,67 @@ def ece(logits: jnp.ndarray, labels: jnp.ndarray, num_bins: int = 10) -> jnp.nda
   return compute_metrics(split_sums(logits, logits, labels, num_bins=num_bins))["student_ece"]
 
 
-@functools.partial(jax.jit, static_argnames="num_bins")
-def ece_from_probs(probs: jnp.ndarray, labels: jnp.ndarray, num_bins: int = 10) -> jnp.ndarray:
-  """ECE from probabilities [N, C] directly (exact control of confidences, e.g. on bin edges)."""
-  probs = jnp.asarray(probs, jnp.float32)
-  labels = jnp.asarray(labels, jnp.int32)
-  labeled = labels >= 0
-  correct = (jnp.argmax(probs, axis=-1) == labels).astype(jnp.float32)
-  sums = _calibration_sums(jnp.max(probs, axis=-1), correct, labeled.astype(jnp.float32),
-                           num_bins)
-  return _ece(sums["bin_count"], sums["bin_conf"], sums["bin_correct"], jnp, jnp.float32)
 
 
-# ----------------------------------------------------------------------------- CKA
-# Centered kernel alignment (Kornblith et al. 2019) with the biased HSIC estimator
-# HSIC(K, L) = tr(K H L H)/(n−1)²; the normalization cancels in CKA, so
-# CKA = <HKH, HLH>_F / (‖HKH‖_F ‖HLH‖_F). Gram matrices cost O(n²) memory: use a few thousand
-# examples, or ``linear_cka_sums`` to cover a whole split with narrow features.
+# ----------------------------------------------------------------------------- the metric table
 
 
-def flatten_features(f: jnp.ndarray) -> jnp.ndarray:
-  """[n, ...] feature maps -> [n, d] float32 (one row per example)."""
-  f = jnp.asarray(f, jnp.float32)
-  return f.reshape(f.shape[0], -1)
+@dataclasses.dataclass(frozen=True)
+class Metric:
+  """How every output (progress line, results table, results.md, CSV, plots) shows a metric."""
+  name: str
+  label: str
+  fmt: str = "{:.4g}"
+  higher_is_better: Optional[bool] = None
 
 
-def center_gram(k: jnp.ndarray) -> jnp.ndarray:
-  """H K H with H = I − 11ᵀ/n: removes row, column and grand means."""
-  k = jnp.asarray(k, jnp.float32)
-  row = jnp.mean(k, axis=0, keepdims=True)
-  col = jnp.mean(k, axis=1, keepdims=True)
-  return k - row - col + jnp.mean(k)
+METRICS: dict[str, Metric] = {m.name: m for m in (
+    Metric("agreement", "agreement %", "{:.2f}", True),
+    Metric("kl", "KL(t‖s)", "{:.4f}", False),
+    Metric("student_acc", "student acc %", "{:.2f}", True),
+    Metric("teacher_acc", "teacher acc %", "{:.2f}", True),
+    Metric("student_ece", "student ECE", "{:.4f}", False),
+    Metric("teacher_ece", "teacher ECE", "{:.4f}", False),
+    Metric("student_nll", "student NLL", "{:.4f}", False),
+    Metric("teacher_nll", "teacher NLL", "{:.4f}", False),
+    Metric("loss", "loss", "{:.4f}", False),
+    Metric("acc", "acc %", "{:.2f}", True),
+    Metric("member_acc_mean", "member acc % (mean)", "{:.2f}", True),
+    Metric("member_acc_min", "member acc % (min)", "{:.2f}", True),
+    Metric("member_acc_max", "member acc % (max)", "{:.2f}", True),
+    *(Metric(f"stage{i}", f"stage {i}", "{:.3f}", True) for i in range(1, 6)),
+    Metric("wall_time_s", "wall time s", "{:.0f}", False),
+    Metric("teacher_members_used", "teacher members", "{:.0f}"),
+)}
+
+#: Splits a run reports (``results.json`` is nested by these names) and how tables call them.
+SPLITS: dict[str, str] = {
+    "test": "test",
+    "train": "train",                       # the distillation data, eval mode, clean
+    "train_aug": "train (augmented)",       # the distillation data as augmented, eval mode
+    "running": "train (running)",           # train mode, augmented batches, last epoch
+    "members": "teacher members",
+    "cka": "CKA",
+    "run": "",
+}
+
+#: The split-metric columns every distillation run reports, in table order.
+SPLIT_METRICS = ("teacher_acc", "student_acc", "agreement", "kl", "teacher_ece", "student_ece",
+                 "teacher_nll", "student_nll")
 
 
-def _alignment(kc: jnp.ndarray, lc: jnp.ndarray) -> jnp.ndarray:
-  """<A, B>_F / (‖A‖_F ‖B‖_F) for already-centered matrices."""
-  return jnp.sum(kc * lc) / jnp.sqrt(jnp.sum(kc * kc) * jnp.sum(lc * lc))
+def metric(name: str) -> Metric:
+  """The table entry of a metric; names outside the table get a plain label."""
+  return METRICS.get(name) or Metric(name, name.replace("_", " "))
 
 
-def cka_from_grams(k: jnp.ndarray, l: jnp.ndarray) -> jnp.ndarray:
-  """CKA of two n×n Gram matrices (any kernel)."""
-  return _alignment(center_gram(k), center_gram(l))
+def column_label(split: str, name: str) -> str:
+  """``("test", "agreement")`` → ``test agreement %``; ``("cka", "stage1")`` → ``CKA stage 1``."""
+  prefix = SPLITS.get(split, split.replace("_", " "))
+  return f"{prefix} {metric(name).label}".strip()
 
 
-def _check_pair(x: jnp.ndarray, y: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
-  x, y = flatten_features(x), flatten_features(y)
-  if x.shape[0] != y.shape[0]:
-    raise ValueError(f"CKA needs the same examples in both: {x.shape[0]} vs {y.shape[0]} rows")
-  return x, y
-
-
-def _centered_unit(x: jnp.ndarray) -> jnp.ndarray:
-  """Column-centered and scaled to unit Frobenius norm (CKA is invariant to both; avoids
-  float32 overflow of squared Gram entries and cancellation from a large common mean)."""
-  x = x - jnp.mean(x, axis=0, keepdims=True)
-  return x / jnp.maximum(jnp.sqrt(jnp.sum(x * x)), jnp.finfo(jnp.float32).tiny)
-
-
-@jax.jit
-def linear_cka(x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
-  """Linear CKA of features x [n, ...] and y [n, ...] (biased HSIC)."""
-  x, y = _check_pair(x, y)
-  x, y = _centered_unit(x), _centered_unit(y)
-  n, d1, d2 = x.shape[0], x.shape[1], y.shape[1]
-  mm = lambda a, b: jnp.matmul(a, b, precision=_HIGHEST)
-  if n * n * (d1 + d2) <= n * (d1 * d1 + d2 * d2 + d1 * d2):
-    # Few examples, wide features: n×n Gram matrices (already centered as x, y are).
-    return _alignment(mm(x, x.T), mm(y, y.T))
-  # Many examples: ‖yᵀx‖² / (‖xᵀx‖ ‖yᵀy‖), the same number in feature space.
-  xy, xx, yy = mm(y.T, x), mm(x.T, x), mm(y.T, y)
-  return jnp.sum(xy * xy) / jnp.sqrt(jnp.sum(xx * xx) * jnp.sum(yy * yy))
-
-
-def _rbf_gram(x: jnp.ndarray, sigma_frac: float) -> jnp.ndarray:
-  """exp(−‖xi − xj‖²/(2σ²)) with σ = sigma_frac × median distance over pairs i < j."""
-  x = _centered_unit(x)  # distances only change scale; the median rescales with them
-  sq = jnp.sum(x * x, axis=1)
-  d2 = jnp.maximum(sq[:, None] + sq[None, :] - 2.0 * jnp.matmul(x, x.T, precision=_HIGHEST),
-                   0.0)
-  iu = np.triu_indices(x.shape[0], k=1)
-  sigma = sigma_frac * jnp.median(jnp.sqrt(d2[iu]))
-  return jnp.exp(-d2 / (2.0 * sigma * sigma))
-
-
-def rbf_cka(x: jnp.ndarray, y: jnp.ndarray, sigma_frac: float = 0.5) -> jnp.ndarray:
-  """RBF-kernel CKA (biased HSIC); bandwidth σ = sigma_frac × median pairwise distance.
-
-  The median is over distinct pairs i < j of Euclidean distances (Kornblith et al.'s code
-  takes the median of all n² squared distances, diagonal zeros included; for large n the two
-  bandwidths nearly coincide).
-  """
-  if not sigma_frac > 0:
-    raise ConfigError(f"rbf_cka sigma_frac={sigma_frac!r} is not allowed; use a float > 0 "
-                      "(0.5 in Kornblith et al. 2019)")
-  return _rbf_cka(x, y, jnp.float32(sigma_frac))
-
-
-@jax.jit
-def _rbf_cka(x: jnp.ndarray, y: jnp.ndarray, sigma_frac: jnp.ndarray) -> jnp.ndarray:
-  x, y = _check_pair(x, y)
-  return cka_from_grams(_rbf_gram(x, sigma_frac), _rbf_gram(y, sigma_frac))
-
-
-@jax.jit
-def linear_cka_sums(x: jnp.ndarray, y: jnp.ndarray,
-                    mask: Optional[jnp.ndarray] = None) -> dict[str, jnp.ndarray]:
-  """Per-batch sums for exact linear CKA over many examples (added like ``split_sums``).
-
-  Memory is O(d1² + d2² + d1·d2), so this suits pooled or narrow features; for wide feature
-  maps use ``linear_cka`` on a subset of examples.
-  """
-  x, y = _check_pair(x, y)
-  w = (jnp.ones((x.shape[0],), jnp.float32) if mask is None
-       else jnp.asarray(mask).reshape(-1).astype(bool).astype(jnp.float32))
-  xw, yw = x * w[:, None], y * w[:, None]
-  mm = lambda a, b: jnp.matmul(a, b, precision=_HIGHEST)
-  return {"n": jnp.sum(w), "sum_x": jnp.sum(xw, axis=0), "sum_y": jnp.sum(yw, axis=0),
-          "xx": mm(xw.T, x), "yy": mm(yw.T, y), "yx": mm(yw.T, x)}
-
-
-def linear_cka_from_sums(sums: dict) -> float:
-  """Linear CKA from summed ``linear_cka_sums``: centered second moments, in float64."""
-  s = {k: np.asarray(jax.device_get(v), np.float64) for k, v in sums.items()}
-  n = s["n"]
-  mx, my = s["sum_x"] / n, s["sum_y"] / n
-  xx = s["xx"] - n * np.outer(mx, mx)
-  yy = s["yy"] - n * np.outer(my, my)
-  yx = s["yx"] - n * np.outer(my, mx)
-  return float(np.sum(yx * yx) / np.sqrt(np.sum(xx * xx) * np.sum(yy * yy)))
+def format_value(name: str, value) -> str:
+  if value is None or (isinstance(value, float) and value != value):
+    return "—"
+  return metric(name).fmt.format(value)

@@ -2,47 +2,27 @@
 
 With an x axis (``sweep.x_key``) each series is a line over x; without one each arm is a bar.
 Paper values are drawn as hollow markers at the arm's x (or on its bar), so a reader sees the
-measured number and the target side by side. Labels and number formats live here too, so the
-plot and the markdown table name every metric the same way.
+measured number and the target side by side. Labels and number formats come from the metric
+table (``kd_jax.metrics.METRICS``), so the plot and the markdown table name every metric the same
+way. A column is ``"split/metric"``.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from pathlib import Path
 from typing import Optional, Sequence
 
-_SPLITS = (("train_aug_", "train (augmented)"), ("test_", "test"), ("train_", "train"))
-_NAMES = {
-    "agreement": "agreement %", "kl": "KL(t‖s)",
-    "student_acc": "student acc %", "teacher_acc": "teacher acc %",
-    "student_ece": "student ECE", "teacher_ece": "teacher ECE",
-    "student_nll": "student NLL", "teacher_nll": "teacher NLL",
-    "wall_time_s": "wall time s", "teacher_members_used": "teacher members",
-}
+from kd_jax import metrics
+
+def metric_label(column: str) -> str:
+  """``test/agreement`` → ``test agreement %`` (labels from the metric table)."""
+  split, name = column.split("/", 1)
+  return metrics.column_label(split, name)
 
 
-def metric_label(name: str) -> str:
-  """``test_agreement`` → ``test agreement %``: readable axis titles and table headers."""
-  if name.startswith("cka_"):  # cka_stage1 → CKA stage 1
-    return "CKA " + re.sub(r"(\D)(\d)", r"\1 \2", name[4:].replace("_", " "))
-  for prefix, split in _SPLITS:
-    if name.startswith(prefix):
-      rest = name[len(prefix):]
-      return f"{split} {_NAMES.get(rest, rest.replace('_', ' '))}"
-  return _NAMES.get(name, name.replace("_", " "))
-
-
-def metric_format(name: str) -> str:
-  """Percentages to 2 decimals; KL, ECE and NLL are small numbers and get 4; CKA gets 3."""
-  if name.endswith(("_kl", "_ece", "_nll")) or name in ("kl", "ece", "nll"):
-    return "{:.4f}"
-  if name.startswith("cka_"):
-    return "{:.3f}"
-  if name in ("wall_time_s", "teacher_members_used"):
-    return "{:.0f}"
-  return "{:.2f}"
+def metric_format(column: str) -> str:
+  return metrics.metric(column.split("/", 1)[1]).fmt
 
 
 def paper_number(value) -> Optional[float]:

@@ -1,7 +1,7 @@
-"""The paper's training recipes (PAPER.md, "Training recipes") and the CPU-sized `mini` data.
+"""The paper's training recipes (docs/paper.md, "Training recipes") and the CPU-sized `mini` data.
 
 Figure configs call these so every figure starts from the same recipe and states only what it
-varies. Values cite PAPER.md; `mini` values are ours, chosen to finish in minutes on 2 CPU cores.
+varies. Values cite docs/paper.md; `mini` values are ours, chosen to finish in minutes on 2 CPU cores.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ml_collections import ConfigDict
 
-from kd_jax.config import base_config, model_config, optim_config
+from kd_jax.config import base_config, model_config, optim_config, sweep_config
 
 _REPO = Path(__file__).resolve().parents[1]
 #: Real CIFAR-10 as JPEGs (train/<class>/*.jpg, test/<class>/*.jpg); override with
@@ -99,12 +99,19 @@ def mini_cifar10(c: ConfigDict, *, teacher_images: int = 8_000, test_images: int
 
 # ------------------------------------------------------------- figure configs (configs/fig*.py)
 
-#: Student seeds of a paper-scale figure (PAPER.md, "Seeds": 3 trials per arm).
+#: Student seeds of a paper-scale figure (docs/paper.md, "Seeds": 3 trials per arm).
 PAPER_SEEDS = (0, 1, 2)
 #: One teacher store for every figure, relative to the folder a sweep runs from (the repository
 #: root in experiments/README.md): figures whose teachers share a recipe (kd_jax.config.teacher_key)
 #: reuse one trained ensemble instead of each training its own.
 SHARED_TEACHERS = "runs/teachers"
+
+
+def figure_sweep(arg: str) -> ConfigDict:
+  """A figure's sweep with its default seeds: the paper's 3 trials, or one seed for a mini."""
+  s = sweep_config()
+  s.seeds = (0,) if arg == "mini" else PAPER_SEEDS
+  return s
 
 
 def check_variant(arg: str, config_file: str, variants: tuple[str, ...] = ("", "mini")) -> str:
@@ -121,7 +128,6 @@ def paper_figure(name: str, *, teacher_depth: int = 56, student_depth: int = 56)
   cifar_teacher(c, teacher_depth)
   cifar_student(c, student_depth)
   c.teacher.store = SHARED_TEACHERS
-  c.sweep.seeds = PAPER_SEEDS
   return c
 
 
@@ -134,7 +140,7 @@ def mini_figure(c: ConfigDict, *, members: int = 5, teacher_images: int = 2_000,
   10 epochs) that every mini figure with this recipe shares through :data:`SHARED_TEACHERS`;
   ``members`` is the largest ensemble any of them uses, so the store trains it once. Students
   are distilled on the teacher's own images (self-distillation data, as in the paper) and
-  train agreement is measured on 1,000 of them. One seed.
+  train agreement is measured on 1,000 of them.
   """
   mini_cifar10(c, teacher_images=teacher_images, test_images=test_images,
                teacher_epochs=teacher_epochs, distill_epochs=distill_epochs, width=width,
@@ -148,7 +154,6 @@ def mini_figure(c: ConfigDict, *, members: int = 5, teacher_images: int = 2_000,
   c.distill.eval_every = distill_epochs   # one evaluation, at the end
   c.distill.train_eval_size = min(1_000, teacher_images)
   c.run.checkpoint_every = 5
-  c.sweep.seeds = (0,)
 
 
 def optimization_model(c: ConfigDict, model: ConfigDict) -> None:
@@ -164,7 +169,7 @@ def optimization_model(c: ConfigDict, model: ConfigDict) -> None:
 
 
 def paper_optimization(name: str) -> ConfigDict:
-  """ResNet-20 with LayerNorm on CIFAR-100 (PAPER.md, Fig 6 and Table 1), paper recipes."""
+  """ResNet-20 with LayerNorm on CIFAR-100 (docs/paper.md, Fig 6 and Table 1), paper recipes."""
   c = paper_figure(name)
   optimization_model(c, model_config("resnet20_ln", width=1.0))
   c.data.distill_pool = "train"           # the teacher's own training set

@@ -34,6 +34,10 @@ class Registry(Generic[T]):
                         f"choose one of: {', '.join(sorted(self._entries))}")
     return self._entries[name]
 
+  def check(self, name: str) -> None:
+    """Raises the one-line ConfigError for an unknown name (validation before any work)."""
+    self.get(name)
+
   def __contains__(self, name: str) -> bool:
     return name in self._entries
 

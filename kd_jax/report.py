@@ -7,10 +7,13 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Sequence
+
+from kd_jax import metrics
 
 
-def _fmt_time(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
+  """``3725`` → ``1h02m``, ``125`` → ``2m05s``, ``42`` → ``42s``; ``?`` when unknown."""
   if not math.isfinite(seconds):
     return "?"
   seconds = int(round(seconds))
@@ -45,7 +48,7 @@ class Progress:
     parts += [f"{k} {v:.4g}" for k, v in stats.items()]
     if math.isfinite(rate):
       parts.append(f"{rate:,.0f} img/s")
-    parts.append(f"elapsed {_fmt_time(now - self.t0)} ETA {_fmt_time(eta)}")
+    parts.append(f"elapsed {format_duration(now - self.t0)} ETA {format_duration(eta)}")
     return " | ".join(parts)
 
   def log(self, epoch: int, stats: dict[str, float]) -> None:
@@ -78,15 +81,27 @@ class MetricWriter:
       keep.append(line)
     self.path.write_text("".join(l + "\n" for l in keep))
 
-  def write(self, phase: str, epoch: int, metrics: dict[str, Any]) -> None:
-    rec = {"phase": phase, "epoch": epoch, **{k: _plain(v) for k, v in metrics.items()}}
+  def write(self, phase: str, epoch: int, results: dict[str, dict[str, Any]]) -> None:
+    """One record: ``{"phase", "epoch", split: {metric: value}, ...}``."""
+    rec = {"phase": phase, "epoch": epoch,
+           **{split: {k: _plain(v) for k, v in m.items()} for split, m in results.items()}}
     with self.path.open("a") as f:
       f.write(json.dumps(rec) + "\n")
     if self._tb is not None:
-      for k, v in rec.items():
-        if isinstance(v, (int, float)) and k != "epoch":
-          self._tb.add_scalar(f"{phase}/{k}", v, epoch)
+      for split, m in results.items():
+        for k, v in m.items():
+          if isinstance(v, (int, float)):
+            self._tb.add_scalar(f"{phase}/{split}/{k}", v, epoch)
       self._tb.flush()
+
+  def last(self, phase: str) -> dict[str, Any]:
+    """The newest record of ``phase`` ({} if none): a resumed, finished phase reads its final
+    running metrics from here instead of recomputing them."""
+    if not self.path.exists():
+      return {}
+    recs = [json.loads(l) for l in self.path.read_text().splitlines() if l.strip()]
+    recs = [r for r in recs if r.get("phase") == phase]
+    return recs[-1] if recs else {}
 
   def close(self) -> None:
     if self._tb is not None:
@@ -100,23 +115,12 @@ def _plain(v: Any) -> Any:
     return v
 
 
-COLUMNS = [("teacher_acc", "teacher acc %", "{:.2f}"), ("student_acc", "student acc %", "{:.2f}"),
-           ("agreement", "agreement %", "{:.2f}"), ("kl", "KL(t‖s)", "{:.4f}"),
-           ("teacher_ece", "teacher ECE", "{:.4f}"), ("student_ece", "student ECE", "{:.4f}"),
-           ("teacher_nll", "teacher NLL", "{:.4f}"), ("student_nll", "student NLL", "{:.4f}")]
-
-
-def table(rows: Iterable[tuple[str, dict[str, float]]]) -> str:
+def table(rows: Iterable[tuple[str, dict[str, float]]],
+          columns: Sequence[str] = metrics.SPLIT_METRICS) -> str:
   """A fixed-width text table: one row per split, the paper's metrics as columns."""
   rows = list(rows)
-  header = ["split"] + [c[1] for c in COLUMNS]
-  body = []
-  for name, m in rows:
-    cells = [name]
-    for key, _, fmt in COLUMNS:
-      v = m.get(key)
-      cells.append("—" if v is None or (isinstance(v, float) and math.isnan(v)) else fmt.format(v))
-    body.append(cells)
+  header = ["split"] + [metrics.metric(c).label for c in columns]
+  body = [[name] + [metrics.format_value(c, m.get(c)) for c in columns] for name, m in rows]
   widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
   line = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w)
                                  for i, (c, w) in enumerate(zip(cells, widths)))

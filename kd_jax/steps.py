@@ -5,6 +5,11 @@ the other devices only through ``lax.psum`` over :data:`kd_jax.parallel.AXIS`; `
 maps it over the mesh. Models are stacked along a leading *member* axis (an ensemble is one
 pytree) and every update is ``vmap``-ed over members, each with its own data order and keys.
 
+A step sees a :class:`kd_jax.batch.Batch`; how it got there (gathered from a device-resident
+split, streamed from the host, sampled from a generator) is the input pipeline's business
+(``materialize``), and how raw inputs become model inputs (augmentation, normalization) is the
+modality's (``StepSpec.prepare``).
+
 Gradients: the local loss is ``Σ_local ℓ·mask / N_global`` so ``psum`` of local gradients is the
 exact gradient of the global masked mean (a ``pmean`` of local means would over-weight a
 device whose batch holds padding). BatchNorm statistics are averaged by flax's ``axis_name``.
@@ -22,10 +27,15 @@ import optax
 from jax import lax
 
 from kd_jax import ensemble, losses, parallel
-from kd_jax.data import augment as augment_lib
+from kd_jax.batch import Batch
 
 AXIS = parallel.AXIS
 Array = jax.Array
+# prepare(batch, key) -> (model inputs, is_real): the modality's host-free input transform.
+Prepare = Callable[[Batch, Array], tuple[Array, Array]]
+
+#: Key streams: one per purpose, so no two purposes share a random draw.
+TEACHER_STREAM, STUDENT_STREAM, EVAL_AUGMENT_STREAM = 1, 2, 7
 
 
 @flax.struct.dataclass
@@ -47,8 +57,8 @@ class StepSpec:
   """Static description of a step (hashable so jit caches one compilation per spec)."""
   apply_fn: Callable[..., Any]
   tx: optax.GradientTransformation
-  augment: Callable[..., Any]
-  normalize: Callable[[Array], Array]
+  prepare: Prepare
+  materialize: Callable[[Any, Any], Batch]    # the input pipeline's feed → Batch
   objective: str = "ce"                       # "ce" (teacher) or a distillation loss name
   temperature: float = 1.0
   alpha: float = 0.0
@@ -66,15 +76,6 @@ def step_key(seed: Array, stream: int, member: Array, epoch: Array, step: Array)
   for v in (epoch, step):
     key = jax.random.fold_in(key, v)
   return key
-
-
-def prepare_inputs(images_u8: Array, key: Array, spec: StepSpec) -> tuple[Array, Array]:
-  """uint8 → [0, 1] → augmentation (per-example keys from global positions) → normalization."""
-  pos = parallel.local_positions(images_u8.shape[0])
-  keys = augment_lib.example_keys_for(jax.random.fold_in(key, 0), pos)
-  x = images_u8.astype(jnp.float32) / 255.0
-  x, is_real = spec.augment(x, keys, jax.random.fold_in(key, 1))
-  return spec.normalize(x), is_real
 
 
 def teacher_logprobs(teacher_apply: Callable[..., Any], teacher_vars: Any, x: Array) -> Array:
@@ -97,10 +98,20 @@ def _sq_norm(tree: Any) -> Array:
   return sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree))
 
 
-def update(state: TrainState, x: Array, labels: Array, mask: Array, is_real: Array,
-           targets: Optional[Array], key: Array, spec: StepSpec) -> tuple[TrainState, dict]:
-  """One optimizer step of one member on this device's slice of the global batch."""
-  maskf = mask.astype(jnp.float32)
+def train_step(state: TrainState, batch: Batch, key: Array, spec: StepSpec,
+               teacher_vars: Any = None) -> tuple[TrainState, dict]:
+  """One optimizer step of one member on this device's slice of the global batch.
+
+  Returns the new state and metric SUMS over the global batch (loss, count and the number of
+  predictions matching the label — or, when distilling, the teacher: the running agreement the
+  official code reports, in train mode on the augmented batch before the update).
+  """
+  x, is_real = spec.prepare(batch, key)
+  targets = None
+  if spec.teacher_apply is not None:
+    targets = teacher_logprobs(spec.teacher_apply, teacher_vars, x)
+  labels = batch.labels
+  maskf = batch.mask.astype(jnp.float32)
   count = jnp.maximum(lax.psum(maskf.sum(), AXIS), 1.0)
   weights = maskf / count
   rngs = {"dropout": jax.random.fold_in(jax.random.fold_in(key, 2), lax.axis_index(AXIS))}
@@ -140,48 +151,41 @@ def update(state: TrainState, x: Array, labels: Array, mask: Array, is_real: Arr
   return new, sums
 
 
-def train_chunk(states: TrainState, images: Array, labels: Array, idx: Array, mask: Array,
-                seed: Array, epoch: Array, start: Array, teacher_vars: Any, *,
-                spec: StepSpec, num_steps: int, stream: int) -> tuple[TrainState, dict]:
-  """``num_steps`` consecutive steps of every member (a ``lax.scan`` when > 1).
+def train_chunk(states: TrainState, resident: Any, feed: Any, seed: Array, epoch: Array,
+                start: Array, teacher_vars: Any, *, spec: StepSpec,
+                stream: int) -> tuple[TrainState, dict]:
+  """Consecutive steps ``start, start + 1, ...`` of every member, one per leading row of
+  ``feed`` (a ``lax.scan`` when there are several). Returns per-member metric sums."""
 
-  idx/mask: ``[members, steps_per_epoch, local_batch]`` for the whole epoch; this call runs
-  steps ``start .. start + num_steps - 1``. Returns per-member metric sums over those steps.
-  """
-  members = idx.shape[0]
+  def one(states, xs):
+    s, step_feed = xs
+    batch = spec.materialize(resident, step_feed)   # leaves [members, local_batch, ...]
 
-  def one(states, s):
-    i = lax.dynamic_index_in_dim(idx, s, axis=1, keepdims=False)
-    m = lax.dynamic_index_in_dim(mask, s, axis=1, keepdims=False)
+    def member(state, b, member_id):
+      return train_step(state, b, step_key(seed, stream, member_id, epoch, s), spec,
+                        teacher_vars)
 
-    def member(state, i, m, member_id):
-      key = step_key(seed, stream, member_id, epoch, s)
-      x, is_real = prepare_inputs(images[i], key, spec)
-      targets = None
-      if spec.teacher_apply is not None:
-        targets = teacher_logprobs(spec.teacher_apply, teacher_vars, x)
-      return update(state, x, labels[i], m, is_real, targets, key, spec)
+    members = jax.tree.leaves(states.step)[0].shape[0]
+    return jax.vmap(member)(states, batch, jnp.arange(members))
 
-    return jax.vmap(member)(states, i, m, jnp.arange(members))
-
-  if num_steps == 1:
-    return one(states, start)
-  states, sums = lax.scan(one, states, start + jnp.arange(num_steps))
+  num = jax.tree.leaves(feed)[0].shape[0]
+  steps = start + jnp.arange(num)
+  if num == 1:
+    states, sums = one(states, (steps[0], jax.tree.map(lambda a: a[0], feed)))
+    return states, sums
+  states, sums = lax.scan(one, states, (steps, feed))
   return states, jax.tree.map(lambda a: a.sum(0), sums)
 
 
-def predict_chunk(var_list: tuple, images: Array, idx: Array, seed: Array, step: Array, *,
-                  applies: tuple, spec: StepSpec, augmented: bool) -> tuple:
+def predict_chunk(var_list: tuple, resident: Any, feed: Any, seed: Array, step: Array, *,
+                  applies: tuple, spec: StepSpec) -> tuple:
   """Logits ``[members, local_batch, C]`` of several stacked models on the same inputs.
 
-  With ``augmented`` the inputs go through ``spec.augment`` with keys from (seed, step), so
+  The inputs go through ``spec.prepare`` with keys from (seed, step): with an augmenting spec
   teacher and student are compared on the same augmented images ("train agreement, as
-  augmented"); otherwise they are only normalized.
+  augmented"); with a clean spec (no augmentation) the keys are unused.
   """
-  x = images[idx]
-  if augmented:
-    x, _ = prepare_inputs(x, step_key(seed, 7, jnp.int32(0), jnp.int32(0), step), spec)
-  else:
-    x = spec.normalize(x.astype(jnp.float32) / 255.0)
+  batch = spec.materialize(resident, feed)
+  x, _ = spec.prepare(batch, step_key(seed, EVAL_AUGMENT_STREAM, jnp.int32(0), jnp.int32(0), step))
   return tuple(jax.vmap(lambda v, apply=apply: apply(v, x, train=False))(vs)
                for apply, vs in zip(applies, var_list))

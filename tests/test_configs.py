@@ -15,6 +15,7 @@ from ml_collections import ConfigDict, config_flags
 
 from kd_jax import config as config_lib
 from kd_jax import sweep
+from kd_jax import trials as trials_lib
 from kd_jax.config import teacher_key
 from kd_jax.models import get_model
 
@@ -29,6 +30,10 @@ MODEL_SECTIONS = ("teacher.model.", "distill.model.")  # options depend on the m
 def cases():
   return [pytest.param(p, v, id=f"{p.stem}:{v or 'paper'}")
           for p in FILES for v in VARIANTS.get(p.name, DEFAULT_VARIANTS)]
+
+
+def load_sweep(path: Path, variant: str) -> ConfigDict:
+  return sweep.sweep_of(path, variant)
 
 
 def load(path: Path, variant: str) -> ConfigDict:
@@ -53,16 +58,16 @@ def flat_keys(c: ConfigDict, prefix: str = "") -> set[str]:
 @pytest.fixture
 def no_data(monkeypatch):
   """Any attempt to read a dataset fails the test."""
-  from kd_jax import train
-  from kd_jax.data import sources, splits
+  from kd_jax import experiment
+  from kd_jax.data import inputs, sources, splits
 
   def refuse(*args, **kwargs):
     raise AssertionError("resolving a config must not load data")
 
   monkeypatch.setattr(sources, "load_source", refuse)
   monkeypatch.setattr(splits, "make_splits", refuse)
-  monkeypatch.setattr(train, "load_splits", refuse)
-  monkeypatch.setattr(train, "run", refuse)
+  monkeypatch.setattr(inputs, "load_splits", refuse)
+  monkeypatch.setattr(experiment, "run", refuse)
 
 
 def test_there_are_figure_configs():
@@ -83,9 +88,10 @@ def test_config_resolves(path, variant, no_data):
   for section in ("teacher", "distill"):
     assert isinstance(c[section].model, ConfigDict) and c[section].model.name
 
-  trials = sweep.resolve_arms(c)
-  arms = [name for name, _ in sweep.arm_specs(c)]
-  assert len(trials) == len(arms) * len(c.sweep.seeds)
+  s = load_sweep(path, variant)
+  trials = trials_lib.resolve_arms(c, s)
+  arms = [name for name, _ in trials_lib.arm_specs(s)]
+  assert len(trials) == len(arms) * len(s.seeds)
   for t in trials:
     assert t.config.is_locked
     assert 1 <= t.config.distill.teacher_members <= t.config.teacher.ensemble_size
@@ -94,7 +100,7 @@ def test_config_resolves(path, variant, no_data):
       get_model(m.name, 10, **{k: v for k, v in m.items() if k != "name"})
     if t.config.distill.init.mode != "random":  # starts from teacher weights: same architecture
       assert t.config.distill.model.to_dict() == t.config.teacher.model.to_dict(), t.arm
-    if c.sweep.x_key:
+    if s.x_key:
       assert t.x is not None
     if variant in CPU_VARIANTS:
       d = t.config.data
@@ -109,16 +115,19 @@ def test_unknown_variant_raises(path):
   spec.loader.exec_module(module)
   with pytest.raises(ValueError, match="no_such_variant"):
     module.get_config("no_such_variant")
+  if hasattr(module, "get_sweep"):
+    with pytest.raises(ValueError, match="no_such_variant"):
+      module.get_sweep("no_such_variant")
 
 
 def test_figure_names_are_unique():
-  """A figure's plot is named after c.name: two figures (configs with sweep arms) or two
+  """A figure's plot is named after c.name: two figures (files with sweep arms) or two
   variants of one must not share a name."""
   seen = {}
   for p in FILES:
     for v in VARIANTS.get(p.name, DEFAULT_VARIANTS):
       c = load(p, v)
-      if not c.sweep.arms:
+      if not load_sweep(p, v).arms:
         continue
       name = c.name
       assert name not in seen, f"{p.name}:{v} and {seen[name]} are both named {name!r}"
@@ -132,7 +141,7 @@ def test_figures_share_one_teacher(variant, members):
            "fig14_alpha.py"] + (["fig9_temperature.py"] if variant else [])
   groups = {}
   for f in files:
-    for t in sweep.resolve_arms(load(CONFIGS / f, variant)):
+    for t in trials_lib.resolve_arms(load(CONFIGS / f, variant), load_sweep(CONFIGS / f, variant)):
       groups.setdefault((teacher_key(t.config), t.config.teacher.store), set()).add(f)
       assert t.config.teacher.ensemble_size <= members
   assert len(groups) == 1, groups

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import pdist, squareform
 
-from kd_jax import metrics
+from kd_jax import cka, metrics
 from kd_jax.errors import ConfigError
 
 KEYS = {"student_acc", "teacher_acc", "agreement", "kl", "student_nll", "teacher_nll",
@@ -200,10 +200,11 @@ def test_confidences_on_edges_from_logits():
 def test_ece_closed_form_depends_on_edge_rule():
   # conf 0.5 (correct) and 0.45 (wrong) share bin (0.4, 0.5]: ECE = |0.5 − 0.475| = 0.025.
   # Had 0.5 gone to the upper bin, ECE would be 0.5·0.5 + 0.5·0.45 = 0.475.
-  probs = np.array([[0.5, 0.25, 0.25], [0.45, 0.3, 0.25]], np.float32)
-  got = metrics.ece_from_probs(probs, np.array([0, 1]))
+  # Log-probabilities as logits: softmax gives back 0.5 exactly and 0.45 to float rounding.
+  logits = np.log(np.array([[0.5, 0.25, 0.25], [0.45, 0.3, 0.25]], np.float32))
+  got = metrics.ece(logits, np.array([0, 1]))
   assert float(got) == pytest.approx(0.025, abs=1e-6)
-  assert float(metrics.ece_from_probs(probs, np.array([0, -1]))) == pytest.approx(0.5, abs=1e-6)
+  assert float(metrics.ece(logits, np.array([0, -1]))) == pytest.approx(0.5, abs=1e-6)
 
 
 # ----------------------------------------------------------------------------- CKA
@@ -243,56 +244,42 @@ def _features(n, d1, d2, seed=0):
 @pytest.mark.parametrize("n,d1,d2", [(20, 50, 30), (200, 8, 5)])  # Gram and feature-space paths
 def test_linear_cka_against_numpy(n, d1, d2):
   x, y = _features(n, d1, d2)
-  got = float(metrics.linear_cka(x, y))
+  got = float(cka.linear_cka(x, y))
   ref = np_linear_cka(x, y)
   assert 0.05 < ref < 0.95
   assert got == pytest.approx(ref, abs=1e-5)
-  assert float(metrics.linear_cka(x, x)) == pytest.approx(1.0, abs=1e-5)
+  assert float(cka.linear_cka(x, x)) == pytest.approx(1.0, abs=1e-5)
 
 
 def test_linear_cka_invariances_and_offsets():
   x, y = _features(60, 12, 7, seed=1)
-  base = float(metrics.linear_cka(x, y))
+  base = float(cka.linear_cka(x, y))
   q, _ = np.linalg.qr(np.random.default_rng(5).normal(size=(12, 12)))
   rotated = (x @ q * 3.7).astype(np.float32)
-  assert float(metrics.linear_cka(rotated, y)) == pytest.approx(base, abs=1e-5)
-  assert float(metrics.linear_cka(x, rotated)) == pytest.approx(1.0, abs=1e-5)
+  assert float(cka.linear_cka(rotated, y)) == pytest.approx(base, abs=1e-5)
+  assert float(cka.linear_cka(x, rotated)) == pytest.approx(1.0, abs=1e-5)
   # A large common offset (e.g. positive ReLU features) must not hurt float32 precision.
-  assert float(metrics.linear_cka(x + 100.0, y - 50.0)) == pytest.approx(base, abs=1e-4)
+  assert float(cka.linear_cka(x + 100.0, y - 50.0)) == pytest.approx(base, abs=1e-4)
   assert base == pytest.approx(np_linear_cka(x, y), abs=1e-5)
 
 
 def test_rbf_cka_against_numpy():
   x, y = _features(31, 10, 6, seed=2)
   for frac in (0.5, 1.0):
-    got = float(metrics.rbf_cka(x, y, sigma_frac=frac))
+    got = float(cka.rbf_cka(x, y, sigma_frac=frac))
     ref = np_rbf_cka(x, y, frac)
     assert 0.05 < ref < 0.99
     assert got == pytest.approx(ref, abs=1e-5)
-  assert float(metrics.rbf_cka(x, x)) == pytest.approx(1.0, abs=1e-5)
+  assert float(cka.rbf_cka(x, x)) == pytest.approx(1.0, abs=1e-5)
   with pytest.raises(ConfigError, match="sigma_frac"):
-    metrics.rbf_cka(x, y, sigma_frac=0.0)
+    cka.rbf_cka(x, y, sigma_frac=0.0)
 
 
 def test_flatten_features_and_feature_maps():
   rng = np.random.default_rng(3)
   fx = rng.normal(size=(16, 4, 4, 3)).astype(np.float32)
   fy = rng.normal(size=(16, 2, 2, 8)).astype(np.float32)
-  flat = metrics.flatten_features(fx)
+  flat = cka.flatten_features(fx)
   np.testing.assert_array_equal(flat, fx.reshape(16, 48))
   ref = np_linear_cka(fx.reshape(16, -1), fy.reshape(16, -1))
-  assert float(metrics.linear_cka(fx, fy)) == pytest.approx(ref, abs=1e-5)
-
-
-def test_linear_cka_accumulated_over_padded_batches():
-  x, y = _features(45, 6, 4, seed=4)
-  x = x + 3.0
-  bs, total = 20, None
-  for start in range(0, 45, bs):
-    xb, yb = x[start:start + bs], y[start:start + bs]
-    k = len(xb)
-    xb = np.concatenate([xb, np.full((bs - k, 6), 1e3, np.float32)])
-    yb = np.concatenate([yb, np.full((bs - k, 4), -1e3, np.float32)])
-    sums = metrics.linear_cka_sums(xb, yb, np.arange(bs) < k)
-    total = sums if total is None else metrics.add_sums(total, sums)
-  assert metrics.linear_cka_from_sums(total) == pytest.approx(np_linear_cka(x, y), abs=1e-4)
+  assert float(cka.linear_cka(fx, fy)) == pytest.approx(ref, abs=1e-5)

@@ -7,8 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kd_jax import ensemble, parallel, report, steps, train
-from kd_jax.models import get_model
+from kd_jax import analysis, experiment, modeling, parallel, report, steps, student, teachers
+from kd_jax.data import inputs
 from tiny import tiny_config
 
 
@@ -22,8 +22,8 @@ def _ln_config(store, **kw):
 
 def _data_and_teacher(c, workdir):
   mesh = parallel.make_mesh(c.run.num_devices)
-  data = train.put_data(train.load_splits(c), c, mesh)
-  teacher = train.get_teacher(c, workdir, data, mesh, report.MetricWriter(workdir, False))
+  data = inputs.load(c, mesh)
+  teacher = teachers.get_teacher(c, workdir, data, mesh, report.MetricWriter(workdir, False))
   return data, teacher
 
 
@@ -34,13 +34,13 @@ def test_lambda_one_layernorm_student_is_the_teacher(tmp_path):
     c.distill.init.lam = 1.0
     c.distill.temperature = 3.0
   data, teacher = _data_and_teacher(c, tmp_path / "w")
-  model = train.build_model(c.distill.model, data.num_classes, c)
-  init, lr = train.student_init(c, model, teacher, data)
+  model = modeling.build_model(c.distill.model, data.num_classes, c)
+  init, lr = student.student_init(c, model, teacher, data)
   assert lr == c.distill.optim.lr_min  # lr·(1−λ) floored at the schedule minimum
-  x = data.normalize(jnp.asarray(data.host.distill_x[:64], jnp.float32) / 255.0)
-  local = model.clone(bn_axis_name=None)
-  s_logits = local.apply(train.as_flax(jax.tree.map(lambda a: a[0], init)), x, train=False)
-  t_lp = train.teacher_logprobs_of(teacher.model, train.as_flax(teacher.final), x)
+  x = data.host_inputs(data.host.distill_x, 64)
+  local = modeling.local(model)
+  s_logits = local.apply(modeling.as_flax(modeling.member(init, 0)), x, train=False)
+  t_lp = analysis.teacher_logprobs_of(teacher.model, modeling.as_flax(teacher.final), x)
   assert np.mean(np.argmax(s_logits, -1) == np.argmax(t_lp, -1)) == 1.0
   # KD loss at a perfect match = τ²·H(softmax(z_t/τ)), written out in numpy.
   tau = 3.0
@@ -48,7 +48,7 @@ def test_lambda_one_layernorm_student_is_the_teacher(tmp_path):
   p = np.exp(z - z.max(-1, keepdims=True))
   p /= p.sum(-1, keepdims=True)
   entropy = -(p * np.log(p)).sum(-1)
-  spec = steps.StepSpec(apply_fn=None, tx=None, augment=None, normalize=None, objective="kd",
+  spec = steps.StepSpec(apply_fn=None, tx=None, prepare=None, materialize=None, objective="kd",
                         temperature=tau)
   loss = steps.per_example_loss(spec, s_logits, jnp.zeros(64, jnp.int32), jnp.ones(64, bool), t_lp)
   np.testing.assert_allclose(np.asarray(loss), tau ** 2 * entropy, rtol=2e-4, atol=1e-5)
@@ -59,9 +59,10 @@ def test_teacher_initial_weights_init(tmp_path):
   with c.unlocked():
     c.distill.init.mode = "teacher_initial"
   data, teacher = _data_and_teacher(c, tmp_path / "w")
-  model = train.build_model(c.distill.model, data.num_classes, c)
-  init, _ = train.student_init(c, model, teacher, data)
-  fresh = train.init_variables(model, c.teacher.seed, train.TEACHER_STREAM, 1, data.image_shape)
+  model = modeling.build_model(c.distill.model, data.num_classes, c)
+  init, _ = student.student_init(c, model, teacher, data)
+  fresh = modeling.init_variables(model, c.teacher.seed, steps.TEACHER_STREAM, 1,
+                                  data.input_shape)
   for a, b, f in zip(jax.tree.leaves(init["params"]), jax.tree.leaves(teacher.initial["params"]),
                      jax.tree.leaves(fresh["params"])):
     np.testing.assert_array_equal(np.asarray(a)[0], np.asarray(b)[0])
@@ -74,9 +75,9 @@ def test_lbfgs_decreases_full_batch_loss(tmp_path):
     c.distill.optim.name = "lbfgs"
     c.distill.loss = "kl"  # zero at a perfect match, so the decrease is visible
     c.distill.eval_every = 6
-  train.run(c, tmp_path / "run")
+  experiment.run(c, tmp_path / "run")
   recs = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-  loss = [r["loss"] for r in recs if r["phase"] == "distill"]
+  loss = [r["running"]["loss"] for r in recs if r["phase"] == "distill"]
   assert len(loss) == 6
   assert all(b <= a + 1e-6 for a, b in zip(loss, loss[1:])), loss
   assert loss[-1] < 0.8 * loss[0], loss
@@ -91,12 +92,21 @@ def test_cka_and_plane_on_a_run(tmp_path):
     c.analysis.plane_points = 5
     c.analysis.plane_examples = 64
     c.analysis.plane_chunk = 5
-  res = train.run(c, tmp_path / "run")
-  assert set(res["cka"]) == {"stage1", "stage2", "stage3"}
-  assert all(0.0 <= v <= 1.0 + 1e-6 for v in res["cka"].values())
+    c.analysis.line = True
+    c.analysis.line_points = 5
+  res = experiment.run(c, tmp_path / "run")
+  cka = res["splits"]["cka"]
+  assert set(cka) == {"stage1", "stage2", "stage3"}
+  assert all(0.0 <= v <= 1.0 + 1e-6 for v in cka.values())
   anchors = res["plane"]["anchors"]
   assert anchors["teacher"]["agreement"] == 100.0  # the teacher agrees with itself
   assert abs(anchors["teacher"]["kl"]) < 1e-5
   grid = np.load(tmp_path / "run" / "plane" / "plane.npz")
   assert grid["distill_loss"].shape == (5, 5)
-  assert (tmp_path / "run" / "plane" / "plane_agreement.png").stat().st_size > 0
+  line = np.load(tmp_path / "run" / "line" / "line.npz")
+  np.testing.assert_array_equal(line["ts"], np.linspace(0, 1, 5))
+  assert line["agreement"][-1] == 100.0 and abs(line["kl"][-1]) < 1e-5  # t = 1: the teacher
+  assert res["line"]["barrier"] == float(line["distill_loss"].max()
+                                         - max(line["distill_loss"][0], line["distill_loss"][-1]))
+  png = (tmp_path / "run" / "plane" / "plane_agreement.png").read_bytes()
+  assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000

@@ -1,12 +1,13 @@
 """The sweep runner: arms × seeds on real (tiny) training, shared teachers, resumable outputs.
 
 Expectations are computed here from the files each trial wrote (results.json, the teacher
-store), from numpy over fabricated per-seed numbers, or from counts of train.run calls.
+store), from numpy over fabricated per-seed numbers, or from counts of experiment.run calls.
 """
 from __future__ import annotations
 
 import csv
 import json
+import os
 import runpy
 import subprocess
 import sys
@@ -17,33 +18,29 @@ import numpy as np
 import pytest
 from jax.experimental.compilation_cache import compilation_cache
 
-from kd_jax import sweep, train
+from kd_jax import experiment, sweep
+from kd_jax import trials as trials_lib
 from kd_jax.config import lock
 from kd_jax.errors import ConfigError
 
-# tests/test_train.py's tiny settings; two arms that share one 2-member teacher (m=1 and m=2).
+# tests/tiny.py's settings; two arms that share one 2-member teacher (m=1 and m=2).
 FIGURE = '''
-from kd_jax.config import base_config
+from kd_jax.config import sweep_config
+from tiny import tiny_config
+
+
+def get_sweep(arg: str = ""):
+  s = sweep_config()
+  s.arms = (("m1_t1", {"distill.temperature": 1.0}),
+            ("m2_t4", {"teacher.ensemble_size": 2, "distill.temperature": 4.0}))
+  s.paper = (("m2_t4", {"test/agreement": "≈90", "test/student_acc": 60}),)
+  return s
 
 
 def get_config(arg: str = ""):
-  c = base_config()
+  c = tiny_config(store="", devices=0)
+  c.unlock()
   c.name = "tiny_figure"
-  c.data.test_size = 200
-  c.data.teacher_subset = 64
-  c.data.distill_subset = 128
-  c.teacher.epochs = 2
-  c.teacher.batch_size = 16
-  c.teacher.optim.lr = 0.05
-  c.teacher.eval_every = 1
-  c.distill.epochs = 2
-  c.distill.batch_size = 32
-  c.distill.eval_every = 1
-  c.run.checkpoint_every = 1
-  c.run.tensorboard = False
-  c.sweep.arms = (("m1_t1", {"distill.temperature": 1.0}),
-                  ("m2_t4", {"teacher.ensemble_size": 2, "distill.temperature": 4.0}))
-  c.sweep.paper = (("m2_t4", {"test_agreement": "≈90", "test_student_acc": 60}),)
   return c
 '''
 ARMS = ("m1_t1", "m2_t4")
@@ -82,27 +79,36 @@ def load(figure_file: Path, **changes):
   return lock(c)
 
 
-def with_arms(c, arms, **sweep_values):
+def load_sweep(figure_file: Path):
+  return sweep.sweep_of(figure_file)
+
+
+def fig(figure_file: Path, **changes):
+  """(trial config, sweep) of the figure file; ``section__key=value`` changes the config."""
+  return load(figure_file, **changes), load_sweep(figure_file)
+
+
+def with_arms(figure, arms, **sweep_values):
   """The figure with other arms (its paper values name the old ones, so they go too)."""
-  with c.unlocked():
-    c.sweep.arms = arms
-    c.sweep.paper = ()
-    for k, v in sweep_values.items():
-      c.sweep[k] = v
-  return c
+  c, s = figure
+  s.arms = arms
+  s.paper = ()
+  for k, v in sweep_values.items():
+    s[k] = v
+  return c, s
 
 
 def counting(monkeypatch, fail: bool = False) -> list:
   calls = []
-  real = train.run
+  real = experiment.run
 
   def run(config, workdir, hook=None):
     calls.append((config.seed, Path(workdir)))
     if fail:
-      raise AssertionError(f"train.run called for {workdir} although it had finished")
+      raise AssertionError(f"experiment.run called for {workdir} although it had finished")
     return real(config, workdir, hook=hook)
 
-  monkeypatch.setattr(train, "run", run)
+  monkeypatch.setattr(experiment, "run", run)
   return calls
 
 
@@ -121,7 +127,7 @@ def straight(figure_file, tmp_path_factory):
   workdir = tmp_path_factory.mktemp("straight")
   with pytest.MonkeyPatch.context() as mp:
     calls = counting(mp)
-    sweep.run_sweep(load(figure_file), workdir, command="python -m kd_jax.sweep (test)")
+    sweep.run_sweep(*fig(figure_file), workdir, command="python -m kd_jax.sweep (test)")
   return workdir, calls
 
 
@@ -131,24 +137,26 @@ def test_every_arm_runs_and_the_teacher_trains_once(straight):
   (entry,) = stored_teachers(workdir / "teachers")
   assert entry.name.endswith(f"-m{max(MEMBERS.values())}")
   results = {a: json.loads((workdir / a / "seed0" / "results.json").read_text()) for a in ARMS}
-  assert {r["teacher_entry"] for r in results.values()} == {str(entry)}
+  assert {r["teacher"]["entry"] for r in results.values()} == {str(entry)}
 
   cols, rows = read_csv(workdir / "results.csv")
-  expected = (["arm", "seed"] + [f"{s}_{m}" for s in ("test", "train") for m in SPLIT_METRICS]
-              + ["wall_time_s", "teacher_members_used"])
+  expected = (["arm", "seed"] + [f"{s}/{m}" for s in ("test", "train") for m in SPLIT_METRICS]
+              + ["running/agreement", "running/loss"]
+              + ["run/wall_time_s", "run/teacher_members_used"])
   assert sorted(cols) == sorted(expected) and cols[:2] == ["arm", "seed"]
   assert [r["arm"] for r in rows] == list(ARMS)
   for r in rows:
-    res = results[r["arm"]]
-    assert int(r["teacher_members_used"]) == MEMBERS[r["arm"]]
+    res = results[r["arm"]]["splits"]
+    assert int(r["run/teacher_members_used"]) == MEMBERS[r["arm"]]
     for split in ("test", "train"):
       for m in SPLIT_METRICS:
-        assert float(r[f"{split}_{m}"]) == res[split][m], (r["arm"], split, m)
+        assert float(r[f"{split}/{m}"]) == res[split][m], (r["arm"], split, m)
+    assert float(r["running/agreement"]) == res["running"]["agreement"]
 
   md = (workdir / "results.md").read_text()
   table = [l for l in md.splitlines() if l.startswith("| ") and not l.startswith("| arm ")]
   assert [l.split(" | ")[0][2:] for l in table] == list(ARMS)
-  agree = f"{results['m1_t1']['test']['agreement']:.2f}"
+  agree = f"{results['m1_t1']['splits']['test']['agreement']:.2f}"
   assert f"| m1_t1 | 1 | {agree} |" in md  # one seed: a mean and no ± std
   assert table[1].endswith("test student acc % 60 |") and "≈90" in table[1]
   assert table[0].endswith("| — |")  # no paper value for this arm
@@ -162,7 +170,7 @@ def test_rerun_trains_nothing(straight, figure_file, monkeypatch):
   before = [f.stat().st_mtime_ns for f in files]
   _, rows_before = read_csv(workdir / "results.csv")
   counting(monkeypatch, fail=True)
-  sweep.run_sweep(load(figure_file), workdir)
+  sweep.run_sweep(*fig(figure_file), workdir)
   assert [f.stat().st_mtime_ns for f in files] == before and len(files) == len(ARMS)
   assert read_csv(workdir / "results.csv")[1] == rows_before
 
@@ -175,7 +183,7 @@ def test_killed_sweep_finishes_on_rerun_with_the_same_numbers(straight, figure_f
                                                                monkeypatch):
   reference, _ = straight
   store = reference / "teachers"  # an explicit store is honoured: the teacher is not retrained
-  config = load(figure_file, teacher__store=str(store))
+  config = fig(figure_file, teacher__store=str(store))
   seen = []
 
   def kill_in_second_trial(phase, epoch):
@@ -184,19 +192,19 @@ def test_killed_sweep_finishes_on_rerun_with_the_same_numbers(straight, figure_f
       raise _Kill()
 
   with pytest.raises(_Kill):
-    sweep.run_sweep(config, tmp_path, hook=kill_in_second_trial)
+    sweep.run_sweep(*config, tmp_path, hook=kill_in_second_trial)
   assert [r["arm"] for r in read_csv(tmp_path / "results.csv")[1]] == ["m1_t1"]  # partial output
   half_done = tmp_path / "m2_t4" / "seed0"
   assert (half_done / "checkpoints").is_dir() and not (half_done / "results.json").exists()
 
   calls = counting(monkeypatch)
-  sweep.run_sweep(config, tmp_path)
+  sweep.run_sweep(*config, tmp_path)
   assert [w.relative_to(tmp_path).as_posix() for _, w in calls] == ["m2_t4/seed0"]
   assert len(stored_teachers(store)) == 1 and not (tmp_path / "teachers").exists()
   cols, rows = read_csv(tmp_path / "results.csv")
   ref_cols, ref_rows = read_csv(reference / "results.csv")
   assert cols == ref_cols
-  drop = lambda r: {k: v for k, v in r.items() if k != "wall_time_s"}
+  drop = lambda r: {k: v for k, v in r.items() if k != "run/wall_time_s"}
   assert [drop(r) for r in rows] == [drop(r) for r in ref_rows]
 
 
@@ -204,7 +212,7 @@ def test_killed_sweep_finishes_on_rerun_with_the_same_numbers(straight, figure_f
 
 
 def fake_run(monkeypatch, score, extra=None) -> list:
-  """train.run stand-in: writes config.json and results.json with numbers from ``score``."""
+  """experiment.run stand-in: writes config.json and results.json with numbers from ``score``."""
   calls = []
 
   def run(config, workdir, hook=None):
@@ -214,33 +222,33 @@ def fake_run(monkeypatch, score, extra=None) -> list:
     (workdir / "config.json").write_text(json.dumps(config.to_dict(), default=str))
     split = lambda base: {m: base + i for i, m in enumerate(SPLIT_METRICS)}
     s = score(workdir.parent.name, config.seed)
-    res = {"test": split(s), "train": split(s + 100), "train_aug": split(s + 200)
-           if config.distill.augment else None, "wall_time_s": 1.0,
-           "teacher_members_used": int(config.distill.teacher_members), **(extra or {})}
+    splits = {"test": split(s), "train": split(s + 100), **(extra or {})}
+    if config.distill.augment:
+      splits["train_aug"] = split(s + 200)
+    res = {"splits": splits, "wall_time_s": 1.0,
+           "teacher": {"members_used": int(config.distill.teacher_members)}}
     (workdir / "results.json").write_text(json.dumps(res))
     return res
 
-  monkeypatch.setattr(train, "run", run)
+  monkeypatch.setattr(experiment, "run", run)
   return calls
 
 
 def lam_figure(figure_file):
   arms = tuple((f"lam{lam}", {"distill.init.mode": "interpolate", "distill.init.lam": lam})
                for lam in (0.0, 0.5, 1.0))
-  c = with_arms(load(figure_file), arms, seeds=(0, 1, 2), x_key="distill.init.lam")
-  with c.unlocked():
-    c.sweep.paper = (("lam0.5", {"train_agreement": 99.65}),)
-  return c
+  c, s = with_arms(fig(figure_file), arms, seeds=(0, 1, 2), x_key="distill.init.lam")
+  s.paper = (("lam0.5", {"train/agreement": 99.65}),)
+  return c, s
 
 
 def test_table_is_mean_and_sample_std_over_seeds(figure_file, tmp_path, monkeypatch):
   score = lambda arm, seed: 10.0 * len(arm) + seed ** 2  # seeds 0, 1, 4 apart
   calls = fake_run(monkeypatch, score)
-  config = lam_figure(figure_file)
-  sweep.run_sweep(config, tmp_path)
+  sweep.run_sweep(*lam_figure(figure_file), tmp_path)
   assert len(calls) == 3 * 3
   cols, rows = read_csv(tmp_path / "results.csv")
-  assert len(rows) == 9 and "x" in cols and not any(c.startswith("train_aug_") for c in cols)
+  assert len(rows) == 9 and "x" in cols and not any(c.startswith("train_aug/") for c in cols)
   assert [float(r["x"]) for r in rows] == [lam for lam in (0.0, 0.5, 1.0) for _ in range(3)]
   md = (tmp_path / "results.md").read_text()
   for arm in ("lam0.0", "lam0.5", "lam1.0"):
@@ -248,37 +256,35 @@ def test_table_is_mean_and_sample_std_over_seeds(figure_file, tmp_path, monkeypa
     cell = f"{values.mean():.2f} ± {values.std(ddof=1):.2f}"
     row = next(l for l in md.splitlines() if l.startswith(f"| {arm} |"))
     assert f"| 3 | {cell} |" in row, row
-  assert (tmp_path / "tiny_figure.png").stat().st_size > 0
+  assert (tmp_path / "tiny_figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_augmented_arm_adds_train_aug_columns(figure_file, tmp_path, monkeypatch):
   fake_run(monkeypatch, lambda arm, seed: 1.0)
-  c = with_arms(load(figure_file), (("plain", {}), ("flip", {"distill.augment": "hflip"})))
-  sweep.run_sweep(c, tmp_path)
+  c = with_arms(fig(figure_file), (("plain", {}), ("flip", {"distill.augment": "hflip"})))
+  sweep.run_sweep(*c, tmp_path)
   cols, rows = read_csv(tmp_path / "results.csv")
-  aug = [c for c in cols if c.startswith("train_aug_")]
-  assert aug == [f"train_aug_{m}" for m in SPLIT_METRICS]
-  assert [r["train_aug_agreement"] for r in rows] == ["", "201.0"]
+  aug = [c for c in cols if c.startswith("train_aug/")]
+  assert sorted(aug) == sorted(f"train_aug/{m}" for m in SPLIT_METRICS)
+  assert [r["train_aug/agreement"] for r in rows] == ["", str(float(201 + SPLIT_METRICS.index("agreement")))]
 
 
 def test_analysis_numbers_become_columns(figure_file, tmp_path, monkeypatch):
   cka = {"stage1": 0.939, "stage2": 0.925, "stage3": 0.885}
-  plane = {"dir": "plane", "grid": [[0.1, 0.2]]}  # not a flat set of numbers: left out
-  fake_run(monkeypatch, lambda arm, seed: 1.0, extra={"cka": cka, "plane": plane})
-  sweep.run_sweep(with_arms(load(figure_file), (("a", {}),)), tmp_path)
+  fake_run(monkeypatch, lambda arm, seed: 1.0, extra={"cka": cka})
+  sweep.run_sweep(*with_arms(fig(figure_file), (("a", {}),)), tmp_path)
   cols, (row,) = read_csv(tmp_path / "results.csv")
-  assert {f"cka_{k}": str(v) for k, v in cka.items()} == {c: row[c] for c in cols
-                                                         if c.startswith("cka_")}
-  assert not any(c.startswith("plane") for c in cols)
+  assert {f"cka/{k}": str(v) for k, v in cka.items()} == {c: row[c] for c in cols
+                                                         if c.startswith("cka/")}
   md = (tmp_path / "results.md").read_text()
   assert "CKA stage 1" in md and "| 0.939 | 0.925 | 0.885 |" in md
 
 
 def test_changed_config_is_refused_in_a_used_workdir(figure_file, tmp_path, monkeypatch):
   fake_run(monkeypatch, lambda arm, seed: 1.0)
-  sweep.run_sweep(load(figure_file), tmp_path)
+  sweep.run_sweep(*fig(figure_file), tmp_path)
   with pytest.raises(ConfigError, match="distill.epochs=2") as err:
-    sweep.run_sweep(load(figure_file, distill__epochs=3), tmp_path)
+    sweep.run_sweep(*fig(figure_file, distill__epochs=3), tmp_path)
   assert "\n" not in str(err.value)
 
 
@@ -286,18 +292,18 @@ def test_arms_resolve_to_shared_teacher_groups(figure_file, tmp_path):
   arms = (("m1", {}), ("m3", {"teacher.ensemble_size": 3}),
           ("m5of5", {"teacher.ensemble_size": 5, "distill.teacher_members": 5}),
           ("longer", {"teacher.epochs": 3}))
-  c = with_arms(load(figure_file), arms, seeds=(0, 1), x_key="distill.teacher_members")
-  trials = sweep.resolve_arms(c, tmp_path)
+  c, s = with_arms(fig(figure_file), arms, seeds=(0, 1), x_key="distill.teacher_members")
+  trials = trials_lib.resolve_arms(c, s, tmp_path)
   assert [t.path for t in trials] == [f"{a}/seed{s}" for a in ("m1", "m3", "m5of5", "longer")
                                       for s in (0, 1)]
   assert [t.seed for t in trials] == [0, 1] * 4
-  groups = sweep.teacher_groups(trials)
+  groups = trials_lib.teacher_groups(trials)
   assert len(groups) == 2
   sizes = [(t.config.teacher.ensemble_size, t.config.distill.teacher_members) for t in trials]
   assert sizes == [(5, 1)] * 2 + [(5, 3)] * 2 + [(5, 5)] * 2 + [(1, 1)] * 2
   assert [t.x for t in trials[::2]] == [1.0, 3.0, 5.0, 1.0]
   assert {t.config.teacher.store for t in trials} == {str((tmp_path / "teachers").absolute())}
-  with pytest.raises(AttributeError):
+  with pytest.raises(AttributeError, match="not_a_key"):
     trials[0].config.distill.not_a_key = 1  # resolved configs stay locked
 
 
@@ -308,14 +314,15 @@ def test_arms_resolve_to_shared_teacher_groups(figure_file, tmp_path):
     ((("bad_arm", {"seed": 3}),), {}, "'seed'"),
     ((("a", {}), ("a", {})), {}, "appears twice"),
     ((("a/b", {}),), {}, "'a/b'"),
-    ((("a", {}),), {"metrics": ("test_agree",)}, "test_agree"),
-    ((("a", {}),), {"paper": (("b", {"test_agreement": 80}),)}, "arm 'b'"),
+    ((("a", {}),), {"metrics": ("test/agree",)}, "test/agree"),
+    ((("a", {}),), {"metrics": ("test_agreement",)}, "test_agreement"),
+    ((("a", {}),), {"paper": (("b", {"test/agreement": 80}),)}, "arm 'b'"),
     ((("a", {}),), {"x_key": "distill.augment"}, "numeric"),
 ])
 def test_bad_sweep_is_one_clear_error(figure_file, arms, other, needle):
-  c = with_arms(load(figure_file), arms, **other)
+  c = with_arms(fig(figure_file), arms, **other)
   with pytest.raises(ConfigError) as err:
-    sweep.resolve_arms(c)
+    trials_lib.resolve_arms(*c)
   msg = str(err.value)
   assert needle in msg and "\n" not in msg
   if "bad_arm" in str(arms):
@@ -323,19 +330,21 @@ def test_bad_sweep_is_one_clear_error(figure_file, arms, other, needle):
 
 
 def test_no_arms_is_one_default_arm(figure_file):
-  c = with_arms(load(figure_file), ())
-  (trial,) = sweep.resolve_arms(c)
+  c = with_arms(fig(figure_file), ())
+  (trial,) = trials_lib.resolve_arms(*c)
   assert (trial.arm, trial.path) == ("default", "default/seed0")
   assert trial.config.distill.temperature == 4.0  # the base config, unchanged
 
 
 def test_command_line_dry_run_and_errors(figure_file, tmp_path):
   cmd = [sys.executable, "-m", "kd_jax.sweep", f"--config={figure_file}", f"--workdir={tmp_path}"]
-  out = subprocess.run(cmd + ["--dry_run"], capture_output=True, text=True, timeout=120)
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+      [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))  # the figure imports tiny
+  out = subprocess.run(cmd + ["--dry_run"], capture_output=True, text=True, timeout=120, env=env)
   assert out.returncode == 0, out.stderr
   assert "m1_t1/seed0" in out.stdout and "m2_t4/seed0" in out.stdout
   assert sum("× lenet5" in l for l in out.stdout.splitlines()) == 1  # one teacher group
   assert not (tmp_path / "results.csv").exists()  # nothing ran
-  bad = subprocess.run(cmd + ["--only=m3"], capture_output=True, text=True, timeout=120)
+  bad = subprocess.run(cmd + ["--only=m3"], capture_output=True, text=True, timeout=120, env=env)
   assert bad.returncode == 2
   assert bad.stderr.strip().count("\n") == 0 and "'m3'" in bad.stderr

@@ -1,4 +1,4 @@
-"""On-device augmentation ops and the policy parser (PAPER.md, Fig 3 policies).
+"""On-device augmentation ops and the policy parser (docs/paper.md, Fig 3 policies).
 
 Images are float32 NHWC in [0, 1]; normalization to the model's input range comes after the
 policy (``normalize``). Randomness never depends on how a batch is split over devices:
@@ -511,6 +511,10 @@ def _zscore(images01: Array, mean: Optional[Any] = None, std: Optional[Any] = No
   if not np.all(std_a > 0):
     raise ConfigError(f"data.normalization='zscore': std {std_a.tolist()} must be > 0")
   return (images01 - mean_a) / std_a
+
+
+def check_normalization(mode: str) -> None:
+  NORMALIZATIONS.check(mode)
 
 
 def normalize(images01: Array, mode: str, mean: Optional[Any] = None,

@@ -144,88 +144,94 @@ def _choice(cfg: Any, key: str, allowed: tuple[str, ...], default: str) -> str:
   return value
 
 
+def _test_split(ds: ArrayDataset, data_cfg: Any, seed: int):
+  """(train indices, test images, test labels, where test came from): the source's own test
+  split, or a stratified slice carved off train (disjoint from it)."""
+  n_all = ds.train_labels.shape[0]
+  if ds.has_test:
+    return np.arange(n_all), ds.test_images, ds.test_labels, "test split"
+  test_n = _count(data_cfg, "test_size", 1000)
+  if test_n == 0 or test_n >= n_all:
+    raise ConfigError(f"data.test_size={test_n} does not fit: the source has no test split, "
+                      f"so a test set is carved from its {n_all} train images; use 1 to "
+                      f"{n_all - 1}")
+  test_idx = stratified_subset(ds.train_labels, test_n, _stream_seed(seed, "test"),
+                               key="data.test_size", pool="train split")
+  train_idx = np.setdiff1d(np.arange(n_all), test_idx)
+  return train_idx, ds.train_images[test_idx], ds.train_labels[test_idx], "carved from train"
+
+
+def _subset(pool: np.ndarray, train_y: np.ndarray, n: int, seed: int, purpose: str,
+            key: str, name: str) -> np.ndarray:
+  """A stratified ``n`` of a pool (positions into train), or the whole pool for n = 0."""
+  if not n:
+    return pool
+  return pool[stratified_subset(train_y[pool], n, _stream_seed(seed, purpose), key=key,
+                                pool=name)]
+
+
+def _distill_pool(kind: str, pools: dict[str, np.ndarray], teacher: np.ndarray) -> np.ndarray:
+  if kind == "rest":
+    rest = np.setdiff1d(pools["train"], teacher)
+    if rest.size == 0:
+      raise ConfigError("data.distill_pool='rest' is empty: the teacher set uses all "
+                        f"{teacher.size} train images; set data.teacher_subset or choose "
+                        "data.distill_pool='train'")
+    return rest
+  if kind == "teacher":  # exactly the teacher's images (self-distillation on a subset)
+    return teacher
+  return pools[kind]
+
+
+def _ood_images(ood: ArrayDataset | None, n: int, seed: int, shape: tuple[int, ...]) -> np.ndarray:
+  """``n`` seeded OOD train images, resized to the task's image shape."""
+  if ood is None:
+    raise ConfigError(f"data.ood.num={n} but no OOD dataset was loaded; set "
+                      "data.ood.source (and data.ood.name or data.ood.path)")
+  available = ood.train_labels.shape[0]
+  if n > available:
+    raise ConfigError(f"data.ood.num={n} is larger than the OOD train split "
+                      f"({available} images); use at most {available}")
+  rng = np.random.default_rng(_stream_seed(seed, "ood"))
+  pick = np.sort(rng.choice(available, size=n, replace=False))
+  return match_images(ood.train_images[pick], shape)
+
+
 def make_splits(ds: ArrayDataset, data_cfg: Any, ood: ArrayDataset | None = None) -> Splits:
   """Builds teacher, distillation and test sets as ``data_cfg`` describes (module docstring).
 
   Steps: carve a stratified test set of ``test_size`` from train when the source has none;
   pick the teacher pool (train or D0) and its stratified ``teacher_subset``; pick the distill
   pool ('rest' = train minus the teacher set, disjoint from it; 'teacher' = the teacher's own
-  images) and its ``distill_subset``;
-  append ``ood.num`` seeded OOD images; keep a stratified ``max_test`` of test.
+  images) and its ``distill_subset``; append ``ood.num`` seeded OOD images; keep a stratified
+  ``max_test`` of test.
   """
   seed = _count(data_cfg, "split_seed")
   teacher_pool = _choice(data_cfg, "teacher_pool", TEACHER_POOLS, "train")
   distill_pool = _choice(data_cfg, "distill_pool", DISTILL_POOLS, "rest")
-  teacher_n = _count(data_cfg, "teacher_subset")
-  distill_n = _count(data_cfg, "distill_subset")
   max_test = _count(data_cfg, "max_test")
   ood_cfg = _get(data_cfg, "ood", None)
   ood_n = _count(ood_cfg, "num", 0, prefix="data.ood") if ood_cfg is not None else 0
 
-  # Test set: the source's own, or a stratified slice carved off train (disjoint from it).
-  n_all = ds.train_labels.shape[0]
-  if ds.has_test:
-    train_idx = np.arange(n_all)
-    test_x, test_y = ds.test_images, ds.test_labels
-    test_from = "test split"
-  else:
-    test_n = _count(data_cfg, "test_size", 1000)
-    if test_n == 0 or test_n >= n_all:
-      raise ConfigError(f"data.test_size={test_n} does not fit: the source has no test split, "
-                        f"so a test set is carved from its {n_all} train images; use 1 to "
-                        f"{n_all - 1}")
-    test_idx = stratified_subset(ds.train_labels, test_n, _stream_seed(seed, "test"),
-                                 key="data.test_size", pool="train split")
-    train_idx = np.setdiff1d(np.arange(n_all), test_idx)
-    test_x, test_y = ds.train_images[test_idx], ds.train_labels[test_idx]
-    test_from = "carved from train"
+  train_idx, test_x, test_y, test_from = _test_split(ds, data_cfg, seed)
   train_y = ds.train_labels[train_idx]
-
   # Pools are positions into train_idx; all sorted, so subsets of them stay sorted.
   pools = {"train": np.arange(train_idx.shape[0])}
   if "d0" in (teacher_pool, distill_pool) or distill_pool == "d1":
     pools["d0"], pools["d1"] = stratified_halves(train_y, _stream_seed(seed, "halves"))
-
-  t_pool = pools[teacher_pool]
-  teacher = t_pool
-  if teacher_n:
-    teacher = t_pool[stratified_subset(train_y[t_pool], teacher_n, _stream_seed(seed, "teacher"),
-                                       key="data.teacher_subset", pool="teacher pool")]
-
-  if distill_pool == "rest":
-    d_pool = np.setdiff1d(pools["train"], teacher)
-    if d_pool.size == 0:
-      raise ConfigError("data.distill_pool='rest' is empty: the teacher set uses all "
-                        f"{teacher.size} train images; set data.teacher_subset or choose "
-                        "data.distill_pool='train'")
-  elif distill_pool == "teacher":  # exactly the teacher's images (self-distillation on a subset)
-    d_pool = teacher
-  else:
-    d_pool = pools[distill_pool]
-  distill = d_pool
-  if distill_n:
-    distill = d_pool[stratified_subset(train_y[d_pool], distill_n,
-                                       _stream_seed(seed, "distill"), key="data.distill_subset",
-                                       pool="distill pool")]
+  teacher = _subset(pools[teacher_pool], train_y, _count(data_cfg, "teacher_subset"), seed,
+                    "teacher", "data.teacher_subset", "teacher pool")
+  distill = _subset(_distill_pool(distill_pool, pools, teacher), train_y,
+                    _count(data_cfg, "distill_subset"), seed, "distill", "data.distill_subset",
+                    "distill pool")
 
   distill_x = ds.train_images[train_idx[distill]]
   distill_y = train_y[distill]
   is_ood = np.zeros(distill_y.shape, bool)
   if ood_n:
-    if ood is None:
-      raise ConfigError(f"data.ood.num={ood_n} but no OOD dataset was loaded; set "
-                        "data.ood.source (and data.ood.name or data.ood.path)")
-    available = ood.train_labels.shape[0]
-    if ood_n > available:
-      raise ConfigError(f"data.ood.num={ood_n} is larger than the OOD train split "
-                        f"({available} images); use at most {available}")
-    rng = np.random.default_rng(_stream_seed(seed, "ood"))
-    pick = np.sort(rng.choice(available, size=ood_n, replace=False))
-    extra = match_images(ood.train_images[pick], ds.image_shape)
-    distill_x = np.concatenate([distill_x, extra])
+    distill_x = np.concatenate([distill_x, _ood_images(ood, ood_n, seed, ds.image_shape)])
     distill_y = np.concatenate([distill_y, np.full((ood_n,), OOD_LABEL, np.int32)])
     is_ood = np.concatenate([is_ood, np.ones((ood_n,), bool)])
-
   if max_test and max_test < test_y.shape[0]:
     keep = stratified_subset(test_y, max_test, _stream_seed(seed, "max_test"),
                              key="data.max_test", pool="test set")

@@ -1,4 +1,4 @@
-"""LeNet-5 as in the paper (PAPER.md, Architectures), for the MNIST experiment (Fig 2)."""
+"""LeNet-5 as in the paper (docs/paper.md, Architectures), for the MNIST experiment (Fig 2)."""
 from __future__ import annotations
 
 from typing import Optional

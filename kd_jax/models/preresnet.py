@@ -1,4 +1,4 @@
-"""Pre-activation ResNet for CIFAR (PAPER.md, Architectures).
+"""Pre-activation ResNet for CIFAR (docs/paper.md, Architectures).
 
 The paper's "ResNet-56" and "ResNet-110" are *bottleneck* pre-activation ResNets (depth = 9n+2,
 ending at 256 channels); shallower ones such as ResNet-20 use basic blocks (depth = 6n+2). The

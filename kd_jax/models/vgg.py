@@ -1,4 +1,4 @@
-"""VGG-16 / VGG-19 without BatchNorm for CIFAR (PAPER.md, Architectures; Fig 13).
+"""VGG-16 / VGG-19 without BatchNorm for CIFAR (docs/paper.md, Architectures; Fig 13).
 
 Without normalization layers the network has no batch statistics, so teacher and student
 differ only through their weights.

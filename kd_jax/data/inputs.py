@@ -1,0 +1,89 @@
+"""An experiment's data: its three splits as input pipelines, and how images become inputs.
+
+``load(config, mesh)`` reads the source, carves the teacher / distillation / test splits
+(``kd_jax.data.splits``) and wraps each in the pipeline ``data.pipeline`` names. The modality's
+``prepare(batch, key)`` (here: uint8 images → [0, 1] → augmentation → normalization) runs inside
+the step, after the pipeline has produced the batch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+from ml_collections import ConfigDict
+
+from kd_jax import parallel
+from kd_jax.batch import Batch
+from kd_jax.data import augment as augment_lib
+from kd_jax.data import pipelines, sources, splits as splits_lib
+
+Array = jax.Array
+
+
+@dataclasses.dataclass
+class ExperimentData:
+  """The experiment's splits, on the host and as pipelines."""
+  host: splits_lib.Splits
+  teacher: pipelines.Pipeline
+  distill: pipelines.Pipeline
+  test: pipelines.Pipeline
+  num_classes: int
+  input_shape: tuple[int, ...]
+  normalize: Callable[[Array], Array]
+
+  def prepare(self, policy: str = ""):
+    """The step's input transform with an augmentation policy ('' = none)."""
+    return image_prepare(augment_lib.make_augment(policy), self.normalize)
+
+  def host_inputs(self, images_u8: np.ndarray, n: int = 0) -> Array:
+    """The first ``n`` (0 = all) host images, scaled and normalized like the training inputs."""
+    x = images_u8[:n] if n else images_u8
+    return self.normalize(jnp.asarray(x, jnp.float32) / 255.0)
+
+
+def image_prepare(augment, normalize) -> Callable[[Batch, Array], tuple[Array, Array]]:
+  """uint8 → [0, 1] → augmentation (per-example keys from global positions) → normalization."""
+
+  def prepare(batch: Batch, key: Array) -> tuple[Array, Array]:
+    pos = parallel.local_positions(batch.inputs.shape[0])
+    keys = augment_lib.example_keys_for(jax.random.fold_in(key, 0), pos)
+    x = batch.inputs.astype(jnp.float32) / 255.0
+    x, is_real = augment(x, keys, jax.random.fold_in(key, 1))
+    return normalize(x), is_real & batch.real()
+
+  return prepare
+
+
+def load_splits(config: ConfigDict) -> splits_lib.Splits:
+  ds = sources.load_source(config.data)
+  return splits_lib.make_splits(ds, config.data, sources.load_ood(config.data))
+
+
+def normalizer(host: splits_lib.Splits, mode: str) -> Callable[[Array], Array]:
+  """``data.normalization`` with its statistics (zscore: of the teacher's training images)."""
+  augment_lib.check_normalization(mode)
+  mean = std = None
+  if mode == "zscore":
+    x = host.teacher_x.astype(np.float64) / 255.0
+    mean = tuple(x.mean(axis=(0, 1, 2)).tolist())
+    std = tuple(x.std(axis=(0, 1, 2)).tolist())
+  return functools.partial(augment_lib.normalize, mode=mode, mean=mean, std=std)
+
+
+def load(config: ConfigDict, mesh: Mesh, host: splits_lib.Splits | None = None) -> ExperimentData:
+  host = load_splits(config) if host is None else host
+  kind = config.data.pipeline
+  make = lambda x, y: pipelines.make_pipeline(kind, x, y, mesh)
+  return ExperimentData(
+      host=host,
+      teacher=make(host.teacher_x, host.teacher_y),
+      distill=make(host.distill_x, host.distill_y),
+      test=make(host.test_x, host.test_y),
+      num_classes=int(host.num_classes),
+      input_shape=tuple(host.teacher_x.shape[1:]),
+      normalize=normalizer(host, config.data.normalization))

@@ -1,0 +1,92 @@
+"""One experiment: data → teacher (stored or trained) → student → analyses → ``results.json``.
+
+``run(config, workdir)`` is what ``kd_jax.main`` and every trial of ``kd_jax.sweep`` call.
+``results.json`` is nested by split: ``{"splits": {"test": {"agreement": ..., ...},
+"train": {...}, ...}, ...}`` with split and metric names from ``kd_jax.metrics``.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+from ml_collections import ConfigDict
+
+from kd_jax import parallel, report, student as student_lib, teachers
+from kd_jax.config import to_json, validate
+from kd_jax.data import inputs, splits as splits_lib
+from kd_jax.errors import ConfigError
+from kd_jax.trainer import Hook
+
+RESULTS = "results.json"
+#: Rows of the printed table, in order: (split, row label).
+TABLE_ROWS = (("test", "test"), ("train", "distill data"),
+              ("train_aug", "distill data (augmented)"), ("running", "distill data (running)"))
+
+
+def check_workdir(workdir: Path) -> None:
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+    probe = workdir / ".write_test"
+    probe.write_text("ok")
+    probe.unlink()
+  except OSError as e:
+    raise ConfigError(f"--workdir={workdir} is not writable ({e.strerror}); "
+                      "pass a folder you can write to") from None
+
+
+def run(config: ConfigDict, workdir: str | Path, hook: Optional[Hook] = None) -> dict[str, Any]:
+  """The whole experiment; returns (and writes) the results dict."""
+  t0 = time.time()
+  workdir = Path(workdir)
+  validate(config)
+  check_workdir(workdir)
+  (workdir / "config.json").write_text(to_json(config))
+  mesh = parallel.make_mesh(config.run.num_devices)
+  host = inputs.load_splits(config)
+  print(f"[data] {splits_lib.describe(host)}", flush=True)
+  data = inputs.load(config, mesh, host)
+  writer = report.MetricWriter(workdir, tensorboard=config.run.tensorboard)
+  try:
+    teacher = teachers.get_teacher(config, workdir, data, mesh, writer, hook)
+    student = student_lib.distill(config, workdir, data, teacher, mesh, writer, hook)
+  finally:
+    writer.close()
+  splits = dict(student.results)
+  extra: dict[str, Any] = {}
+  if config.analysis.cka or config.analysis.plane or config.analysis.line:
+    from kd_jax import analysis  # matplotlib only when needed
+    extra = analysis.run_analyses(config, workdir, data, teacher, student)
+    if "cka" in extra:
+      splits["cka"] = extra.pop("cka")
+  members_used = int(config.distill.teacher_members or config.teacher.ensemble_size)
+  results = {
+      "name": config.name,
+      "splits": splits,
+      **extra,
+      "teacher": {"entry": str(teacher.entry), "members_used": members_used},
+      "sizes": host.info,
+      "devices": [str(d) for d in mesh.devices.flat],
+      "wall_time_s": round(time.time() - t0, 1),
+  }
+  (workdir / RESULTS).write_text(json.dumps(results, indent=2, default=_json_default))
+  rows = [(label, splits[s]) for s, label in TABLE_ROWS
+          if s in splits and s != "running"]
+  print(report.table(rows), flush=True)
+  if "running" in splits:
+    print("running (train mode, augmented batch, last epoch): "
+          + ", ".join(f"{k} {v:.4g}" for k, v in splits["running"].items()), flush=True)
+  print(f"wrote {workdir / RESULTS} ({results['wall_time_s']:.0f} s)", flush=True)
+  return results
+
+
+def _json_default(o: Any) -> Any:
+  if isinstance(o, np.integer):
+    return int(o)
+  if isinstance(o, np.floating):
+    return float(o)
+  if isinstance(o, np.ndarray):
+    return o.tolist()
+  return str(o)

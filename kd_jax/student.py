@@ -1,0 +1,117 @@
+"""Distillation: initialize a student (random, interpolated, teacher-initial) and fit it to the
+frozen teacher ensemble (the first k members of it)."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh
+from ml_collections import ConfigDict
+
+from kd_jax import ensemble, evaluators, interpolate, modeling, optim, parallel, report, steps
+from kd_jax.data import pipelines
+from kd_jax.data.inputs import ExperimentData
+from kd_jax.errors import ConfigError
+from kd_jax.teachers import Teacher
+from kd_jax.trainer import Hook, Phase, Results, fit
+
+
+@dataclasses.dataclass
+class Student:
+  model: Any
+  initial: dict        # stacked (1 member) initial variables, on the host
+  final: dict          # stacked (1 member) final variables, on the host
+  results: Results     # the final evaluation, {split: {metric: value}}
+
+
+def student_init(config: ConfigDict, model, teacher: Teacher,
+                 data: ExperimentData) -> tuple[dict, float]:
+  """Initial student variables and the learning rate to start from (docs/paper.md, interpolated init)."""
+  d = config.distill
+  random = modeling.init_variables(model, config.seed, steps.STUDENT_STREAM, 1, data.input_shape)
+  lr = float(d.optim.lr)
+  if d.init.mode == "random":
+    return random, lr
+  available = ensemble.num_members(teacher.final["params"])
+  if d.init.member >= available:
+    raise ConfigError(f"distill.init.member={d.init.member} but the teacher has {available} "
+                      f"members; use 0..{available - 1}")
+  pick = lambda tree: jax.tree.map(lambda a: a[d.init.member: d.init.member + 1], tree)
+  if d.init.mode == "teacher_initial":
+    source = pick(teacher.initial)
+    interpolate.check_same_architecture(source, random)
+    return jax.tree.map(jnp.asarray, source), lr
+  mixed = interpolate.interpolate(pick(teacher.final), random, d.init.lam)
+  if d.init.refresh_bn and jax.tree.leaves(mixed["batch_stats"]):
+    mixed = refresh_bn(model, mixed, data, config)
+  if d.init.scale_lr:
+    lr = interpolate.scaled_lr(lr, d.init.lam, d.optim.lr_min)
+  return mixed, lr
+
+
+def refresh_bn(model, variables: dict, data: ExperimentData, config: ConfigDict) -> dict:
+  """One train-mode pass over the (clean) distillation data to refit BatchNorm statistics."""
+  bs = config.distill.batch_size
+  x = data.host.distill_x
+  batches = (data.host_inputs(x[i:i + bs]) for i in range(0, len(x), bs))
+  new = interpolate.refresh_batch_stats(modeling.local(model).apply,
+                                        modeling.as_flax(modeling.member(variables, 0)), batches)
+  return jax.tree.map(lambda a: jnp.asarray(a)[None],
+                      {"params": new["params"], "batch_stats": new["batch_stats"]})
+
+
+def _optimizer(d: ConfigDict, data: ExperimentData, mesh: Mesh, lr: float):
+  """(tx, batch size, line search?, l2 in the loss): L-BFGS runs full batch with L2 in the loss
+  so its line search sees the objective it minimizes."""
+  line_search = optim.needs_value_fn(d.optim)
+  batch_size, opt_cfg = int(d.batch_size), d.optim
+  if line_search:  # full batch, rounded up to the device count
+    n_dev = parallel.num_shards(mesh)
+    batch_size = -(-data.distill.size // n_dev) * n_dev
+    opt_cfg = ConfigDict(d.optim.to_dict())
+    opt_cfg.weight_decay = 0.0
+  spe = pipelines.steps_per_epoch(data.distill.size, batch_size)
+  tx = optim.make_optimizer(opt_cfg, spe * d.epochs, spe, lr=lr)
+  return tx, batch_size, line_search, float(d.optim.weight_decay) if line_search else 0.0
+
+
+def distill(config: ConfigDict, workdir: Path, data: ExperimentData, teacher: Teacher,
+            mesh: Mesh, writer: report.MetricWriter, hook: Optional[Hook] = None) -> Student:
+  """Distills one student from the (first k members of the) teacher."""
+  d = config.distill
+  k = int(d.teacher_members) or ensemble.num_members(teacher.final["params"])
+  t_vars = parallel.replicate(modeling.as_flax(ensemble.take_members(teacher.final, k)), mesh)
+  model = modeling.build_model(d.model, data.num_classes, config)
+  init_vars, lr = student_init(config, model, teacher, data)
+  init_vars = jax.device_get(init_vars)  # host copy: the device state is donated to the steps
+  tx, batch_size, line_search, l2 = _optimizer(d, data, mesh, lr)
+  spec = steps.StepSpec(apply_fn=model.apply, tx=tx, prepare=data.prepare(d.augment),
+                        materialize=data.distill.materialize, objective=d.loss,
+                        temperature=float(d.temperature), alpha=float(d.alpha),
+                        teacher_apply=teacher.model.apply, line_search=line_search, l2=l2)
+  clean = dataclasses.replace(spec, prepare=data.prepare(""))
+  ctx = evaluators.DistillContext(
+      student_apply=model.apply, teacher_apply=teacher.model.apply, teacher_vars=t_vars,
+      test=data.test, distill=data.distill, mesh=mesh, clean=clean,
+      augmented=spec if d.augment else None, batch_size=config.run.eval_batch_size,
+      train_limit=int(d.train_eval_size), seed=config.seed)
+  evaluate = evaluators.combine(evaluators.DISTILL_EVALS, d.evals, ctx)
+  phase = Phase(name="distill", spec=spec, pipeline=data.distill, epochs=d.epochs,
+                batch_size=batch_size, seed=config.seed, stream=steps.STUDENT_STREAM,
+                checkpoint_dir=Path(workdir) / "checkpoints" / "student",
+                checkpoint_every=config.run.checkpoint_every, log_every=config.run.log_every,
+                steps_per_call=config.run.steps_per_call, eval_every=d.eval_every,
+                evaluate=evaluate, teacher_vars=t_vars)
+  state = parallel.replicate(modeling.make_state(init_vars, tx), mesh)
+  print(f"[distill] {k}-member {teacher.model.__class__.__name__} teacher → "
+        f"{d.model.name} student on {data.distill.size} examples for {d.epochs} epochs "
+        f"(τ={d.temperature}, α={d.alpha}, augment={d.augment or 'none'!r}, init={d.init.mode})",
+        flush=True)
+  state, results = fit(phase, state, mesh, writer, hook)
+  if results is None:  # finished before this process: evaluate the restored student
+    results = evaluate(state, {"running": writer.last("distill").get("running", {})})
+  final = jax.device_get(modeling.state_variables(state))
+  return Student(model, init_vars, final, results)

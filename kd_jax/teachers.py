@@ -1,0 +1,90 @@
+"""Teacher ensembles: trained once per (data, recipe), stored, and reused by every run.
+
+A stored ensemble of m members holds the ensemble of any k ≤ m (members are independent: own
+seed, own data order), so arms that differ only in distillation settings share one training.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import jax
+from jax.sharding import Mesh
+from ml_collections import ConfigDict
+
+from kd_jax import checkpoints, ensemble, evaluators, modeling, optim, parallel, report, steps
+from kd_jax.config import teacher_key, to_json
+from kd_jax.data import pipelines
+from kd_jax.data.inputs import ExperimentData
+from kd_jax.trainer import Hook, Phase, fit
+
+
+@dataclasses.dataclass
+class Teacher:
+  model: Any
+  final: dict      # stacked variables {"params", "batch_stats"} of the members in use
+  initial: dict    # their initial variables (for "init from the teacher's initial weights")
+  entry: Path
+  trained_now: bool
+
+
+def store_dir(config: ConfigDict, workdir: Path) -> Path:
+  return Path(config.teacher.store) if config.teacher.store else Path(workdir) / "teachers"
+
+
+def load(config: ConfigDict, workdir: Path, model, input_shape) -> Optional[Teacher]:
+  """The first ``teacher.ensemble_size`` members of a stored ensemble, or None if none fits."""
+  t = config.teacher
+  members = int(t.ensemble_size)
+  found = checkpoints.find_teacher(store_dir(config, workdir), teacher_key(config), members)
+  if found is None:
+    return None
+  stored_m = int(json.loads((found / "teacher.json").read_text())["members"])
+  like = modeling.init_variables(model, t.seed, steps.TEACHER_STREAM, stored_m, input_shape)
+  final, initial, _ = checkpoints.load_teacher(found, {"final": like, "initial": like})
+  print(f"[teacher] reusing {stored_m}-member ensemble from {found} (first {members} used)",
+        flush=True)
+  take = lambda tree: ensemble.take_members(tree, members)
+  return Teacher(model, take(final), take(initial), found, trained_now=False)
+
+
+def get_teacher(config: ConfigDict, workdir: Path, data: ExperimentData, mesh: Mesh,
+                writer: report.MetricWriter, hook: Optional[Hook] = None) -> Teacher:
+  """Loads the teacher ensemble from the store, or trains it (resumably) and stores it."""
+  t = config.teacher
+  model = modeling.build_model(t.model, data.num_classes, config)
+  stored = load(config, workdir, model, data.input_shape)
+  if stored is not None:
+    return stored
+  members = int(t.ensemble_size)
+  key = teacher_key(config)
+  entry = checkpoints.teacher_entry(store_dir(config, workdir), key, members)
+  entry.mkdir(parents=True, exist_ok=True)
+  (entry / "config.json").write_text(to_json(config.teacher))
+  initial = jax.device_get(modeling.init_variables(model, t.seed, steps.TEACHER_STREAM, members,
+                                                   data.input_shape))
+  spe = pipelines.steps_per_epoch(data.teacher.size, t.batch_size)
+  tx = optim.make_optimizer(t.optim, spe * t.epochs, spe)
+  spec = steps.StepSpec(apply_fn=model.apply, tx=tx, prepare=data.prepare(t.augment),
+                        materialize=data.teacher.materialize, objective="ce")
+  clean = steps.StepSpec(apply_fn=model.apply, tx=tx, prepare=data.prepare(""),
+                         materialize=data.test.materialize)
+  ctx = evaluators.TeacherContext(model.apply, data.test, mesh, clean, config.run.eval_batch_size)
+  evaluate = evaluators.combine(evaluators.TEACHER_EVALS, t.evals, ctx)
+  phase = Phase(name="teacher", spec=spec, pipeline=data.teacher, epochs=t.epochs,
+                batch_size=t.batch_size, seed=t.seed, stream=steps.TEACHER_STREAM,
+                checkpoint_dir=entry / "ckpt", checkpoint_every=config.run.checkpoint_every,
+                log_every=config.run.log_every, steps_per_call=config.run.steps_per_call,
+                eval_every=t.eval_every, evaluate=evaluate)
+  state = parallel.replicate(modeling.make_state(initial, tx), mesh)
+  print(f"[teacher] training {members} × {t.model.name} on {data.teacher.size} examples "
+        f"for {t.epochs} epochs → {entry}", flush=True)
+  state, final_eval = fit(phase, state, mesh, writer, hook)
+  if final_eval is None:
+    final_eval = evaluate(state, {"running": writer.last("teacher").get("running", {})})
+  final = jax.device_get(modeling.state_variables(state))
+  checkpoints.save_teacher(entry, final, initial,
+                           {"key": key, "members": members, "final_eval": final_eval})
+  return Teacher(model, final, initial, entry, trained_now=True)
