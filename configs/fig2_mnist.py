@@ -13,6 +13,12 @@ EMNIST enters through `data.ood`: its images are appended to the distillation se
 teacher labels them (their own labels include letters). A distillation pool cannot be empty,
 so those arms also keep the teacher's own 200 images. Test set: the MNIST test split.
 
+EMNIST orientation. Default (`data.emnist_transposed=False`): the tfds source transposes
+EMNIST (stored as published, mirrored and rotated) into MNIST's orientation, so the students
+see upright digits and letters. The paper ran it transposed: the official loader
+(gnosis/datasets/emnist.py) uses torchvision's EMNIST as stored, against MNIST teachers. Add
+`--config.data.emnist_transposed=True` to reproduce Fig 2 as the paper ran it.
+
 `mini` uses the 5,000 real MNIST images embedded in the package, split as configs/mnist.py
 does (1,000 test, 200 teacher, 3,800 distillation pool); its arms distill on stratified
 subsets of 475, 950, 1,900 and 3,800 images of that pool, plotted against the set size.

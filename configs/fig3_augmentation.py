@@ -18,7 +18,8 @@ Paper values are CIFAR-100 numbers: compare the ordering of arms, not the levels
 """
 from kd_jax import recipes
 
-# (arm, distill.augment preset, τ); docs/paper.md, Fig 3 table.
+# (arm, distill.augment preset, τ); docs/paper.md, Fig 3 table. "rotation" is ±20° bilinear after
+# crop|hflip, not the official default (90°, nearest, first): see augment.POLICY_PRESETS.
 POLICIES = (
     ("baseline_t1", "baseline", 1.0),
     ("baseline_t4", "baseline", 4.0),

@@ -60,6 +60,7 @@ def base_config() -> ConfigDict:
       distill_subset=0,         # stratified subset of the distill pool; 0 = all
       max_test=0,               # stratified subset of test; 0 = all
       normalization="unit_cube",  # unit_cube | zscore
+      emnist_transposed=False,  # tfds emnist (also as data.ood) as the official code fed it: H↔W
       ood=ConfigDict(dict(source="", name="", path="", num=0)),
   ))
   c.teacher = ConfigDict(dict(

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import colorsys
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -88,6 +89,36 @@ def test_rotate_image_matches_scipy_bilinear_zero_fill(angle):
   ref = scipy.ndimage.rotate(img, angle, axes=(1, 0), reshape=False, order=1,
                              mode="grid-constant", cval=0.0, prefilter=False)
   np.testing.assert_allclose(out, ref, atol=2e-6)
+
+
+_rotate_nearest = jax.jit(functools.partial(augment.rotate_image, interpolation="nearest"))
+
+
+@pytest.mark.parametrize("size", [7, 8])
+def test_nearest_rotation_by_90_degrees_is_np_rot90(size):
+  # Sign convention: +90° turns the displayed picture counter-clockwise, as np.rot90(k=1),
+  # torchvision and Pillow do; -90° is k=3 (clockwise).
+  img = _rand_images((size, size, 3), seed=size)
+  for angle, k in [(90.0, 1), (-90.0, 3), (180.0, 2)]:
+    out = np.asarray(_rotate_nearest(jnp.asarray(img), angle))
+    np.testing.assert_array_equal(out, np.rot90(img, k, axes=(0, 1)), err_msg=str(angle))
+
+
+@pytest.mark.parametrize("angle", [30.0, -17.0, 123.0])
+def test_rotate_image_nearest_matches_scipy_order_0(angle):
+  img = _rand_images((9, 12, 2))
+  out = np.asarray(_rotate_nearest(jnp.asarray(img), angle))
+  ref = scipy.ndimage.rotate(img, angle, axes=(1, 0), reshape=False, order=0,
+                             mode="grid-constant", cval=0.0, prefilter=False)
+  np.testing.assert_array_equal(out, ref)
+
+
+def test_official_rotation_preset_copies_pixels_without_blending():
+  b = 8
+  img = _rand_images((8, 8, 1))
+  out, real = _run("official_rotation", np.broadcast_to(img, (b, 8, 8, 1)), _keys(b))
+  assert np.isin(out, np.append(img.ravel(), 0.0)).all()  # nearest: input values or fill
+  assert len({o.tobytes() for o in out}) > 1 and real.all()
 
 
 def test_rotate_op_angles_stay_in_range_and_vary():
@@ -304,14 +335,17 @@ def test_empty_policy_is_identity():
 def test_presets_parse_to_the_paper_policies():
   base = (("crop", (("pad", 4),)), ("hflip", ()))
   jit = ("jitter", (("brightness", 0.2), ("contrast", 0.2), ("saturation", 0.2), ("hue", 0.2)))
+  rot20 = ("rotate", (("degrees", 20.0), ("interpolation", "bilinear")))
   expected = {
       "none": (),
       "baseline": base,
       "ood": base,
-      "rotation": base + (("rotate", (("degrees", 20.0),)),),
+      "rotation": base + (rot20,),
+      "official_rotation": (("rotate", (("degrees", 90.0), ("interpolation", "nearest"))),)
+                           + base,
       "vflip": base + (("vflip", ()),),
       "colorjitter": base + (jit,),
-      "combined": base + (("rotate", (("degrees", 20.0),)), ("vflip", ()), jit),
+      "combined": base + (rot20, ("vflip", ()), jit),
       "mixup": base + (("mixup", (("alpha", 1.0),)),),
       "cutmix": base + (("cutmix", (("alpha", 1.0),)),),
       "noise": base + (("noise", (("p", 0.2),)),),
@@ -335,6 +369,16 @@ def test_parser_args_lists_and_hashability():
   assert isinstance(augment.parse_policy("mixup(2)")[0][1][0][1], float)
 
 
+def test_parser_rotate_interpolation_argument():
+  want = (("rotate", (("degrees", 90.0), ("interpolation", "nearest"))),)
+  for spec in ("rotate(90,'nearest')", 'rotate(degrees=90, interpolation="nearest")',
+               "rotate(90.0, interpolation='nearest')"):
+    assert augment.parse_policy(spec) == want, spec
+  assert augment.parse_policy("rotate") == (
+      ("rotate", (("degrees", 20.0), ("interpolation", "bilinear"))),)
+  assert augment.parse_policy(augment.format_policy(want)) == want
+
+
 @pytest.mark.parametrize("spec,needles", [
     ("crop|blur", ["'blur'", "crop|blur", "cutmix", "rotate"]),
     ("crop(size=3)", ["'crop'", "size", "pad"]),
@@ -345,6 +389,10 @@ def test_parser_args_lists_and_hashability():
     ("mixup(0)", ["alpha=0.0", "> 0"]),
     ("rotate('a lot')", ["degrees='a lot'", "number"]),
     ("rotate(x)", ["'rotate'", "unreadable"]),
+    ("rotate(90,nearest)", ["'rotate'", "unreadable", "quoted strings"]),
+    ("rotate(20,'cubic')", ["interpolation='cubic'", "'bilinear' or 'nearest'",
+                            "interpolation='bilinear'"]),
+    ("rotate(interpolation=1)", ["interpolation=1", "quoted string"]),
     ("jitter(hue=0.7)", ["hue=0.7", "[0, 0.5]"]),
     ("crop||hflip", ["crop||hflip", "empty"]),
     ("crop(4", ["crop(4"]),

@@ -82,6 +82,29 @@ def test_tfds_reads_every_record_and_transposes_emnist(tfds_mod, tmp_path):
   assert not np.array_equal(ds.train_images, want_x)
 
 
+def test_tfds_emnist_transposed_flag_keeps_the_official_orientation(tfds_mod, tmp_path):
+  # data.emnist_transposed=True feeds EMNIST as the official code did (torchvision, no
+  # transpose): each image is the transpose of the default (MNIST-oriented) one, on both
+  # routes Fig 2 can take (data.* and data.ood.*).
+  cfg = {"source": "tfds", "name": "emnist", "data_dir": str(tmp_path)}
+  ood_cfg = {"data_dir": str(tmp_path), "ood": {"source": "tfds", "name": "emnist", "num": 5}}
+  with tfds_mod.testing.mock_data(num_examples=5, policy=tfds_mod.testing.MockPolicy.USE_CODE):
+    default = sources.load_source(cfg)
+    flagged = sources.load_source({**cfg, "emnist_transposed": True})
+    ood = sources.load_ood({**ood_cfg, "emnist_transposed": True})
+    ood_default = sources.load_ood(ood_cfg)
+  assert flagged.train_images.shape == default.train_images.shape == (5, 28, 28, 1)
+  for got, ref in zip(flagged.train_images, default.train_images):
+    np.testing.assert_array_equal(got, np.transpose(ref, (1, 0, 2)))
+  for got, ref in zip(flagged.test_images, default.test_images):
+    np.testing.assert_array_equal(got, np.transpose(ref, (1, 0, 2)))
+  assert not np.array_equal(flagged.train_images, default.train_images)
+  np.testing.assert_array_equal(flagged.train_labels, default.train_labels)
+  np.testing.assert_array_equal(ood.train_images, flagged.train_images)
+  np.testing.assert_array_equal(ood_default.train_images, default.train_images)
+  assert flagged.meta["orientation"] != default.meta["orientation"]
+
+
 def test_tfds_not_prepared_gives_the_build_command(tfds_mod, tmp_path):
   with pytest.raises(ConfigError) as err:
     sources.load_source({"source": "tfds", "name": "cifar10", "data_dir": str(tmp_path)})

@@ -97,7 +97,7 @@ def load_source(cfg_like: Any, prefix: str = "data") -> ArrayDataset:
   """Loads the dataset that ``cfg_like.source`` names.
 
   ``cfg_like`` needs ``source`` and, depending on it, ``name``, ``path``, ``data_dir``,
-  ``cache_dir``. ``prefix`` is the config path used in error messages (``data.ood`` for OOD).
+  ``cache_dir``, ``emnist_transposed``. ``prefix`` is the config path used in error messages (``data.ood`` for OOD).
   """
   source = _get(cfg_like, "source")
   if source not in SOURCES:
@@ -107,7 +107,8 @@ def load_source(cfg_like: Any, prefix: str = "data") -> ArrayDataset:
 
 
 def load_ood(data_cfg: Any) -> ArrayDataset | None:
-  """Loads ``data.ood`` (reusing ``data.data_dir``/``data.cache_dir``), or None when unused."""
+  """Loads ``data.ood`` (reusing ``data.data_dir``, ``cache_dir``, ``emnist_transposed``), or
+  None when unused."""
   ood = _get(data_cfg, "ood", None)
   if ood is None or int(_get(ood, "num", 0) or 0) <= 0:
     return None
@@ -115,7 +116,8 @@ def load_ood(data_cfg: Any) -> ArrayDataset | None:
     raise ConfigError(f"data.ood.num={_get(ood, 'num')} but data.ood.source is empty; "
                       f"set data.ood.source to one of: {', '.join(SOURCES.names())}")
   merged = {k: _get(ood, k) for k in ("source", "name", "path")}
-  merged.update(data_dir=_get(data_cfg, "data_dir"), cache_dir=_get(data_cfg, "cache_dir"))
+  merged.update(data_dir=_get(data_cfg, "data_dir"), cache_dir=_get(data_cfg, "cache_dir"),
+                emnist_transposed=_get(data_cfg, "emnist_transposed", False))
   return load_source(merged, prefix="data.ood")
 
 
@@ -199,11 +201,16 @@ def load_tfds(cfg_like: Any, prefix: str = "data") -> ArrayDataset:
               tfds_version=tfds.__version__)
   if builder.name == "emnist":
     # TFDS stores EMNIST as published: mirrored and rotated, i.e. transposed against MNIST.
-    # MNIST teachers label these images (paper Fig. 2), so put them in MNIST orientation.
-    train_images = train_images.transpose(0, 2, 1, 3).copy()
-    if test_images is not None:
-      test_images = test_images.transpose(0, 2, 1, 3).copy()
-    meta["orientation"] = "transposed to MNIST orientation"
+    # MNIST teachers label these images (paper Fig. 2), so by default put them in MNIST
+    # orientation. data.emnist_transposed keeps them as stored, which is what the official
+    # code trained on (torchvision's EMNIST, gnosis/datasets/emnist.py, does not transpose).
+    if bool(_get(cfg_like, "emnist_transposed", False)):
+      meta["orientation"] = "as published (transposed against MNIST)"
+    else:
+      train_images = train_images.transpose(0, 2, 1, 3).copy()
+      if test_images is not None:
+        test_images = test_images.transpose(0, 2, 1, 3).copy()
+      meta["orientation"] = "transposed to MNIST orientation"
   label = features["label"]
   return ArrayDataset(train_images, train_labels, test_images, test_labels,
                       num_classes=int(label.num_classes), class_names=list(label.names),
