@@ -1,4 +1,7 @@
-"""LeNet-5 as in the paper (docs/paper.md, Architectures), for the MNIST experiment (Fig 2)."""
+"""LeNet-5 as in the paper (docs/paper.md, Architectures), for the MNIST experiment (Fig 2).
+
+Every layer keeps PyTorch's default init, as in the official code (gnosis/models/lenet.py).
+"""
 from __future__ import annotations
 
 from typing import Optional
@@ -7,6 +10,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from kd_jax.models import MODELS
+from kd_jax.models.init import torch_conv, torch_dense
 
 
 class LeNet5(nn.Module):
@@ -17,13 +21,14 @@ class LeNet5(nn.Module):
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool = False, return_features: bool = False):
     del train
-    h1 = nn.relu(nn.Conv(6, (5, 5), padding=2)(x))
+    h1 = nn.relu(torch_conv(6, (5, 5), x.shape[-1], padding=2)(x))
     h1 = nn.avg_pool(h1, (2, 2), strides=(2, 2))
-    h2 = nn.relu(nn.Conv(16, (5, 5), padding="VALID")(h1))
+    h2 = nn.relu(torch_conv(16, (5, 5), h1.shape[-1], padding="VALID")(h1))
     h2 = nn.avg_pool(h2, (2, 2), strides=(2, 2))
-    h3 = nn.relu(nn.Dense(120)(h2.reshape((h2.shape[0], -1))))
-    h3 = nn.relu(nn.Dense(84)(h3))
-    logits = nn.Dense(self.num_classes)(h3).astype(jnp.float32)
+    flat = h2.reshape((h2.shape[0], -1))
+    h3 = nn.relu(torch_dense(120, flat.shape[-1])(flat))
+    h3 = nn.relu(torch_dense(84, h3.shape[-1])(h3))
+    logits = torch_dense(self.num_classes, h3.shape[-1])(h3).astype(jnp.float32)
     if return_features:
       return logits, [h1, h2, h3]
     return logits

@@ -4,6 +4,10 @@ The paper's "ResNet-56" and "ResNet-110" are *bottleneck* pre-activation ResNets
 ending at 256 channels); shallower ones such as ResNet-20 use basic blocks (depth = 6n+2). The
 LayerNorm variant (GroupNorm with one group) exists for the optimization experiments (Fig 6),
 where BatchNorm statistics would make two networks with identical weights disagree.
+
+Function and init follow the official code (gnosis/models/preresnet.py): the 1x1 projection
+shortcut reads the block's raw input, convs get a He fan-out normal, norms scale 1 / bias 0, and
+the linear head keeps PyTorch's default init.
 """
 from __future__ import annotations
 
@@ -15,14 +19,12 @@ import jax.numpy as jnp
 
 from kd_jax.errors import ConfigError
 from kd_jax.models import MODELS
+from kd_jax.models.init import he_fan_out_normal, torch_dense
 
 NORMS = ("batch", "layer")
 STAGE_WIDTHS = (16, 32, 64)
 STAGE_STRIDES = (1, 2, 2)
 BOTTLENECK_EXPANSION = 4
-
-# normal(0, sqrt(2 / (k·k·out_channels))): He init on the fan-out, untruncated, as in the paper.
-conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 ModuleDef = Callable[..., nn.Module]
 
@@ -52,8 +54,27 @@ def _check_options(norm: str, width: float) -> None:
     raise ConfigError(f"model.width={width!r} must be a positive number (1.0 = 16/32/64 channels)")
 
 
+def conv_layer(dtype: Any = jnp.float32) -> ModuleDef:
+  """The bias-free, He fan-out initialized conv of every PreResNet layer."""
+  return functools.partial(nn.Conv, use_bias=False, kernel_init=he_fan_out_normal, dtype=dtype)
+
+
+def norm_layer(norm: str, train: bool, axis_name: Optional[str] = None,
+               dtype: Any = jnp.float32) -> ModuleDef:
+  """BatchNorm (PyTorch's momentum 0.1 and eps) or LayerNorm over (H, W, C) of each example."""
+  if norm == "batch":
+    return functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
+                             epsilon=1e-5, axis_name=axis_name, dtype=dtype)
+  # One-group GroupNorm: no batch statistics at all.
+  return functools.partial(nn.GroupNorm, num_groups=1, epsilon=1e-5, dtype=dtype)
+
+
 class BasicBlock(nn.Module):
-  """norm → ReLU → conv3x3 → norm → ReLU → conv3x3, plus the (projected) shortcut."""
+  """norm → ReLU → conv3x3 → norm → ReLU → conv3x3, plus the shortcut.
+
+  Where the stride or width changes, the shortcut is a strided 1x1 conv of the raw input ``x``
+  (not of the pre-activation), as in the official code.
+  """
   planes: int
   stride: int
   conv: ModuleDef
@@ -62,18 +83,22 @@ class BasicBlock(nn.Module):
   @nn.compact
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
     pre = nn.relu(self.norm(name="norm1")(x))
-    shortcut = x
-    if self.stride != 1 or x.shape[-1] != self.planes:
-      shortcut = self.conv(self.planes, (1, 1), strides=self.stride, padding=0,
-                           name="proj")(pre)
     y = self.conv(self.planes, (3, 3), strides=self.stride, padding=1, name="conv1")(pre)
     y = nn.relu(self.norm(name="norm2")(y))
     y = self.conv(self.planes, (3, 3), padding=1, name="conv2")(y)
+    shortcut = x
+    if self.stride != 1 or x.shape[-1] != self.planes:
+      shortcut = self.conv(self.planes, (1, 1), strides=self.stride, padding=0,
+                           name="proj")(x)
     return y + shortcut
 
 
 class BottleneckBlock(nn.Module):
-  """norm → ReLU → 1x1 → norm → ReLU → 3x3 (strided) → norm → ReLU → 1x1 (×4 channels)."""
+  """norm → ReLU → 1x1 → norm → ReLU → 3x3 (strided) → norm → ReLU → 1x1 (×4 channels).
+
+  As in BasicBlock, a needed projection shortcut is a 1x1 conv of the raw input ``x``; every
+  bottleneck model needs one in its first block too (16 → 64 channels).
+  """
   planes: int
   stride: int
   conv: ModuleDef
@@ -83,20 +108,23 @@ class BottleneckBlock(nn.Module):
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
     out_channels = self.planes * BOTTLENECK_EXPANSION
     pre = nn.relu(self.norm(name="norm1")(x))
-    shortcut = x
-    if self.stride != 1 or x.shape[-1] != out_channels:
-      shortcut = self.conv(out_channels, (1, 1), strides=self.stride, padding=0,
-                           name="proj")(pre)
     y = self.conv(self.planes, (1, 1), padding=0, name="conv1")(pre)
     y = nn.relu(self.norm(name="norm2")(y))
     y = self.conv(self.planes, (3, 3), strides=self.stride, padding=1, name="conv2")(y)
     y = nn.relu(self.norm(name="norm3")(y))
     y = self.conv(out_channels, (1, 1), padding=0, name="conv3")(y)
+    shortcut = x
+    if self.stride != 1 or x.shape[-1] != out_channels:
+      shortcut = self.conv(out_channels, (1, 1), strides=self.stride, padding=0,
+                           name="proj")(x)
     return y + shortcut
 
 
 class PreResNet(nn.Module):
-  """Stem conv → three stages (strides 1/2/2) → norm → ReLU → global average pool → dense."""
+  """Stem conv → three stages (strides 1/2/2) → norm → ReLU → global average pool → dense.
+
+  The official code pools with a fixed 8x8 window; on 32x32 inputs that is this global mean.
+  """
   num_classes: int
   depth: int = 56
   norm: str = "batch"
@@ -108,12 +136,8 @@ class PreResNet(nn.Module):
   def __call__(self, x: jnp.ndarray, train: bool = False, return_features: bool = False):
     kind, blocks = block_layout(self.depth)
     _check_options(self.norm, self.width)
-    conv = functools.partial(nn.Conv, use_bias=False, kernel_init=conv_init, dtype=self.dtype)
-    if self.norm == "batch":
-      norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
-                               epsilon=1e-5, axis_name=self.bn_axis_name, dtype=self.dtype)
-    else:  # LayerNorm over (H, W, C) of each example: no batch statistics at all.
-      norm = functools.partial(nn.GroupNorm, num_groups=1, epsilon=1e-5, dtype=self.dtype)
+    conv = conv_layer(self.dtype)
+    norm = norm_layer(self.norm, train, self.bn_axis_name, self.dtype)
     block_cls = BasicBlock if kind == "basic" else BottleneckBlock
 
     y = conv(scaled_width(STAGE_WIDTHS[0], self.width), (3, 3), padding=1, name="stem")(x)
@@ -126,7 +150,8 @@ class PreResNet(nn.Module):
       features.append(y.astype(jnp.float32))
     y = nn.relu(norm(name="final_norm")(y))
     y = jnp.mean(y, axis=(1, 2))
-    logits = nn.Dense(self.num_classes, dtype=self.dtype, name="head")(y).astype(jnp.float32)
+    logits = torch_dense(self.num_classes, y.shape[-1], dtype=self.dtype,
+                         name="head")(y).astype(jnp.float32)
     if return_features:
       return logits, features
     return logits

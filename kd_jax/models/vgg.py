@@ -1,7 +1,8 @@
 """VGG-16 / VGG-19 without BatchNorm for CIFAR (docs/paper.md, Architectures; Fig 13).
 
 Without normalization layers the network has no batch statistics, so teacher and student
-differ only through their weights.
+differ only through their weights. Init follows the official code (gnosis/models/vgg.py): He
+fan-out normal conv kernels with zero biases, and PyTorch's default for the linear layers.
 """
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import jax.numpy as jnp
 
 from kd_jax.errors import ConfigError
 from kd_jax.models import MODELS
-from kd_jax.models.preresnet import conv_init, scaled_width
+from kd_jax.models.init import he_fan_out_normal, torch_dense
+from kd_jax.models.preresnet import scaled_width
 
 POOL = "M"
 CFGS: dict[int, tuple[Union[int, str], ...]] = {
@@ -64,17 +66,19 @@ class VGG(nn.Module):
           features.append(y.astype(jnp.float32))
       else:
         n_convs += 1
-        # He fan-out init with zero bias, as PreResNet's convs.
-        y = nn.Conv(scaled_width(item, self.width), (3, 3), padding=1, kernel_init=conv_init,
+        # He fan-out kernel, zero bias: set explicitly by the official code, unlike its linears.
+        y = nn.Conv(scaled_width(item, self.width), (3, 3), padding=1,
+                    kernel_init=he_fan_out_normal,
                     bias_init=nn.initializers.zeros, dtype=self.dtype, name=f"conv{n_convs}")(y)
         y = nn.relu(y)
     y = y.reshape((y.shape[0], -1))
     hidden = scaled_width(HEAD_WIDTH, self.width)
     y = nn.Dropout(self.dropout, deterministic=not train, name="drop1")(y)
-    y = nn.relu(nn.Dense(hidden, dtype=self.dtype, name="fc1")(y))
+    y = nn.relu(torch_dense(hidden, y.shape[-1], dtype=self.dtype, name="fc1")(y))
     y = nn.Dropout(self.dropout, deterministic=not train, name="drop2")(y)
-    y = nn.relu(nn.Dense(hidden, dtype=self.dtype, name="fc2")(y))
-    logits = nn.Dense(self.num_classes, dtype=self.dtype, name="head")(y).astype(jnp.float32)
+    y = nn.relu(torch_dense(hidden, y.shape[-1], dtype=self.dtype, name="fc2")(y))
+    logits = torch_dense(self.num_classes, y.shape[-1], dtype=self.dtype,
+                         name="head")(y).astype(jnp.float32)
     if return_features:
       return logits, features
     return logits
