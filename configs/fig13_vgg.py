@@ -22,7 +22,7 @@ POLICIES = (
     ("baseline_t1", "baseline", 1.0),
     ("baseline_t4", "baseline", 4.0),
     ("combined", "combined", 1.0),
-    ("mixup_t4", "mixup", 4.0),
+    ("mixup_t4", "baseline+mixup", 4.0),
 )
 
 

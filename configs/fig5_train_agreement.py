@@ -18,11 +18,11 @@ from kd_jax import recipes
 # (arm, distill.augment preset, τ) as in configs/fig3_augmentation.py.
 POLICIES = (
     ("baseline_t1", "baseline", 1.0),
-    ("rotation", "rotation", 1.0),
-    ("vflip", "vflip", 1.0),
-    ("colorjitter", "colorjitter", 1.0),
+    ("rotation", "baseline+rotation", 1.0),
+    ("vflip", "baseline+vflip", 1.0),
+    ("colorjitter", "baseline+colorjitter", 1.0),
     ("combined", "combined", 1.0),
-    ("mixup_t1", "mixup", 1.0),
+    ("mixup_t1", "baseline+mixup", 1.0),
 )
 # docs/paper.md, Fig 5: "baseline ≈ 100%; rotation / vflip / jitter 80–90% (≈85 marks the middle
 # of that range); combined ≈ 60% yet the best test agreement". Nothing is given for MixUp.

@@ -14,27 +14,40 @@ import numpy as np
 from ml_collections import ConfigDict
 
 from kd_jax import cka as cka_lib
+from kd_jax import cka_official
 from kd_jax import ensemble, landscape, losses, metrics, modeling, steps
 
 Array = jax.Array
 
 
-def stage_features(model, variables: dict, x: Array, batch: int = 250) -> list[np.ndarray]:
-  """The three stage outputs of a model on ``x``, flattened per example."""
-  apply = jax.jit(lambda v, xb: model.apply(v, xb, train=False, return_features=True)[1])
+def stage_features(model, variables: dict, x: Array, batch: int = 250,
+                   reduce=None) -> list[np.ndarray]:
+  """The stage outputs of a model on ``x``, each reduced per batch (default: flattened per
+  example; the official CKA keeps only column profiles)."""
+  reduce = reduce or cka_lib.flatten_features
+  apply = jax.jit(lambda v, xb: [reduce(f) for f in
+                                 model.apply(v, xb, train=False, return_features=True)[1]])
   chunks = [apply(variables, x[i:i + batch]) for i in range(0, x.shape[0], batch)]
-  return [np.concatenate([np.asarray(cka_lib.flatten_features(c[s])) for c in chunks])
-          for s in range(len(chunks[0]))]
+  return [np.concatenate([np.asarray(c[s]) for c in chunks]) for s in range(len(chunks[0]))]
+
+
+#: analysis.cka_kernel → (per-batch reduction of a stage output, CKA of two reduced arrays).
+CKA_KERNELS = {
+    "linear": (None, lambda a, b: float(cka_lib.linear_cka(jnp.asarray(a), jnp.asarray(b)))),
+    "rbf": (None, lambda a, b: float(cka_lib.rbf_cka(jnp.asarray(a), jnp.asarray(b)))),
+    # The paper's Table 1 numbers: W×W column-profile CKA per batch of 128 (kd_jax/cka_official.py).
+    "official": (cka_official.column_profiles,
+                 lambda a, b: cka_official.official_cka(a, b, batch_size=128)),
+}
 
 
 def cka(teacher_model, teacher_vars: dict, student_model, student_vars: dict, x: Array,
         kernel: str = "linear") -> dict[str, float]:
   """CKA between teacher and student stage outputs on the same inputs (per stage)."""
-  fn = cka_lib.linear_cka if kernel == "linear" else cka_lib.rbf_cka
-  ft = stage_features(teacher_model, teacher_vars, x)
-  fs = stage_features(student_model, student_vars, x)
-  return {f"stage{i + 1}": float(fn(jnp.asarray(a), jnp.asarray(b)))
-          for i, (a, b) in enumerate(zip(ft, fs))}
+  reduce, fn = CKA_KERNELS[kernel]
+  ft = stage_features(teacher_model, teacher_vars, x, reduce=reduce)
+  fs = stage_features(student_model, student_vars, x, reduce=reduce)
+  return {f"stage{i + 1}": fn(a, b) for i, (a, b) in enumerate(zip(ft, fs))}
 
 
 _TITLES = {"distill_loss": "distillation loss", "agreement": "top-1 agreement with the teacher (%)",

@@ -6,7 +6,6 @@ few thousand examples,.
 """
 from __future__ import annotations
 
-from typing import Optional
 
 import jax
 import jax.numpy as jnp

@@ -14,7 +14,7 @@ cka/CKA.py ``kernel_CKA``. Per test batch (128 images) and per stage output, in 
 So it measures whether teacher and student agree on which horizontal positions of the image
 look alike, judged across the images of one batch: a W×W comparison (W = 32, 16, 8 for the
 three CIFAR stages), not the n×n comparison of examples of standard CKA (Kornblith et al. 2019,
-kd_jax.metrics), where the images are the samples and all activations their features. The
+kd_jax.cka), where the images are the samples and all activations their features. The
 channel and row axes are averaged away before any comparison, so anything that keeps each
 column's mean over channels and rows (e.g. permuting channels) leaves it unchanged, and the
 median bandwidth makes it invariant to scaling either network's features. The code's comment

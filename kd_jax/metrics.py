@@ -97,8 +97,7 @@ def split_sums(teacher_logprobs: jnp.ndarray, student_logits: jnp.ndarray,
   logp_t = jax.nn.log_softmax(t, axis=-1)
   logp_s = jax.nn.log_softmax(s, axis=-1)
   labeled = mask & (labels >= 0)
-  p_t = jnp.exp(logp_t)
-  kl_rows = jnp.sum(jnp.where(p_t > 0, p_t * (logp_t - logp_s), 0.0), axis=-1)
+  kl_rows = _kl_rows(logp_t, logp_s)
   agree = jnp.argmax(t, axis=-1) == jnp.argmax(s, axis=-1)
   sums = {
       "n": jnp.sum(mask.astype(jnp.int32)),
@@ -110,6 +109,17 @@ def split_sums(teacher_logprobs: jnp.ndarray, student_logits: jnp.ndarray,
     for k, v in _model_sums(z, logp, labels, labeled, num_bins).items():
       sums[f"{name}_{k}"] = v
   return sums
+
+
+def _kl_rows(logp_t: jnp.ndarray, logp_s: jnp.ndarray) -> jnp.ndarray:
+  p_t = jnp.exp(logp_t)
+  return jnp.sum(jnp.where(p_t > 0, p_t * (logp_t - logp_s), 0.0), axis=-1)
+
+
+def kl_rows(teacher_logprobs: jnp.ndarray, student_logits: jnp.ndarray) -> jnp.ndarray:
+  """Per-example KL(p_t ‖ p_s) at τ = 1 (the summand of the split's ``kl``)."""
+  return _kl_rows(jax.nn.log_softmax(jnp.asarray(teacher_logprobs, jnp.float32), axis=-1),
+                  jax.nn.log_softmax(jnp.asarray(student_logits, jnp.float32), axis=-1))
 
 
 def add_sums(a: dict[str, jnp.ndarray], b: dict[str, jnp.ndarray]) -> dict[str, jnp.ndarray]:

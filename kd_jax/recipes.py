@@ -163,13 +163,16 @@ def mini_figure(c: ConfigDict, *, members: int = 5, teacher_images: int = 2_000,
 
 def optimization_model(c: ConfigDict, model: ConfigDict) -> None:
   """The Fig 6 / Table 1 setting: self-distillation (one teacher, the student's architecture)
-  on exactly the teacher's training images, without distillation augmentation, so "train
-  agreement" is measured on the very inputs the student is fit to."""
+  on exactly the teacher's training images with crop + flip, the official code's default
+  distillation augmentation. The paper's "train agreement" is the official code's running
+  agreement over the last epoch, in train mode, on each augmented batch before its update:
+  kd_jax's ``running`` split. ``train`` (eval mode, clean images) and ``train_aug`` (eval mode,
+  as augmented) are reported beside it."""
   c.teacher.model = model
   c.distill.model = ConfigDict(model.to_dict())
   c.teacher.ensemble_size = 1
   c.distill.teacher_members = 1
-  c.distill.augment = ""
+  c.distill.augment = "baseline"
   c.distill.train_eval_size = 0           # every distillation image
 
 

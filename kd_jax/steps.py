@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from kd_jax import ensemble, losses, parallel
+from kd_jax import ensemble, losses, metrics, parallel
 from kd_jax.batch import Batch
 
 AXIS = parallel.AXIS
@@ -63,7 +63,9 @@ class StepSpec:
   temperature: float = 1.0
   alpha: float = 0.0
   teacher_apply: Optional[Callable[..., Any]] = None
-  line_search: bool = False                   # L-BFGS: the update needs the loss function
+  line_search: bool = False                   # L-BFGS: full batch on every device (no psum);
+                                              # apply_fn must then be the model without a
+                                              # cross-device BatchNorm axis
   l2: float = 0.0                             # weight decay put in the loss (line search only)
 
 
@@ -107,14 +109,25 @@ def train_step(state: TrainState, batch: Batch, key: Array, spec: StepSpec,
   official code reports, in train mode on the augmented batch before the update).
   """
   x, is_real = spec.prepare(batch, key)
+  labels, mask = batch.labels, batch.mask
+  if spec.line_search:
+    # Every device fits the whole (gathered) batch itself: a line search branches on loss
+    # values, and with no collective inside it every device takes the same branches (an
+    # all-reduce may round differently per device, and then devices wait on each other).
+    x, is_real, labels, mask = (lax.all_gather(a, AXIS, tiled=True)
+                                for a in (x, is_real, labels, mask))
+    reduce = lambda v: v
+    dropout_key = jax.random.fold_in(key, 2)
+  else:
+    reduce = lambda v: lax.psum(v, AXIS)
+    dropout_key = jax.random.fold_in(jax.random.fold_in(key, 2), lax.axis_index(AXIS))
   targets = None
   if spec.teacher_apply is not None:
     targets = teacher_logprobs(spec.teacher_apply, teacher_vars, x)
-  labels = batch.labels
-  maskf = batch.mask.astype(jnp.float32)
-  count = jnp.maximum(lax.psum(maskf.sum(), AXIS), 1.0)
+  maskf = mask.astype(jnp.float32)
+  count = jnp.maximum(reduce(maskf.sum()), 1.0)
   weights = maskf / count
-  rngs = {"dropout": jax.random.fold_in(jax.random.fold_in(key, 2), lax.axis_index(AXIS))}
+  rngs = {"dropout": dropout_key}
   has_bs = bool(jax.tree.leaves(state.batch_stats))
 
   def local_loss(params):
@@ -129,11 +142,11 @@ def train_step(state: TrainState, batch: Batch, key: Array, spec: StepSpec,
 
   (loss, (logits, new_bs, per_ex)), grads = jax.value_and_grad(local_loss, has_aux=True)(
       state.params)
-  grads = lax.psum(grads, AXIS)
+  grads = reduce(grads)
   if spec.line_search:
     def value_fn(params):
-      return lax.psum(local_loss(params)[0], AXIS) + 0.5 * spec.l2 * _sq_norm(params)
-    loss = lax.psum(loss, AXIS) + 0.5 * spec.l2 * _sq_norm(state.params)
+      return local_loss(params)[0] + 0.5 * spec.l2 * _sq_norm(params)
+    loss = loss + 0.5 * spec.l2 * _sq_norm(state.params)
     grads = jax.tree.map(lambda g, p: g + spec.l2 * p, grads, state.params)
     updates, opt_state = spec.tx.update(grads, state.opt_state, state.params, value=loss,
                                         grad=grads, value_fn=value_fn)
@@ -143,10 +156,13 @@ def train_step(state: TrainState, batch: Batch, key: Array, spec: StepSpec,
   pred = jnp.argmax(logits, -1)
   ref = labels if targets is None else jnp.argmax(targets, -1)
   sums = {
-      "loss_sum": lax.psum(jnp.sum(per_ex * maskf), AXIS),
-      "count": lax.psum(maskf.sum(), AXIS),
-      "match": lax.psum(jnp.sum((pred == ref) * maskf), AXIS),  # accuracy or agreement
+      "loss_sum": reduce(jnp.sum(per_ex * maskf)),
+      "count": reduce(maskf.sum()),
+      "match": reduce(jnp.sum((pred == ref) * maskf)),  # accuracy or agreement
   }
+  if targets is not None:  # KL(teacher ‖ student) at τ = 1 on the batch as trained
+    kl_rows = metrics.kl_rows(targets, logits)
+    sums["kl_sum"] = reduce(jnp.sum(kl_rows * maskf))
   new = TrainState(step=state.step + 1, params=params, batch_stats=new_bs, opt_state=opt_state)
   return new, sums
 

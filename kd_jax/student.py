@@ -88,7 +88,9 @@ def distill(config: ConfigDict, workdir: Path, data: ExperimentData, teacher: Te
   init_vars, lr = student_init(config, model, teacher, data)
   init_vars = jax.device_get(init_vars)  # host copy: the device state is donated to the steps
   tx, batch_size, line_search, l2 = _optimizer(d, data, mesh, lr)
-  spec = steps.StepSpec(apply_fn=model.apply, tx=tx, prepare=data.prepare(d.augment),
+  # A line search fits the gathered batch on each device: BatchNorm needs no device axis there.
+  apply_fn = modeling.local(model).apply if line_search else model.apply
+  spec = steps.StepSpec(apply_fn=apply_fn, tx=tx, prepare=data.prepare(d.augment),
                         materialize=data.distill.materialize, objective=d.loss,
                         temperature=float(d.temperature), alpha=float(d.alpha),
                         teacher_apply=teacher.model.apply, line_search=line_search, l2=l2)

@@ -79,8 +79,11 @@ def running(phase: Phase, totals: dict[str, np.ndarray]) -> dict[str, float]:
   """The epoch's running metrics, in train mode on the batches as trained (mean over members)."""
   count = np.maximum(totals["count"], 1)
   match = "agreement" if phase.spec.teacher_apply is not None else "acc"
-  return {"loss": float((totals["loss_sum"] / count).mean()),
-          match: float(100 * (totals["match"] / count).mean())}
+  out = {"loss": float((totals["loss_sum"] / count).mean()),
+         match: float(100 * (totals["match"] / count).mean())}
+  if "kl_sum" in totals:
+    out["kl"] = float((totals["kl_sum"] / count).mean())
+  return out
 
 
 def _check_finite(phase: Phase, totals: dict, epoch: int, last_saved: int) -> None:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -138,3 +140,19 @@ def test_kernel_bandwidth_is_the_median_squared_distance():
   x = rng.normal(size=(8, 128)).astype(np.float32)
   np.testing.assert_allclose(cka_official._rbf_median(x), _ref_rbf(x.astype(np.float64)),
                              rtol=1e-5, atol=1e-7)
+
+
+def test_analysis_official_kernel_uses_column_profiles_of_stage_outputs():
+  """The wiring: analysis.cka(kernel="official") on two PreResNets equals the numpy
+  transcription above applied to the models' own stage outputs."""
+  from kd_jax import analysis
+  from kd_jax.models import get_model
+  model = get_model("preresnet", 10, depth=8, norm="layer", width=0.25)
+  x = np.random.default_rng(0).uniform(-1, 1, (150, 32, 32, 3)).astype(np.float32)
+  v_t = model.init(jax.random.key(0), x[:1])
+  v_s = model.init(jax.random.key(1), x[:1])
+  got = analysis.cka(model, v_t, model, v_s, jnp.asarray(x), "official")
+  feats = lambda v: model.apply(v, x, train=False, return_features=True)[1]
+  for i, (ft, fs) in enumerate(zip(feats(v_t), feats(v_s))):
+    want = _ref_preact_cka(np.asarray(ft, np.float64), np.asarray(fs, np.float64), 128)
+    assert got[f"stage{i + 1}"] == pytest.approx(want, abs=1e-4), i

@@ -95,15 +95,16 @@ def test_killed_run_resumes_to_same_result(tmp_path):
 
 
 def test_end_to_end_teacher_beats_chance(tmp_path):
-  c = tiny_config(tmp_path / "store", teacher_epochs=8, distill_epochs=3)
+  c = tiny_config(tmp_path / "store", teacher_epochs=8, distill_epochs=10)
   with c.unlocked():
     c.data.teacher_subset = 200
+    c.distill.batch_size = 16
   res = experiment.run(c, tmp_path / "run")
   test = res["splits"]["test"]
   assert test["teacher_acc"] > 50.0  # chance is 10%
-  # The student learned from the teacher: 3 epochs on 128 images already agree far above the
-  # 10% of chance (32% here).
-  assert test["agreement"] > 20.0
+  # The student learned from the teacher: 80 steps on 128 images agree far above the 10% of
+  # chance (57% on this machine).
+  assert test["agreement"] > 30.0
   assert res["sizes"]["test_size"] == 200 and res["sizes"]["teacher_size"] == 200
   for key in ("student_acc", "teacher_acc", "agreement", "kl", "student_ece", "student_nll"):
     assert np.isfinite(test[key]), key
@@ -141,3 +142,18 @@ def test_divergence_is_one_line_naming_the_fix(tmp_path):
     experiment.run(c, tmp_path / "w")
   assert not isinstance(err.value, ConfigError)  # not bad input: a run to retry differently
   assert "\n" not in str(err.value)
+
+
+def test_running_metrics_equal_eval_metrics_when_weights_stand_still(tmp_path):
+  """The ``running`` split (train mode, batches as trained) against the eval-mode ``train``
+  split: LeNet has no BatchNorm or dropout, so with a learning rate of 1e-12 and no
+  augmentation both measure the same weights on the same images."""
+  c = tiny_config(tmp_path / "store", teacher_epochs=4, distill_epochs=1)
+  with c.unlocked():
+    c.distill.optim.lr = 1e-12
+    c.distill.optim.lr_min = 0.0
+    c.distill.optim.weight_decay = 0.0
+  res = experiment.run(c, tmp_path / "w")["splits"]
+  assert res["running"]["agreement"] == pytest.approx(res["train"]["agreement"], abs=1e-9)
+  assert res["running"]["kl"] == pytest.approx(res["train"]["kl"], rel=1e-4)
+  assert res["running"]["kl"] > 1e-3  # a real distance, not a trivially equal zero
