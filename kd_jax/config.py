@@ -152,7 +152,8 @@ def teacher_key(config: ConfigDict) -> str:
   teacher.pop("store")
   ident = dict(
       data={k: d[k] for k in ("source", "name", "path", "data_dir", "split_seed", "test_size",
-                              "teacher_pool", "teacher_subset", "normalization")},
+                              "teacher_pool", "teacher_subset", "normalization",
+                              "emnist_transposed")},
       teacher=teacher)
   blob = json.dumps(ident, sort_keys=True, default=str)
   return hashlib.sha256(blob.encode()).hexdigest()[:12]

@@ -191,8 +191,18 @@ class HostStreamed:
     self.size = len(self.source)
     first, _ = _take(self.source, np.zeros((1,), np.int32))
     self.input_shape = tuple(first.shape[1:])
-    self.labels = _take(self.source, np.arange(self.size))[1] if hasattr(self.source, "take") \
-        else np.asarray([self.source[i][1] for i in range(self.size)], np.int32)
+    self._labels: Optional[np.ndarray] = None
+
+  @property
+  def labels(self) -> np.ndarray:
+    """All labels (evaluators compare predictions with them): the source's label array when it
+    has one, else read once record by record — never all inputs at once."""
+    if self._labels is None:
+      if hasattr(self.source, "labels"):
+        self._labels = np.asarray(self.source.labels, np.int32)
+      else:
+        self._labels = np.asarray([self.source[i][1] for i in range(self.size)], np.int32)
+    return self._labels
 
   def resident(self) -> Any:
     return {}
