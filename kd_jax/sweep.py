@@ -64,6 +64,7 @@ def run_sweep(config: ConfigDict, sweep: ConfigDict, workdir: str | Path, *,
   from kd_jax import experiment  # looked up at call time: tests replace experiment.run
 
   workdir = Path(workdir)
+  commit = sweep_report.git_commit()  # the code this process runs, not what is checked out later
   trials = resolve_arms(config, sweep, workdir)
   chosen = select(trials, only)
   check_existing(trials, workdir)
@@ -83,9 +84,9 @@ def run_sweep(config: ConfigDict, sweep: ConfigDict, workdir: str | Path, *,
     experiment.run(t.config, workdir / t.path, hook=hook)
     times.append(time.perf_counter() - t0)
     done += 1
-    rows = sweep_report.write_outputs(config.name, sweep, trials, workdir, command)
+    rows = sweep_report.write_outputs(config.name, sweep, trials, workdir, command, commit)
   if rows is None:
-    rows = sweep_report.write_outputs(config.name, sweep, trials, workdir, command)
+    rows = sweep_report.write_outputs(config.name, sweep, trials, workdir, command, commit)
   print(f"[sweep] {done}/{n} trials done; wrote {workdir / 'results.csv'}, results.md and the plot",
         flush=True)
   return rows

@@ -147,7 +147,7 @@ def pairs(value: Any) -> list[tuple[str, dict]]:
 
 
 def markdown(name: str, sweep: ConfigDict, trials: Sequence[Any], rows: Sequence[dict],
-             command: str, image: Optional[str]) -> str:
+             command: str, image: Optional[str], commit: Optional[str] = None) -> str:
   """The table a reader wants: one row per arm, measured next to the paper's number."""
   cols = columns(sweep, trials, rows)
   shown = table_columns(sweep, cols)
@@ -156,7 +156,7 @@ def markdown(name: str, sweep: ConfigDict, trials: Sequence[Any], rows: Sequence
   x_of = {t.arm: t.x for t in trials}
   header = ["arm"] + ([sweep.x_label or sweep.x_key] if sweep.x_key else []) + ["seeds"]
   header += [plots.metric_label(m) for m in shown] + ["paper"]
-  commit = git_commit()
+  commit = git_commit() if commit is None else commit
   lines = [f"# {sweep.title or name}", "",
            f"- command: `{command or 'kd_jax.sweep.run_sweep'}`",
            f"- machine: {machine_line()}",
@@ -191,8 +191,11 @@ def plot_name(name: str) -> str:
 
 
 def write_outputs(name: str, sweep: ConfigDict, trials: Sequence[Any], workdir: Path,
-                  command: str = "") -> list[dict[str, Any]]:
-  """results.csv, results.md and the plot from every finished trial; returns the csv rows."""
+                  command: str = "", commit: Optional[str] = None) -> list[dict[str, Any]]:
+  """results.csv, results.md and the plot from every finished trial; returns the csv rows.
+
+  ``commit``: the kd_jax commit the trials ran with (read when the sweep started; None = now).
+  """
   workdir = Path(workdir)
   rows = collect_rows(trials, workdir)
   write_csv(workdir / "results.csv", columns(sweep, trials, rows), rows)
@@ -207,5 +210,5 @@ def write_outputs(name: str, sweep: ConfigDict, trials: Sequence[Any], workdir: 
   drawn = plots.plot_sweep(points, list(sweep.metrics), workdir / image,
                            title=sweep.title or name, x_label=sweep.x_label or sweep.x_key)
   (workdir / "results.md").write_text(
-      markdown(name, sweep, trials, rows, command, image if drawn else None))
+      markdown(name, sweep, trials, rows, command, image if drawn else None, commit))
   return rows

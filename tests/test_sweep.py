@@ -141,7 +141,7 @@ def test_every_arm_runs_and_the_teacher_trains_once(straight):
 
   cols, rows = read_csv(workdir / "results.csv")
   expected = (["arm", "seed"] + [f"{s}/{m}" for s in ("test", "train") for m in SPLIT_METRICS]
-              + ["running/agreement", "running/loss"]
+              + ["running/agreement", "running/kl", "running/loss"]
               + ["run/wall_time_s", "run/teacher_members_used"])
   assert sorted(cols) == sorted(expected) and cols[:2] == ["arm", "seed"]
   assert [r["arm"] for r in rows] == list(ARMS)
