@@ -5,11 +5,17 @@ parses flags, deep inside ml_collections; users get one line naming it, not a tr
 """
 from __future__ import annotations
 
+import difflib
+import importlib.util
 import re
 import sys
-from typing import Callable, NoReturn
+from typing import Callable, NoReturn, Optional
 
 from kd_jax.errors import ConfigError, UserFacingError
+
+HELP_FLAGS = ("--help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml")
+#: Exit status after Ctrl-C, as shells report a process ended by SIGINT (128 + 2).
+INTERRUPTED = 130
 
 
 def fail(message: str) -> NoReturn:
@@ -32,6 +38,10 @@ def explain(message: str, argv: list[str]) -> str:
     key = meant.group(2)
     return (f"{_override_flag(argv, key)}: the config has no key {key!r}; "
             f"did you mean {meant.group(1)!r}?")
+  bare = re.fullmatch(r"""["']*(\w+)["']*""", message.strip())
+  unknown = _unknown_key(bare.group(1), argv) if bare else None
+  if unknown:
+    return unknown
   if "Traceback" in message:  # an exception inside the config file: keep its last line
     lines = [l.strip() for l in message.strip().splitlines() if l.strip()]
     head = message.split(":", 1)[0] if message.startswith("flag ") else "--config"
@@ -42,11 +52,57 @@ def explain(message: str, argv: list[str]) -> str:
   return message
 
 
+def load_config_file(spec: str):
+  """``get_config(arg)`` of ``path[:arg]``, for messages about its keys (no flags involved)."""
+  path, _, arg = spec.partition(":")
+  module_spec = importlib.util.spec_from_file_location("kd_jax_config_file", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
+
+
+def _schema_keys(argv: list[str]) -> list[str]:
+  """Every dotted key and section of the config named by ``--config=`` (else the base one)."""
+  from kd_jax import config as config_lib, rundir
+  files = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+  try:
+    config = load_config_file(files[0])
+  except Exception:  # noqa: BLE001  only for a better message: fall back to the schema
+    config = config_lib.base_config()
+  keys = list(rundir.flat(config.to_dict()))
+  return list(dict.fromkeys(".".join(k.split(".")[:i + 1]) for k in keys
+                            for i in range(k.count(".") + 1)))
+
+
+def _unknown_key(key: str, argv: list[str]) -> Optional[str]:
+  """``--config.model.name=x`` → where ``model`` is missing and the keys it may have meant."""
+  flags = [a.split("=")[0] for a in argv if a.startswith("--config.")]
+  flag = next((f for f in flags if key in f[len("--config."):].split(".")), None)
+  if flag is None:
+    return None
+  parts = flag[len("--config."):].split(".")
+  i = parts.index(key)
+  keys = _schema_keys(argv)
+  where = f"in {'.'.join(parts[:i])}" if i else "at its top level"
+  rest = ".".join(parts[i:])
+  meant = [k for k in keys if k.endswith("." + rest)]
+  if not meant:
+    prefix = ".".join(parts[:i] + [""]) if i else ""
+    siblings = [k[len(prefix):] for k in keys
+                if k.startswith(prefix) and "." not in k[len(prefix):]]
+    meant = [prefix + m + rest[len(key):] for m in difflib.get_close_matches(key, siblings)]
+  hint = (f"did you mean {' or '.join('--config.' + m for m in meant[:3])}?" if meant else
+          "--print_config lists every key")
+  return f"{flag}: the config has no key {key!r} {where}; {hint}"
+
+
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl flag parsing whose failures exit with one line (status 2)."""
+  """absl flag parsing whose failures exit with one line (status 2); ``--help`` exits 0."""
   from absl import flags
   try:
     return flags.FLAGS(argv)
+  except SystemExit as e:  # absl's help flags print the usage, then exit with 1
+    sys.exit(0 if e.code == 1 and any(a in HELP_FLAGS for a in argv[1:]) else e.code)
   except (flags.Error, ConfigError, KeyError, ValueError, TypeError, AttributeError,
           OSError) as e:
     fail(explain(str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e), argv))
@@ -62,9 +118,21 @@ def config_value(holder) -> object:
     fail(explain(str(e), sys.argv))
 
 
+def print_config(config) -> None:
+  """Every key of the resolved config with its value, one ``key = value`` a line: each is
+  what ``--config.<key>=<value>`` sets."""
+  from kd_jax import rundir
+  for key, value in rundir.flat(config.to_dict()).items():
+    print(f"{key} = {value!r}")
+
+
 def run_app(main: Callable[[list[str]], None]) -> None:
   from absl import app
   try:
     app.run(main, flags_parser=parse_flags)
   except UserFacingError as e:
     fail(str(e))
+  except KeyboardInterrupt as e:  # Ctrl-C: one line (kd_jax.errors.Interrupted says where)
+    text = str(e) if str(e) else "interrupted; rerun the same command to resume"
+    print(text, file=sys.stderr)
+    sys.exit(INTERRUPTED)

@@ -180,7 +180,7 @@ def validate(config: ConfigDict) -> None:
     evaluators.DISTILL_EVALS.check(name)
   for section in ("teacher", "distill"):
     s = config[section]
-    MODELS.check(s.model.name)
+    MODELS.check(s.model.name, f"{section}.model.name")
     optim.check(s.optim, f"{section}.optim")
     augment.parse_policy(s.augment)
     for key in ("epochs", "batch_size"):

@@ -16,3 +16,16 @@ class ConfigError(UserFacingError, ValueError):
 class TrainingDiverged(UserFacingError, RuntimeError):
   """The loss became NaN/inf: not bad input but a run to retry with other settings; the last
   good checkpoint is kept."""
+
+
+class Interrupted(KeyboardInterrupt):
+  """Ctrl-C during training, with where it stopped; still a KeyboardInterrupt for callers
+  (notebooks, the sweep) that handle those. The command lines print it as one line, exit 130."""
+
+  def __init__(self, phase: str, epoch: int, epochs: int, saved: int):
+    self.phase, self.epoch, self.epochs, self.saved = phase, epoch, epochs, saved
+    at = f"after epoch {epoch}/{epochs}" if epoch else f"in epoch 1/{epochs}"
+    where = "" if saved == epoch else (
+        f" (its last checkpoint is after epoch {saved}: a rerun resumes there)" if saved else
+        " (no checkpoint of it yet: a rerun starts it again)")
+    super().__init__(f"interrupted {at} of {phase}{where}; rerun the same command to resume")

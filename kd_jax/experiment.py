@@ -1,6 +1,8 @@
 """One experiment: data → teacher (stored or trained) → student → analyses → ``results.json``.
 
 ``run(config, workdir)`` is what ``kd_jax.main`` and every trial of ``kd_jax.sweep`` call.
+A workdir holds one run: a rerun with the same config resumes it (or, finished, prints its
+results), one with another config is refused unless ``restart`` (``kd_jax.rundir``).
 ``results.json`` is nested by split: ``{"splits": {"test": {"agreement": ..., ...},
 "train": {...}, ...}, ...}`` with split and metric names from ``kd_jax.metrics``.
 """
@@ -14,13 +16,13 @@ from typing import Any, Optional
 import numpy as np
 from ml_collections import ConfigDict
 
-from kd_jax import parallel, report, student as student_lib, teachers
+from kd_jax import parallel, report, rundir, student as student_lib, teachers
 from kd_jax.config import to_json, validate
 from kd_jax.data import inputs, splits as splits_lib
 from kd_jax.errors import ConfigError
 from kd_jax.trainer import Hook
 
-RESULTS = "results.json"
+RESULTS = rundir.RESULTS
 #: Rows of the printed table, in order: (split, row label).
 TABLE_ROWS = (("test", "test"), ("train", "distill data"),
               ("train_aug", "distill data (augmented)"), ("running", "distill data (running)"))
@@ -37,13 +39,26 @@ def check_workdir(workdir: Path) -> None:
                       "pass a folder you can write to") from None
 
 
-def run(config: ConfigDict, workdir: str | Path, hook: Optional[Hook] = None) -> dict[str, Any]:
-  """The whole experiment; returns (and writes) the results dict."""
+def run(config: ConfigDict, workdir: str | Path, hook: Optional[Hook] = None,
+        restart: bool = False) -> dict[str, Any]:
+  """The whole experiment; returns (and writes) the results dict.
+
+  ``restart`` deletes the run already in ``workdir`` (not its teachers) and starts over;
+  without it, a workdir holding a run of another config is a ConfigError.
+  """
   t0 = time.time()
   workdir = Path(workdir)
   validate(config)
   check_workdir(workdir)
-  (workdir / "config.json").write_text(to_json(config))
+  if restart:
+    gone = rundir.clear(config, workdir)
+    if gone:
+      print(f"[run] --restart: deleted {', '.join(gone)} in {workdir}", flush=True)
+  rundir.check(config, workdir)
+  finished = _finished(workdir)
+  if finished is not None:
+    return finished
+  (workdir / rundir.CONFIG).write_text(to_json(config))
   mesh = parallel.make_mesh(config.run.num_devices)
   host = inputs.load_splits(config)
   print(f"[data] {splits_lib.describe(host)}", flush=True)
@@ -71,15 +86,35 @@ def run(config: ConfigDict, workdir: str | Path, hook: Optional[Hook] = None) ->
       "devices": [str(d) for d in mesh.devices.flat],
       "wall_time_s": round(time.time() - t0, 1),
   }
-  (workdir / RESULTS).write_text(json.dumps(results, indent=2, default=_json_default))
+  tmp = workdir / (RESULTS + ".tmp")  # a kill while writing leaves no half results.json
+  tmp.write_text(json.dumps(results, indent=2, default=_json_default))
+  tmp.replace(workdir / RESULTS)
+  _print_results(results, f"wrote {workdir / RESULTS}")
+  return results
+
+
+def _finished(workdir: Path) -> Optional[dict[str, Any]]:
+  """The results of a run that finished before: printed, not recomputed, so ``results.json``
+  keeps the wall time of the process that computed it."""
+  try:
+    results = json.loads((workdir / RESULTS).read_text())
+  except (OSError, ValueError):  # absent or cut short by a kill: (re)compute it
+    return None
+  print(f"[run] {workdir} finished before: its results, not recomputed (--restart starts it "
+        "over):", flush=True)
+  _print_results(results, f"{workdir / RESULTS} computed")
+  return results
+
+
+def _print_results(results: dict[str, Any], done: str) -> None:
+  splits = results["splits"]
   rows = [(label, splits[s]) for s, label in TABLE_ROWS
           if s in splits and s != "running"]
   print(report.table(rows), flush=True)
   if "running" in splits:
     print("running (train mode, augmented batch, last epoch): "
           + ", ".join(f"{k} {v:.4g}" for k, v in splits["running"].items()), flush=True)
-  print(f"wrote {workdir / RESULTS} ({results['wall_time_s']:.0f} s)", flush=True)
-  return results
+  print(f"{done} ({results['wall_time_s']:.0f} s)", flush=True)
 
 
 def _json_default(o: Any) -> Any:

@@ -28,15 +28,16 @@ class Registry(Generic[T]):
       return obj
     return deco
 
-  def get(self, name: str) -> T:
+  def get(self, name: str, key: str = "") -> T:
     if name not in self._entries:
-      raise ConfigError(f"{self.key}={name!r} is not a known {self.kind}; "
+      raise ConfigError(f"{key or self.key}={name!r} is not a known {self.kind}; "
                         f"choose one of: {', '.join(sorted(self._entries))}")
     return self._entries[name]
 
-  def check(self, name: str) -> None:
-    """Raises the one-line ConfigError for an unknown name (validation before any work)."""
-    self.get(name)
+  def check(self, name: str, key: str = "") -> None:
+    """Raises the one-line ConfigError for an unknown name (validation before any work);
+    ``key`` names where the name was set when one registry serves several keys."""
+    self.get(name, key)
 
   def __contains__(self, name: str) -> bool:
     return name in self._entries

@@ -2,6 +2,9 @@
 
     python -m kd_jax.sweep --config=configs/fig3_augmentation.py:mini --workdir=runs/fig3
 
+Without ``--workdir`` the sweep goes to ``runs/<config name>`` (and says so);
+``--dry_run`` prints the trials and teacher groups without training anything.
+
 A figure file gives the trial and, apart from it, the sweep: ``get_config(arg)`` returns the
 base experiment config (what ``kd_jax.main`` would run) and ``get_sweep(arg)`` the arms, seeds,
 plot and paper values (``kd_jax.config.sweep_config``)::
@@ -138,18 +141,24 @@ def _define_flags():
   config_flags.DEFINE_config_file(
       "config", None, "Figure config file, e.g. configs/fig3_augmentation.py:mini.",
       lock_config=True)
-  flags.DEFINE_string("workdir", None, "Sweep folder: trials, teachers, results.csv/.md/.png.")
+  flags.DEFINE_string("workdir", None, "Sweep folder: trials, teachers, results.csv/.md/.png "
+                      "(default: runs/<config name>).")
   flags.DEFINE_list("only", [], "Comma-separated arm names to run (default: all).")
   flags.DEFINE_bool("dry_run", False, "Print the resolved trials and teacher groups, then exit.")
-  flags.mark_flags_as_required(["config", "workdir"])
+  flags.mark_flags_as_required(["config"])
 
 
-def sweep_of(path: str | Path, arg: str = "") -> ConfigDict:
-  """``get_sweep(arg)`` of a figure file; a file without one is a single arm with one seed."""
+def _figure_module(path: str | Path):
   import importlib.util
   spec = importlib.util.spec_from_file_location("kd_jax_figure", str(path))
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
+  return module
+
+
+def sweep_of(path: str | Path, arg: str = "") -> ConfigDict:
+  """``get_sweep(arg)`` of a figure file; a file without one is a single arm with one seed."""
+  module = _figure_module(path)
   if not hasattr(module, "get_sweep"):
     return sweep_config()
   try:
@@ -160,6 +169,19 @@ def sweep_of(path: str | Path, arg: str = "") -> ConfigDict:
     raise ConfigError(f"get_sweep of {path} returned {type(sweep).__name__}; return "
                       "kd_jax.config.sweep_config() with the figure's values")
   return sweep
+
+
+def figure_arms(config_flag) -> int:
+  """How many arms the file of ``--config=path[:arg]`` declares in ``get_sweep`` (0: none)."""
+  from ml_collections import config_flags
+  path, _, arg = str(config_flags.get_config_filename(config_flag)).partition(":")
+  if not hasattr(_figure_module(path), "get_sweep"):
+    return 0
+  return len(arm_specs(sweep_of(path, arg)))
+
+
+def default_workdir(config: ConfigDict) -> Path:
+  return Path("runs") / config.name
 
 
 def load_sweep(config_flag) -> ConfigDict:
@@ -187,13 +209,16 @@ def main(argv: list[str]) -> None:
   from kd_jax import cli
   f = flags.FLAGS
   config = cli.config_value(flags.FLAGS["config"])
+  workdir = Path(f.workdir) if f.workdir else default_workdir(config)
+  if not f.workdir:
+    print(f"[sweep] no --workdir given: using {workdir} (runs/<config name>)", flush=True)
   try:
     sweep = load_sweep(flags.FLAGS["config"])
     if f.dry_run:
-      print(describe(config, sweep, Path(f.workdir), f.only))
+      print(describe(config, sweep, workdir, f.only))
       return
-    use_compile_cache(f.workdir)
-    run_sweep(config, sweep, f.workdir, only=f.only, command=command_line(sys.argv))
+    use_compile_cache(workdir)
+    run_sweep(config, sweep, workdir, only=f.only, command=command_line(sys.argv))
   except UserFacingError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

@@ -21,7 +21,7 @@ from jax.sharding import Mesh, PartitionSpec as P
 from kd_jax import checkpoints, ensemble, parallel, report, steps
 from kd_jax.batch import sharded_specs
 from kd_jax.data import pipelines
-from kd_jax.errors import TrainingDiverged
+from kd_jax.errors import Interrupted, TrainingDiverged
 
 Hook = Callable[[str, int], None]
 Results = dict[str, dict[str, float]]          # {split: {metric: value}}
@@ -111,9 +111,10 @@ def fit(phase: Phase, state: steps.TrainState, mesh: Mesh, writer: report.Metric
   had finished before (the caller evaluates the restored state if it needs numbers).
   """
   members = ensemble.num_members(state.params)
-  ckpt = checkpoints.Checkpointer(phase.checkpoint_dir)
+  ckpt, done, last_saved = None, 0, 0
   try:
-    start = ckpt.latest() or 0
+    ckpt = checkpoints.Checkpointer(phase.checkpoint_dir)
+    start = done = last_saved = ckpt.latest() or 0
     if start:
       state = ckpt.restore(start, state)
       writer.forget_after(phase.name, start)
@@ -122,7 +123,7 @@ def fit(phase: Phase, state: steps.TrainState, mesh: Mesh, writer: report.Metric
       return state, None
     parallel.check_batch(phase.batch_size, mesh, f"{phase.name}.batch_size")
     progress = report.Progress(phase.name, phase.epochs, start, phase.pipeline.size * members)
-    last_saved, final = start, None
+    final = None
     for epoch in range(start, phase.epochs):
       state, totals = run_epoch(phase, state, mesh, epoch, members)
       _check_finite(phase, totals, epoch, last_saved)
@@ -141,5 +142,8 @@ def fit(phase: Phase, state: steps.TrainState, mesh: Mesh, writer: report.Metric
         if hook is not None:
           hook(phase.name, done)
     return state, final
+  except KeyboardInterrupt:  # Ctrl-C: say where it stopped and how to go on, not a traceback
+    raise Interrupted(phase.name, done, phase.epochs, last_saved) from None
   finally:
-    ckpt.close()
+    if ckpt is not None:
+      ckpt.close()

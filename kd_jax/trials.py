@@ -19,14 +19,9 @@ from ml_collections import ConfigDict
 from kd_jax import plots, sweep_report
 from kd_jax.config import teacher_key, to_json, validate
 from kd_jax.errors import ConfigError
+from kd_jax.rundir import NOT_IDENTITY, differences  # noqa: F401  (NOT_IDENTITY: re-exported)
 
 DEFAULT_ARM = "default"
-# Keys that change how a trial runs or where it writes, not what it computes: a finished trial
-# stays valid when they change (a bigger shared ensemble, another machine's device count).
-NOT_IDENTITY = ("data.pipeline", "teacher.store", "teacher.evals", "distill.evals",
-                "teacher.ensemble_size", "teacher.eval_every", "distill.eval_every",
-                "run.num_devices", "run.steps_per_call",
-                "run.checkpoint_every", "run.log_every", "run.eval_batch_size", "run.tensorboard")
 _ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")
 
 
@@ -214,30 +209,14 @@ def teacher_groups(trials: Sequence[Trial]) -> dict[str, list[Trial]]:
 # ---------------------------------------------------------------------- consistency check
 
 
-def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
-  if isinstance(tree, dict):
-    out = {}
-    for k, v in tree.items():
-      out.update(_flat(v, f"{prefix}{k}."))
-    return out
-  return {prefix[:-1]: tree}
-
-
-def _identity(config_dict: dict) -> dict[str, Any]:
-  flat = _flat(config_dict)
-  return {k: v for k, v in flat.items()
-          if not any(k == n or k.startswith(n + ".") for n in NOT_IDENTITY)}
-
-
 def check_existing(trials: Sequence[Trial], workdir: Path) -> None:
   """Refuses to mix results of another config into this figure's table (or resume from them)."""
   for t in trials:
     stored = Path(workdir) / t.path / "config.json"
     if not stored.exists():
       continue
-    old = _identity(json.loads(stored.read_text()))
-    new = _identity(json.loads(to_json(t.config)))
-    for key in sorted(old.keys() & new.keys()):
-      if old[key] != new[key]:
-        raise ConfigError(f"{stored.parent} was run with {key}={old[key]!r}, this sweep has "
-                          f"{new[key]!r}; use another --workdir or delete that folder")
+    diffs = differences(json.loads(stored.read_text()), json.loads(to_json(t.config)))
+    if diffs:
+      key, was, now = diffs[0]
+      raise ConfigError(f"{stored.parent} was run with {key}={was!r}, this sweep has "
+                        f"{now!r}; use another --workdir or delete that folder")

@@ -59,6 +59,10 @@ POLICY_PRESETS: dict[str, str] = {
 _OP_RE = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?:\((.*)\))?\s*$", re.DOTALL)
 
 
+def _ops() -> str:
+  return (f"{', '.join(AUGMENTATIONS.names())}; presets: {', '.join(POLICY_PRESETS)}")
+
+
 def _signature_text(name: str) -> str:
   params = inspect.signature(AUGMENTATIONS.get(name)).parameters.values()
   return f"{name}(" + ", ".join(f"{p.name}={p.default!r}" for p in params) + ")"
@@ -89,12 +93,13 @@ def _coerce(policy: str, name: str, arg: str, value: Any, default: Any) -> Any:
 def _parse_op(text: str, policy: str) -> tuple[str, tuple[tuple[str, Any], ...]]:
   match = _OP_RE.match(text)
   if not match:
-    raise ConfigError(f"augment policy {policy!r}: cannot read op {text.strip()!r}; "
-                      "write name or name(args), e.g. crop(4) or rotate(degrees=20)")
+    raise ConfigError(f"augment policy {policy!r}: cannot read op {text.strip()!r}; separate "
+                      "ops by '|' and write each as name or name(args), e.g. "
+                      f"'crop(4)|hflip|rotate(degrees=20)'; ops: {_ops()}")
   name, arg_text = match.group(1), match.group(2)
   if name not in AUGMENTATIONS:
-    raise ConfigError(f"augment policy {policy!r}: unknown op {name!r}; "
-                      f"choose one of: {', '.join(AUGMENTATIONS.names())}")
+    raise ConfigError(f"augment policy {policy!r}: unknown op {name!r}; ops (separated by "
+                      f"'|'): {_ops()}")
   args: list[Any] = []
   kwargs: dict[str, Any] = {}
   if arg_text and arg_text.strip():
