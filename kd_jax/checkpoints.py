@@ -73,6 +73,32 @@ def load_tree(directory: os.PathLike | str, like: Any) -> Any:
   return tree
 
 
+def read_host(directory: os.PathLike | str, step: Optional[int] = None) -> tuple[int, Any]:
+  """``(step, tree)`` of a saved checkpoint as numpy arrays, whatever devices saved it.
+
+  For reading a finished run (``kd_jax.api``) on another machine or device count: the tree is
+  restored as stored (no structure to restore into), onto the host. ``step`` None = latest.
+  """
+  import numpy as np
+  directory = Path(directory).absolute()
+  if not directory.is_dir():
+    raise ConfigError(f"no checkpoints in {directory}; is the workdir that of a finished run?")
+  manager = ocp.CheckpointManager(directory, item_handlers=ocp.StandardCheckpointHandler(),
+                                  options=ocp.CheckpointManagerOptions(create=False))
+  try:
+    steps = manager.all_steps()
+    step = manager.latest_step() if step is None else int(step)
+    if step is None or step not in steps:
+      raise ConfigError(f"no checkpoint {'saved' if step is None else f'at step {step}'} in "
+                        f"{directory}; saved: {sorted(steps) or 'none'}")
+    meta = manager.item_metadata(step)
+    meta = getattr(meta, "tree", meta)  # orbax ≥ 0.11 wraps the tree in a metadata object
+    like = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), meta)
+    return step, manager.restore(step, args=ocp.args.StandardRestore(like))
+  finally:
+    manager.close()
+
+
 # ---------------------------------------------------------------- teacher store
 
 _ENTRY = re.compile(r"^(?P<key>[0-9a-f]+)-m(?P<m>\d+)$")
