@@ -103,13 +103,15 @@ def plane(student_model, batch_stats: Any, anchors: tuple[Any, Any, Any], x: Arr
   np.savez(out_dir / "plane.npz", xs=xs, ys=ys, anchors=pl.coords,
            **{k: np.asarray(v) for k, v in values.items()})
   labels = ("teacher", "student init", "student final")
-  titles = dict(_TITLES, distill_loss=f"distillation loss (τ={temperature:g})")
-  for key, arr in values.items():
-    landscape.plot_plane(np.asarray(arr), xs, ys, pl, path=out_dir / f"plane_{key}.png",
-                         labels=labels, title=titles[key], colorbar_label=key)
   # Each anchor as the plane's coordinates place it (the grid's own parameterization).
   anchor_values = {name: {k: float(v) for k, v in fn(landscape.plane_point(pl, *xy)).items()}
                    for name, xy in zip(("teacher", "student_init", "student_final"), pl.coords)}
+  titles = dict(_TITLES, distill_loss=f"distillation loss (τ={temperature:g})")
+  for key, arr in values.items():
+    landscape.plot_plane(np.asarray(arr), xs, ys, pl, path=out_dir / f"plane_{key}.png",
+                         labels=labels, title=titles[key], colorbar_label=key,
+                         anchor_values=[v[key] for v in anchor_values.values()],
+                         value_format=metrics.metric(key).fmt)
   return {"anchor_coords": pl.coords.tolist(), "anchors": anchor_values,
           "grid": [len(ys), len(xs)], "files": sorted(p.name for p in out_dir.glob("plane*"))}
 

@@ -83,9 +83,9 @@ def run_sweep(config: ConfigDict, sweep: ConfigDict, workdir: str | Path, *,
     experiment.run(t.config, workdir / t.path, hook=hook)
     times.append(time.perf_counter() - t0)
     done += 1
-    rows = sweep_report.write_outputs(config.name, sweep, trials, workdir, command)
+    rows = sweep_report.write_outputs(config.name, sweep, trials, workdir, command, chosen)
   if rows is None:
-    rows = sweep_report.write_outputs(config.name, sweep, trials, workdir, command)
+    rows = sweep_report.write_outputs(config.name, sweep, trials, workdir, command, chosen)
   print(f"[sweep] {done}/{n} trials done; wrote {workdir / 'results.csv'}, results.md and the plot",
         flush=True)
   return rows
