@@ -205,20 +205,24 @@ def plot_plane(values: np.ndarray, xs: Sequence[float], ys: Sequence[float], pla
   masked = np.ma.masked_invalid(values)
   cells = ax.pcolormesh(np.asarray(xs), np.asarray(ys), masked, shading="nearest",
                         cmap="viridis")
-  cbar = fig.colorbar(cells, ax=ax)
+  span = (float(np.ptp(ys)) or 1.0) / (float(np.ptp(xs)) or 1.0)  # equal axes: as tall as the plane
+  cbar = fig.colorbar(cells, ax=ax, shrink=float(np.clip(span * 1.2, 0.3, 1.0)))
   if colorbar_label:
     cbar.set_label(colorbar_label)
   markers = ("*", "o", "s")
   for i, (x, y) in enumerate(plane.coords):
     label = labels[i] if i < len(labels) else f"anchor {i}"
+    face = "white"
     if anchor_values is not None:
+      # the value measured at the anchor, as a label and as the marker's colour on the scale
       label = f"{label}: {value_format.format(anchor_values[i])}"
-    ax.plot([x], [y], marker=markers[i % len(markers)], color="white", markeredgecolor="black",
-            markersize=11, linestyle="none")
-    right_half = x > 0.5 * (float(np.min(xs)) + float(np.max(xs)))
-    ax.annotate(label, (x, y), textcoords="offset points", xytext=(-8 if right_half else 8, 8),
-                ha="right" if right_half else "left", color="white", fontsize=9,
-                bbox=dict(boxstyle="round,pad=0.2", facecolor="black", alpha=0.6, linewidth=0))
+      face = cells.cmap(cells.norm(anchor_values[i]))
+    ax.plot([x], [y], marker=markers[i % len(markers)], color=face, markeredgecolor="black",
+            markeredgewidth=1.5, markersize=12, linestyle="none", label=label)
+  # names (and measured values) in a legend below the plane: beside the markers they overlap
+  # whenever two anchors are close
+  ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.3), ncol=1, fontsize=9, frameon=False,
+            handletextpad=0.4)
   ax.set_aspect("equal")
   ax.set_xlabel("u")
   ax.set_ylabel("v")

@@ -92,7 +92,8 @@ def test_trial_count_under_only_says_asked_of_all():
   T = collections.namedtuple("T", "arm seed")
   trials = [T(a, s) for a in ("x", "y") for s in (0, 1)] + [T("z", 0)]
   rows = [{"arm": "x", "seed": 0}, {"arm": "x", "seed": 1}]
-  assert sweep_report.finished_line(trials, rows, trials[:2]) == "2/2 asked (of 5; 2 finished in all)"
+  want = "2/2 asked (of 5; 2 finished in all)"
+  assert sweep_report.finished_line(trials, rows, trials[:2]) == want
   assert sweep_report.finished_line(trials, rows, None) == "2/5"
 
 
@@ -164,5 +165,5 @@ def test_plane_draws_cells_and_prints_the_anchors_measured_values(tmp_path, monk
   ax = figs[0].axes[0]
   from matplotlib.collections import QuadMesh
   assert any(isinstance(c, QuadMesh) for c in ax.collections)  # cells, no contour smearing
-  texts = [t.get_text() for t in ax.texts]
+  texts = [t.get_text() for t in ax.get_legend().texts]
   assert texts == ["teacher: 100.00", "student init: 9.50", "student final: 58.25"]

@@ -328,7 +328,8 @@ def test_cifar_mini_finds_cifar10_in_order(monkeypatch, tmp_path):
   d = _cifar_mini(monkeypatch, tmp_path / "b", tfds_ready=True, sibling=True)
   assert (d.source, d.name, d.path) == ("tfds", "cifar10", "")
   d = _cifar_mini(monkeypatch, tmp_path / "c", sibling=True)
-  assert (d.source, d.name, d.path) == ("image_folder", "", str(tmp_path / "c/shared/cifar10-jpeg.tar.gz"))
+  tar = str(tmp_path / "c/shared/cifar10-jpeg.tar.gz")
+  assert (d.source, d.name, d.path) == ("image_folder", "", tar)
 
 
 def test_cifar_mini_without_cifar10_stops_with_one_line(monkeypatch, tmp_path):
