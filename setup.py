@@ -34,6 +34,10 @@ setup(
         "test": ["pytest>=8", "scipy>=1.11", "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"],
         # `tfds build` needs TensorFlow to prepare a dataset once; training never imports it.
         # scipy reads svhn_cropped's .mat files while preparing.
-        "prepare": ["tensorflow-cpu>=2.16", "scipy>=1.11"],
+        # apache-beam, mlcroissant: the `tfds build` command line (tfds 4.9.x) imports them at
+        # start-up; importlib_resources: tfds's DatasetBuilder imports it (lazily) while
+        # building. tensorflow-datasets does not require any of the three.
+        "prepare": ["tensorflow-cpu>=2.16", "scipy>=1.11", "apache-beam>=2.50",
+                    "mlcroissant>=1.0", "importlib_resources>=6"],
     },
 )

@@ -61,7 +61,7 @@ def _figure(arg: str = ""):
   s = recipes.figure_sweep(arg)
   recipes.check_variant(arg, "configs/fig2_mnist.py")
   c = _mnist_config()
-  c.teacher.store = recipes.SHARED_TEACHERS  # the mini teacher is configs/mnist.py's
+  c.teacher.store = recipes.teacher_store()  # the mini teacher is configs/mnist.py's
   s.metrics = ("test/agreement", "test/student_acc")
   if arg == "mini":
     c.name = "fig2_mnist_mini"

@@ -7,10 +7,12 @@ student's initialization and the final student.
 The Fig 6a SGD-300 student (configs/fig6_optimization.py: ResNet-20 LayerNorm
 self-distillation on CIFAR-100, no distillation augmentation) from a random start; after
 distillation kd_jax/analysis.py evaluates a 21×21 grid on 1,000 distillation images and writes
-`<workdir>/random_init/seed<k>/plane/plane.npz` and one contour plot per quantity.
+`<workdir>/random_init/seed<k>/plane/plane.npz` and one plot per quantity: a cell per grid
+point (no contour interpolation, which smears a ridge narrower than the grid spacing), each
+anchor labelled with its value measured at the anchor itself.
 
-`mini`: the fig6 mini setting (CIFAR-10 JPEGs, LayerNorm PreResNet-8 at quarter width, 1,000
-images, 10 epochs) with an 11×11 grid on 500 images.
+`mini`: the fig6 mini setting (CIFAR-10, LayerNorm PreResNet-8 at quarter width, 1,000
+images, 10 epochs) with a 21×21 grid on 500 images.
 """
 from kd_jax import recipes
 
@@ -22,7 +24,6 @@ def _figure(arg: str = ""):
   if arg == "mini":
     c = recipes.paper_optimization("fig6_plane_mini")
     recipes.mini_optimization(c, distill_epochs=10)
-    c.analysis.plane_points = 11
     c.analysis.plane_examples = 500
     s.seeds = (0,)
     s.title = "Fig 6c mini: loss plane through teacher, student init and final student"

@@ -42,6 +42,8 @@ def _figure(arg: str = ""):
   s.metrics = ("test/agreement", "test/student_acc")
   s.paper = tuple((f"m{m}_t{t:g}", {"test/agreement": v})
                         for m in MEMBERS for t, v in zip(TEMPERATURES, PAPER_AGREEMENT[m]))
+  if arg == "mini":
+    s.paper_dataset = recipes.PAPER_DATASET  # the mini trains on CIFAR-10: order, not level
   return c, s
 
 

@@ -47,6 +47,8 @@ def _figure(arg: str = ""):
                   ("teacher_initial_init", {"distill.init.mode": "teacher_initial"}))
   s.metrics = ("test/agreement", "test/kl", "cka/stage1", "cka/stage2", "cka/stage3")
   s.paper = PAPER
+  if arg == "mini":
+    s.paper_dataset = recipes.PAPER_DATASET  # the mini trains on CIFAR-10: order, not level
   return c, s
 
 

@@ -102,16 +102,39 @@ def plane(student_model, batch_stats: Any, anchors: tuple[Any, Any, Any], x: Arr
   out_dir.mkdir(parents=True, exist_ok=True)
   np.savez(out_dir / "plane.npz", xs=xs, ys=ys, anchors=pl.coords,
            **{k: np.asarray(v) for k, v in values.items()})
-  labels = ("teacher", "student init", "student final")
-  titles = dict(_TITLES, distill_loss=f"distillation loss (τ={temperature:g})")
-  for key, arr in values.items():
-    landscape.plot_plane(np.asarray(arr), xs, ys, pl, path=out_dir / f"plane_{key}.png",
-                         labels=labels, title=titles[key], colorbar_label=key)
   # Each anchor as the plane's coordinates place it (the grid's own parameterization).
   anchor_values = {name: {k: float(v) for k, v in fn(landscape.plane_point(pl, *xy)).items()}
-                   for name, xy in zip(("teacher", "student_init", "student_final"), pl.coords)}
+                   for name, xy in zip(_ANCHORS, pl.coords)}
+  draw_plane(out_dir, pl.coords, anchor_values, temperature)
   return {"anchor_coords": pl.coords.tolist(), "anchors": anchor_values,
           "grid": [len(ys), len(xs)], "files": sorted(p.name for p in out_dir.glob("plane*"))}
+
+
+_ANCHORS = ("teacher", "student_init", "student_final")
+
+
+def draw_plane(out_dir: Path, coords: Any, anchor_values: dict[str, dict[str, float]],
+               temperature: float) -> None:
+  """One plot per quantity of ``out_dir/plane.npz``, each anchor with its measured value."""
+  import types
+  z = np.load(Path(out_dir) / "plane.npz")
+  plane = types.SimpleNamespace(coords=np.asarray(coords))  # plot_plane reads only coords
+  titles = dict(_TITLES, distill_loss=f"distillation loss (τ={temperature:g})")
+  for key in _TITLES:
+    landscape.plot_plane(z[key], z["xs"], z["ys"], plane, path=Path(out_dir) / f"plane_{key}.png",
+                         labels=("teacher", "student init", "student final"),
+                         title=titles[key], colorbar_label=key,
+                         anchor_values=[anchor_values[a][key] for a in _ANCHORS],
+                         value_format=metrics.metric(key).fmt)
+
+
+def redraw_plane(trial_dir: Path) -> None:
+  """Redraws a finished trial's plane plots from its plane.npz and results.json (no model)."""
+  import json
+  trial_dir = Path(trial_dir)
+  res = json.loads((trial_dir / "results.json").read_text())["plane"]
+  tau = json.loads((trial_dir / "config.json").read_text())["distill"]["temperature"]
+  draw_plane(trial_dir / "plane", res["anchor_coords"], res["anchors"], float(tau))
 
 
 def teacher_logprobs_of(teacher_model, stacked_vars: dict, x: Array,

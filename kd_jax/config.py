@@ -129,6 +129,7 @@ def sweep_config() -> ConfigDict:
       series_key="",      # with x_key: dotted key whose value splits the plot into lines
       metrics=("test/agreement", "test/student_acc"),  # "split/metric": plotted, shown first
       paper=(),           # ((arm_name, {"split/metric": value or "≈value"}), ...) from docs/paper.md
+      paper_dataset="",   # the paper's dataset when the trials use another (labels its markers)
       title="",
   ))
 
@@ -172,6 +173,10 @@ def validate(config: ConfigDict) -> None:
   from kd_jax.models import MODELS
 
   SOURCES.check(config.data.source)
+  if config.data.source == "tfds" and config.data.path:
+    raise ConfigError(f"data.path={config.data.path!r} is read by data.source='image_folder' "
+                      "only, but data.source='tfds'; add --config.data.source=image_folder "
+                      "(or drop data.path)")
   PIPELINES.check(config.data.pipeline)
   augment.check_normalization(config.data.normalization)
   for name in config.teacher.evals:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -185,11 +185,16 @@ def _save(fig, path: str | os.PathLike) -> str:
 def plot_plane(values: np.ndarray, xs: Sequence[float], ys: Sequence[float], plane: Plane, *,
                path: str | os.PathLike,
                labels: Sequence[str] = ("teacher", "student init", "student final"),
-               title: str = "", colorbar_label: str = "", levels: int = 30) -> str:
-  """Filled contours of values [len(ys), len(xs)] with the three anchors marked; writes a PNG.
+               title: str = "", colorbar_label: str = "",
+               anchor_values: Optional[Sequence[float]] = None,
+               value_format: str = "{:.3g}") -> str:
+  """Values [len(ys), len(xs)] as one cell per grid point, the three anchors marked; a PNG.
 
-  Axes share one scale because plane coordinates are Euclidean distances in parameter space.
-  Non-finite values (diverged points) are left blank.
+  Cells, not contours: contour interpolation between grid points smears a ridge narrower than
+  the grid spacing (an anchor's own value can sit in a valley of the picture). So each anchor's
+  label also prints its value measured at the anchor itself (``anchor_values``). Axes share
+  one scale because plane coordinates are Euclidean distances in parameter space. Non-finite
+  values (diverged points) are left blank.
   """
   values = np.asarray(values, dtype=np.float64)
   if values.shape != (len(ys), len(xs)):
@@ -198,19 +203,26 @@ def plot_plane(values: np.ndarray, xs: Sequence[float], ys: Sequence[float], pla
   fig = _new_figure((6.0, 5.0))
   ax = fig.add_subplot(1, 1, 1)
   masked = np.ma.masked_invalid(values)
-  cs = ax.contourf(np.asarray(xs), np.asarray(ys), masked, levels=levels, cmap="viridis")
-  cbar = fig.colorbar(cs, ax=ax)
+  cells = ax.pcolormesh(np.asarray(xs), np.asarray(ys), masked, shading="nearest",
+                        cmap="viridis")
+  span = (float(np.ptp(ys)) or 1.0) / (float(np.ptp(xs)) or 1.0)  # equal axes: as tall as the plane
+  cbar = fig.colorbar(cells, ax=ax, shrink=float(np.clip(span * 1.2, 0.3, 1.0)))
   if colorbar_label:
     cbar.set_label(colorbar_label)
   markers = ("*", "o", "s")
   for i, (x, y) in enumerate(plane.coords):
     label = labels[i] if i < len(labels) else f"anchor {i}"
-    ax.plot([x], [y], marker=markers[i % len(markers)], color="white", markeredgecolor="black",
-            markersize=11, linestyle="none")
-    right_half = x > 0.5 * (float(np.min(xs)) + float(np.max(xs)))
-    ax.annotate(label, (x, y), textcoords="offset points", xytext=(-8 if right_half else 8, 8),
-                ha="right" if right_half else "left", color="white", fontsize=9,
-                bbox=dict(boxstyle="round,pad=0.2", facecolor="black", alpha=0.6, linewidth=0))
+    face = "white"
+    if anchor_values is not None:
+      # the value measured at the anchor, as a label and as the marker's colour on the scale
+      label = f"{label}: {value_format.format(anchor_values[i])}"
+      face = cells.cmap(cells.norm(anchor_values[i]))
+    ax.plot([x], [y], marker=markers[i % len(markers)], color=face, markeredgecolor="black",
+            markeredgewidth=1.5, markersize=12, linestyle="none", label=label)
+  # names (and measured values) in a legend below the plane: beside the markers they overlap
+  # whenever two anchors are close
+  ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.3), ncol=1, fontsize=9, frameon=False,
+            handletextpad=0.4)
   ax.set_aspect("equal")
   ax.set_xlabel("u")
   ax.set_ylabel("v")

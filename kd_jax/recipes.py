@@ -12,11 +12,44 @@ from ml_collections import ConfigDict
 
 from kd_jax.config import base_config, model_config, optim_config, sweep_config
 
-_REPO = Path(__file__).resolve().parents[1]
-#: Real CIFAR-10 as JPEGs (train/<class>/*.jpg, test/<class>/*.jpg); override with
-#: KD_JAX_CIFAR10 or --config.data.path=<folder or tar>.
-CIFAR10_FOLDER = os.environ.get("KD_JAX_CIFAR10",
-                                str(_REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"))
+#: Environment variables a user sets once instead of a flag on every command.
+CIFAR10_ENV = "KD_JAX_CIFAR10"      # a folder or tar of train/<class>/*.jpg, test/<class>/*.jpg
+TEACHERS_ENV = "KD_JAX_TEACHERS"    # the teacher store shared by figure configs
+#: A CIFAR-10 JPEG tarball beside the clone (``../shared/data``), used when present: one way
+#: to provide the data, after KD_JAX_CIFAR10 and a prepared tfds ``cifar10``.
+SIBLING_CIFAR10 = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
+
+
+def tfds_prepared(name: str, data_dir: str = "") -> bool:
+  """True when ``name`` is in ``data_dir`` (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)
+  as array_record files; a file check, so building a config never imports tfds."""
+  root = Path(data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")).expanduser()
+  return any(any(v.glob(f"{name}-train.array_record*"))
+             for v in root.glob(f"{name}/*") if (v / "dataset_info.json").exists())
+
+
+def cifar10_data(c: ConfigDict) -> None:
+  """Points ``c.data`` at CIFAR-10: the first of $KD_JAX_CIFAR10, a prepared tfds ``cifar10``,
+  :data:`SIBLING_CIFAR10`. With none, ``data.path`` stays empty and loading stops with one line
+  naming the three ways to provide it (``sources.load_image_folder``).
+  ``--config.data.path=<folder or tar>`` overrides any of them (config.validate refuses it
+  beside ``data.source=tfds`` rather than ignoring it)."""
+  explicit = os.environ.get(CIFAR10_ENV, "")
+  if not explicit and tfds_prepared("cifar10"):
+    c.data.source, c.data.name, c.data.path = "tfds", "cifar10", ""
+    return
+  c.data.source = "image_folder"
+  c.data.path = explicit or (str(SIBLING_CIFAR10) if SIBLING_CIFAR10.exists() else "")
+  # An image folder needs no name (it is part of the teacher key: keep it as it was); with no
+  # path the name selects the "how to get CIFAR-10" line.
+  c.data.name = "" if c.data.path else "cifar10"
+
+
+def teacher_store() -> str:
+  """The teacher store of figure configs: $KD_JAX_TEACHERS, else ``runs/teachers`` relative to
+  the folder a command runs from. ``--config.teacher.store`` overrides it per command; runs
+  print the store's absolute path whenever they train or reuse a teacher there."""
+  return os.environ.get(TEACHERS_ENV, "") or SHARED_TEACHERS
 
 
 def cifar_teacher(c: ConfigDict, depth: int = 56) -> None:
@@ -74,14 +107,12 @@ def paper_cifar100(name: str) -> ConfigDict:
 def mini_cifar10(c: ConfigDict, *, teacher_images: int = 8_000, test_images: int = 2_000,
                  teacher_epochs: int = 12, distill_epochs: int = 6, width: float = 0.5,
                  depth: int = 8) -> None:
-  """Same code path on the real CIFAR-10 JPEGs, shrunk to minutes on a CPU.
+  """Same code path on real CIFAR-10 (:func:`cifar10_data`), shrunk to minutes on a CPU.
 
   A PreResNet-8 (basic blocks) at the given width; the teacher trains on a stratified subset
   and the student is distilled on that same subset (self-distillation, as in the paper).
   """
-  c.data.source = "image_folder"
-  c.data.path = CIFAR10_FOLDER
-  c.data.name = ""
+  cifar10_data(c)
   c.data.test_size = 0
   c.data.teacher_subset = teacher_images
   c.data.distill_pool = "teacher"
@@ -104,11 +135,13 @@ def mini_cifar10(c: ConfigDict, *, teacher_images: int = 8_000, test_images: int
 
 # ------------------------------------------------------------- figure configs (configs/fig*.py)
 
+#: The data of the paper's CIFAR figures; a mini figure (CIFAR-10) marks its paper values so.
+PAPER_DATASET = "CIFAR-100"
 #: Student seeds of a paper-scale figure (docs/paper.md, "Seeds": 3 trials per arm).
 PAPER_SEEDS = (0, 1, 2)
-#: One teacher store for every figure, relative to the folder a sweep runs from (the repository
-#: root in experiments/README.md): figures whose teachers share a recipe (kd_jax.config.teacher_key)
-#: reuse one trained ensemble instead of each training its own.
+#: The default teacher store of every figure (:func:`teacher_store`): figures whose teachers
+#: share a recipe (kd_jax.config.teacher_key) reuse one trained ensemble instead of each
+#: training its own.
 SHARED_TEACHERS = "runs/teachers"
 
 
@@ -132,7 +165,7 @@ def paper_figure(name: str, *, teacher_depth: int = 56, student_depth: int = 56)
   c = paper_cifar100(name)
   cifar_teacher(c, teacher_depth)
   cifar_student(c, student_depth)
-  c.teacher.store = SHARED_TEACHERS
+  c.teacher.store = teacher_store()
   return c
 
 
@@ -142,7 +175,7 @@ def mini_figure(c: ConfigDict, *, members: int = 5, teacher_images: int = 2_000,
   """The CPU-sized version of a figure: real CIFAR-10 JPEGs, PreResNet-8 at quarter width.
 
   The defaults describe one teacher ensemble (``members`` × PreResNet-8, 2,000 images,
-  10 epochs) that every mini figure with this recipe shares through :data:`SHARED_TEACHERS`;
+  10 epochs) that every mini figure with this recipe shares through :func:`teacher_store`;
   ``members`` is the largest ensemble any of them uses, so the store trains it once. Students
   are distilled on the teacher's own images (self-distillation data, as in the paper) and
   train agreement is measured on 1,000 of them.
@@ -151,7 +184,7 @@ def mini_figure(c: ConfigDict, *, members: int = 5, teacher_images: int = 2_000,
                teacher_epochs=teacher_epochs, distill_epochs=distill_epochs, width=width,
                depth=depth)
   c.teacher.ensemble_size = members
-  c.teacher.store = SHARED_TEACHERS
+  c.teacher.store = teacher_store()
   # Batch 32: on 2,000 images a batch of 128 leaves only 16 steps an epoch, too few for the
   # teacher or student to learn much in 10 epochs; on this CPU the cost per image is the same.
   c.teacher.batch_size = 32

@@ -87,9 +87,11 @@ def run_sweep(config: ConfigDict, sweep: ConfigDict, workdir: str | Path, *,
     experiment.run(t.config, workdir / t.path, hook=hook)
     times.append(time.perf_counter() - t0)
     done += 1
-    rows = sweep_report.write_outputs(config.name, sweep, trials, workdir, command, commit)
+    rows = sweep_report.write_outputs(config.name, sweep, trials, workdir, command, chosen,
+                                      commit)
   if rows is None:
-    rows = sweep_report.write_outputs(config.name, sweep, trials, workdir, command, commit)
+    rows = sweep_report.write_outputs(config.name, sweep, trials, workdir, command, chosen,
+                                      commit)
   print(f"[sweep] {done}/{n} trials done; wrote {workdir / 'results.csv'}, results.md and the plot",
         flush=True)
   return rows

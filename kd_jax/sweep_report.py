@@ -78,24 +78,45 @@ def columns(sweep: ConfigDict, trials: Sequence[Any], rows: Sequence[dict]) -> l
   return cols + list(RUN_COLUMNS)
 
 
+#: Significant digits of a CSV number: more than any metric is measured to (agreement on
+#: 10k images moves in steps of 0.01), fewer than float noise (57.199999999999996).
+CSV_DIGITS = 6
+
+
+def csv_value(value: Any) -> Any:
+  """A CSV cell: floats to :data:`CSV_DIGITS` significant digits, None as empty."""
+  if value is None:
+    return ""
+  if isinstance(value, float) and math.isfinite(value):
+    return float(f"{value:.{CSV_DIGITS}g}")
+  return value
+
+
 def write_csv(path: Path, cols: Sequence[str], rows: Sequence[dict]) -> None:
   tmp = path.with_suffix(".csv.tmp")
   with tmp.open("w", newline="") as f:
     w = csv.writer(f)
     w.writerow(cols)
     for r in rows:
-      w.writerow(["" if r.get(c) is None else r.get(c) for c in cols])
+      w.writerow([csv_value(r.get(c)) for c in cols])
   tmp.replace(path)
+
+
+def seed_values(rows: Sequence[dict], arm: str, cols: Iterable[str]) -> dict[str, list[float]]:
+  """column → the finished seeds' values of one arm (what a plot draws as points)."""
+  out: dict[str, list[float]] = {}
+  for c in cols:
+    vals = [float(r[c]) for r in rows if r["arm"] == arm and r.get(c) not in (None, "")]
+    vals = [v for v in vals if not math.isnan(v)]
+    if vals:
+      out[c] = vals
+  return out
 
 
 def arm_stats(rows: Sequence[dict], arm: str, cols: Iterable[str]) -> dict[str, Stat]:
   """column → (mean, sample std (nan for one seed), n) over the arm's finished seeds."""
   out = {}
-  for c in cols:
-    vals = [float(r[c]) for r in rows if r["arm"] == arm and r.get(c) not in (None, "")]
-    vals = [v for v in vals if not math.isnan(v)]
-    if not vals:
-      continue
+  for c, vals in seed_values(rows, arm, cols).items():
     mean = sum(vals) / len(vals)
     std = (math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
            if len(vals) > 1 else math.nan)
@@ -146,27 +167,59 @@ def pairs(value: Any) -> list[tuple[str, dict]]:
   return [(name, dict(v.items())) for name, v in items]
 
 
+def provenance(command: str, commit: Optional[str] = None) -> list[str]:
+  """The command, machine, date and commit lines of a results.md written now; ``commit`` is the
+  one the trials ran with (read when the sweep started; None = the checkout now)."""
+  commit = git_commit() if commit is None else commit
+  return [f"- command: `{command or 'kd_jax.sweep.run_sweep'}`",
+          f"- machine: {machine_line()}",
+          f"- date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}",
+          *([f"- kd_jax commit: {commit}"] if commit else [])]
+
+
+def finished_line(trials: Sequence[Any], rows: Sequence[dict],
+                  asked: Optional[Sequence[Any]]) -> str:
+  """"5/5", or under --only "2/2 asked (of 5)": the count of the trials this command ran."""
+  done = {(r["arm"], int(r["seed"])) for r in rows}
+  if asked is None or len(asked) == len(trials):
+    return f"{len(done)}/{len(trials)}"
+  mine = sum((t.arm, t.seed) in done for t in asked)
+  return f"{mine}/{len(asked)} asked (of {len(trials)}; {len(done)} finished in all)"
+
+
+def teachers_line(trials: Sequence[Any]) -> str:
+  groups: dict[str, list] = {}
+  for t in trials:
+    groups.setdefault(t.group, []).append(t)
+  return "Teachers: " + "; ".join(
+      f"{key}: {g[0].config.teacher.ensemble_size} × {g[0].config.teacher.model.name} shared by "
+      f"{', '.join(dict.fromkeys(t.arm for t in g))}" for key, g in groups.items())
+
+
 def markdown(name: str, sweep: ConfigDict, trials: Sequence[Any], rows: Sequence[dict],
-             command: str, image: Optional[str], commit: Optional[str] = None) -> str:
-  """The table a reader wants: one row per arm, measured next to the paper's number."""
+             command: str, image: Optional[str], *, asked: Optional[Sequence[Any]] = None,
+             header: Optional[list[str]] = None, teachers: str = "",
+             commit: Optional[str] = None) -> str:
+  """The table a reader wants: one row per arm, measured next to the paper's number.
+
+  ``header`` and ``teachers`` replace the command/machine/date lines and the teacher keys (a
+  table rebuilt from an old CSV keeps those of the run that measured it)."""
   cols = columns(sweep, trials, rows)
   shown = table_columns(sweep, cols)
   paper = dict(pairs(sweep.paper))
   arms = list(dict.fromkeys(t.arm for t in trials))
   x_of = {t.arm: t.x for t in trials}
-  header = ["arm"] + ([sweep.x_label or sweep.x_key] if sweep.x_key else []) + ["seeds"]
-  header += [plots.metric_label(m) for m in shown] + ["paper"]
-  commit = git_commit() if commit is None else commit
+  columns_head = ["arm"] + ([sweep.x_label or sweep.x_key] if sweep.x_key else []) + ["seeds"]
+  paper_head = f"paper ({sweep.paper_dataset})" if sweep.get("paper_dataset", "") else "paper"
+  columns_head += [plots.metric_label(m) for m in shown] + [paper_head]
   lines = [f"# {sweep.title or name}", "",
-           f"- command: `{command or 'kd_jax.sweep.run_sweep'}`",
-           f"- machine: {machine_line()}",
-           f"- date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}",
-           *([f"- kd_jax commit: {commit}"] if commit else []),
-           f"- trials finished: {len(rows)}/{len(trials)}; mean ± sample std over seeds; "
+           *(header if header is not None else provenance(command, commit)),
+           f"- trials finished: {finished_line(trials, rows, asked)}; mean ± sample std over "
+           "seeds; "
            "train = the distillation data, eval mode (train (augmented): as augmented; train "
            "(running): train mode during the last epoch, the official code's number); "
            "≈ = read off the paper's plot",
-           "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+           "", "| " + " | ".join(columns_head) + " |", "|" + "---|" * len(columns_head)]
   for arm in arms:
     stats = arm_stats(rows, arm, shown)
     n = sum(r["arm"] == arm for r in rows)
@@ -175,12 +228,7 @@ def markdown(name: str, sweep: ConfigDict, trials: Sequence[Any], rows: Sequence
     cells.append(", ".join(f"{plots.metric_label(m)} {v}" for m, v in paper.get(arm, {}).items())
                  or "—")
     lines.append("| " + " | ".join(cells) + " |")
-  groups: dict[str, list] = {}
-  for t in trials:
-    groups.setdefault(t.group, []).append(t)
-  lines += ["", "Teachers: " + "; ".join(
-      f"{key}: {g[0].config.teacher.ensemble_size} × {g[0].config.teacher.model.name} shared by "
-      f"{', '.join(dict.fromkeys(t.arm for t in g))}" for key, g in groups.items())]
+  lines += ["", teachers or teachers_line(trials)]
   if image:
     lines += ["", f"![{name}]({image})"]
   return "\n".join(lines) + "\n"
@@ -191,24 +239,160 @@ def plot_name(name: str) -> str:
 
 
 def write_outputs(name: str, sweep: ConfigDict, trials: Sequence[Any], workdir: Path,
-                  command: str = "", commit: Optional[str] = None) -> list[dict[str, Any]]:
+                  command: str = "", asked: Optional[Sequence[Any]] = None,
+                  commit: Optional[str] = None) -> list[dict[str, Any]]:
   """results.csv, results.md and the plot from every finished trial; returns the csv rows.
 
-  ``commit``: the kd_jax commit the trials ran with (read when the sweep started; None = now).
-  """
+  ``asked``: the trials this command was asked to run (``--only``), when not all of them;
+  ``commit``: the kd_jax commit the trials ran with (read when the sweep started)."""
   workdir = Path(workdir)
   rows = collect_rows(trials, workdir)
   write_csv(workdir / "results.csv", columns(sweep, trials, rows), rows)
+  draw_and_tabulate(name, sweep, trials, rows, workdir, command=command, asked=asked,
+                    commit=commit)
+  return rows
+
+
+def draw_and_tabulate(name: str, sweep: ConfigDict, trials: Sequence[Any],
+                      rows: Sequence[dict], out: Path, *, command: str = "",
+                      asked: Optional[Sequence[Any]] = None,
+                      header: Optional[list[str]] = None, teachers: str = "",
+                      commit: Optional[str] = None) -> None:
+  """The plot and results.md of ``rows`` (one dict per finished trial, columns split/metric)."""
   paper = {arm: {m: plots.paper_number(v) for m, v in values.items()}
            for arm, values in pairs(sweep.paper)}
   first: dict[str, Any] = {}
   for t in trials:
     first.setdefault(t.arm, t)
   points = [plots.ArmPoint(arm, t.x, t.series, arm_stats(rows, arm, sweep.metrics),
-                           paper.get(arm, {})) for arm, t in first.items()]
+                           paper.get(arm, {}), seed_values(rows, arm, sweep.metrics))
+            for arm, t in first.items()]
   image = plot_name(name)
-  drawn = plots.plot_sweep(points, list(sweep.metrics), workdir / image,
-                           title=sweep.title or name, x_label=sweep.x_label or sweep.x_key)
-  (workdir / "results.md").write_text(
-      markdown(name, sweep, trials, rows, command, image if drawn else None, commit))
+  drawn = plots.plot_sweep(points, list(sweep.metrics), Path(out) / image,
+                           title=sweep.title or name, x_label=sweep.x_label or sweep.x_key,
+                           paper_dataset=sweep.get("paper_dataset", ""))
+  (Path(out) / "results.md").write_text(
+      markdown(name, sweep, trials, rows, command, image if drawn else None, asked=asked,
+               commit=commit,
+               header=header, teachers=teachers))
+
+
+# ------------------------------------------------------------------ rebuilding from a results.csv
+
+#: Columns of CSVs written before results were nested by split (``test_agreement``).
+OLD_RUN_COLUMNS = {"wall_time_s": "run/wall_time_s",
+                   "teacher_members_used": "run/teacher_members_used"}
+_PLAIN = ("arm", "seed", "x", "series")
+
+
+def new_column(old: str) -> str:
+  """``test_agreement`` → ``test/agreement``, ``train_aug_kl`` → ``train_aug/kl``; new names
+  and the plain columns stay as they are."""
+  if "/" in old or old in _PLAIN:
+    return old
+  if old in OLD_RUN_COLUMNS:
+    return OLD_RUN_COLUMNS[old]
+  for split in sorted(metrics.SPLITS, key=len, reverse=True):  # train_aug before train
+    if old.startswith(split + "_"):
+      return f"{split}/{old[len(split) + 1:]}"
+  return old
+
+
+def read_csv(path: Path) -> list[dict[str, Any]]:
+  """The rows of a results.csv (old or new column names) as :func:`trial_row` makes them."""
+  with Path(path).open(newline="") as f:
+    raw = list(csv.DictReader(f))
+  rows = []
+  for r in raw:
+    row: dict[str, Any] = {}
+    for k, v in r.items():
+      key = new_column(k)
+      if key in ("arm", "series"):
+        row[key] = v
+      elif key == "seed":
+        row[key] = int(v)
+      else:
+        row[key] = float(v) if v not in ("", None) else None
+    rows.append(row)
   return rows
+
+
+def _old_header(md: Path) -> tuple[list[str], str, str]:
+  """The provenance lines of an existing results.md, the command they name and its teachers
+  line (keys of the teachers that run trained, which today's code may hash differently)."""
+  lines = md.read_text().splitlines() if md.exists() else []
+  keep = [ln for ln in lines if ln.startswith(("- command:", "- machine:", "- date:",
+                                               "- kd_jax commit:"))]
+  command = next((ln.split("`")[1] for ln in keep if ln.startswith("- command:")), "")
+  teachers = next((ln for ln in lines if ln.startswith("Teachers: ")), "")
+  return keep, command, teachers
+
+
+def _figure_of(command: str, config_arg: str) -> tuple[ConfigDict, ConfigDict]:
+  """The trial config (with the command's ``--config.key=value`` overrides) and the sweep."""
+  import shlex
+  from kd_jax import sweep as sweep_mod
+  from kd_jax.trials import get_dotted
+  args = shlex.split(command)
+  spec = config_arg or next((a.split("=", 1)[1] for a in args if a.startswith("--config=")), "")
+  if not spec:
+    raise ValueError("no --config in results.md's command; pass --config=<figure file>[:arg]")
+  spec = spec[spec.find("configs/"):] if "configs/" in spec else spec  # as run from the clone
+  path, _, arg = spec.partition(":")
+  import importlib.util
+  module_spec = importlib.util.spec_from_file_location("kd_jax_figure", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  config = module.get_config(arg) if arg else module.get_config()
+  for a in args:
+    if a.startswith("--config.") and "=" in a:
+      key, value = a[len("--config."):].split("=", 1)
+      old = get_dotted(config, key)
+      config.update_from_flattened_dict({key: type(old)(value)})
+  return config, sweep_mod.sweep_of(path, arg)
+
+
+def rebuild(out: Path, config_arg: str = "") -> Path:
+  """Redraws ``out``'s plot and rewrites its results.md and results.csv from its results.csv,
+  under today's rules and column names; the measured numbers and their provenance stay."""
+  from kd_jax.trials import resolve_arms
+  out = Path(out)
+  header, command, teachers = _old_header(out / "results.md")
+  config, sweep = _figure_of(command, config_arg)
+  trials = resolve_arms(config, sweep, None)
+  rows = read_csv(out / "results.csv")
+  unknown = sorted({r["arm"] for r in rows} - {t.arm for t in trials})
+  if unknown:
+    raise ValueError(f"{out / 'results.csv'} has arms {unknown} that the figure does not "
+                     "declare; rename them in the CSV or pass the matching --config")
+  write_csv(out / "results.csv", columns(sweep, trials, rows), rows)
+  for old in out.glob("*.png"):
+    if old.name == plot_name(config.name):
+      old.unlink()
+  this = (f"- rebuilt from results.csv by `python -m kd_jax.sweep_report --rebuild {out}` "
+          f"on {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}"
+          + (f" (kd_jax commit {git_commit()})" if git_commit() else ""))
+  draw_and_tabulate(config.name, sweep, trials, rows, out, command=command,
+                    header=header + [this], teachers=teachers)
+  return out
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+  """``python -m kd_jax.sweep_report --rebuild DIR [--config FILE[:arg]]``."""
+  import argparse
+  import sys
+  p = argparse.ArgumentParser(prog="python -m kd_jax.sweep_report", description=rebuild.__doc__)
+  p.add_argument("--rebuild", required=True, nargs="+", metavar="DIR",
+                 help="folders holding a results.csv (and the results.md that names its command)")
+  p.add_argument("--config", default="", help="figure file[:arg]; default: results.md's command")
+  a = p.parse_args(argv)
+  for d in a.rebuild:
+    try:
+      print(f"rebuilt {rebuild(Path(d), a.config)}")
+    except (ValueError, OSError) as e:
+      print(f"error: {d}: {e}", file=sys.stderr)
+      sys.exit(2)
+
+
+if __name__ == "__main__":
+  main()

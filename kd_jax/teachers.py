@@ -31,7 +31,11 @@ class Teacher:
 
 
 def store_dir(config: ConfigDict, workdir: Path) -> Path:
-  return Path(config.teacher.store) if config.teacher.store else Path(workdir) / "teachers"
+  """``<workdir>/teachers``, or ``teacher.store`` made absolute: a store shared across runs is
+  relative to the current folder, so the printed path says which folder that was."""
+  if config.teacher.store:
+    return Path(config.teacher.store).expanduser().resolve()
+  return Path(workdir) / "teachers"
 
 
 def load(config: ConfigDict, workdir: Path, model, input_shape) -> Optional[Teacher]:

@@ -106,6 +106,10 @@ def test_cka_and_plane_on_a_run(tmp_path):
   assert abs(anchors["teacher"]["kl"]) < 1e-5
   grid = np.load(tmp_path / "run" / "plane" / "plane.npz")
   assert grid["distill_loss"].shape == (5, 5)
+  png = tmp_path / "run" / "plane" / "plane_agreement.png"
+  png.unlink()
+  analysis.redraw_plane(tmp_path / "run")  # from plane.npz and results.json alone
+  assert png.read_bytes()[:4] == b"\x89PNG"
   line = np.load(tmp_path / "run" / "line" / "line.npz")
   np.testing.assert_array_equal(line["ts"], np.linspace(0, 1, 5))
   assert line["agreement"][-1] == 100.0 and abs(line["kl"][-1]) < 1e-5  # t = 1: the teacher

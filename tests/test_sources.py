@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from kd_jax import recipes
 from kd_jax.data import sources
 from kd_jax.errors import ConfigError
 
-CIFAR_TAR = Path(__file__).resolve().parents[2] / "shared/data/cifar10-jpeg.tar.gz"
+# The real CIFAR-10 JPEG tarball, where the CIFAR mini configs look for it.
+CIFAR_TAR = Path(os.environ.get(recipes.CIFAR10_ENV, "") or recipes.SIBLING_CIFAR10)
 
 
 # ------------------------------------------------------------------ registry / mnist_embedded
@@ -66,6 +68,7 @@ def test_tfds_mock_shapes_dtypes_splits(tfds_mod, tmp_path, name, shape, classes
   assert ds.num_classes == classes and len(ds.class_names) == classes
   assert ds.train_labels.min() >= 0 and ds.train_labels.max() < classes
   assert ds.meta["source"] == "tfds" and ds.meta["name"].startswith(name + "/")
+  assert ds.meta["version"] == ds.meta["name"].split("/")[-1]
 
 
 def test_tfds_reads_every_record_and_transposes_emnist(tfds_mod, tmp_path):
@@ -110,14 +113,16 @@ def test_tfds_not_prepared_gives_the_build_command(tfds_mod, tmp_path):
     sources.load_source({"source": "tfds", "name": "cifar10", "data_dir": str(tmp_path)})
   msg = str(err.value)
   assert "\n" not in msg and "data.name='cifar10'" in msg
-  assert (f'pip install "kd_jax[prepare]" && tfds build cifar10 --data_dir={tmp_path} '
+  assert (f'pip install -e ".[prepare]" && tfds build cifar10 --data_dir={tmp_path} '
           "--file_format=array_record") in msg
   with pytest.raises(ConfigError, match=r"tfds build emnist/byclass "):
     sources.load_source({"source": "tfds", "name": "emnist", "data_dir": str(tmp_path)})
 
 
 def test_tfds_bad_names(tfds_mod, tmp_path):
-  with pytest.raises(ConfigError, match=r"data\.name='no_such_set_xyz' is not a tfds dataset"):
+  # An unknown name may be a custom set prepared elsewhere: say it is not in this data_dir.
+  with pytest.raises(ConfigError, match=r"data\.name='no_such_set_xyz' is neither a tfds catalog "
+                     rf"dataset nor a dataset prepared in {tmp_path}; point data\.data_dir"):
     sources.load_source({"source": "tfds", "name": "no_such_set_xyz", "data_dir": str(tmp_path)})
   with pytest.raises(ConfigError, match=r"data\.ood\.name is empty"):
     sources.load_source({"source": "tfds", "name": ""}, prefix="data.ood")
@@ -287,3 +292,74 @@ def test_cifar10_tar_is_the_real_dataset(cifar10):
   per_pixel = ds.train_images.reshape(len(ds.train_images), -1).sum(axis=0, dtype=np.int64)
   means = per_pixel.reshape(-1, 3).sum(axis=0) / (ds.train_images.size // 3) / 255.0
   np.testing.assert_allclose(means, [0.4913, 0.4821, 0.4465], atol=1e-3)
+
+
+# ------------------------------------------------------------------ where CIFAR mini configs look
+
+
+def _cifar_mini(monkeypatch, tmp_path, *, env: str = "", tfds_ready: bool = False,
+                sibling: bool = False):
+  """configs/cifar10.py:mini's data section with each place CIFAR-10 may be set up or not."""
+  tfds_dir = tmp_path / "tfds"
+  if tfds_ready:
+    version = tfds_dir / "cifar10" / "3.0.2"
+    version.mkdir(parents=True)
+    (version / "dataset_info.json").write_text("{}")
+    (version / "cifar10-train.array_record-00000-of-00001").write_bytes(b"")
+  monkeypatch.setenv("TFDS_DATA_DIR", str(tfds_dir))
+  if env:
+    monkeypatch.setenv(recipes.CIFAR10_ENV, env)
+  else:
+    monkeypatch.delenv(recipes.CIFAR10_ENV, raising=False)
+  tar = tmp_path / "shared" / "cifar10-jpeg.tar.gz"
+  if sibling:
+    tar.parent.mkdir(parents=True)
+    tar.write_bytes(b"")
+  monkeypatch.setattr(recipes, "SIBLING_CIFAR10", tar)
+  from kd_jax.config import base_config
+  c = base_config()
+  recipes.mini_cifar10(c)
+  return c.data
+
+
+def test_cifar_mini_finds_cifar10_in_order(monkeypatch, tmp_path):
+  d = _cifar_mini(monkeypatch, tmp_path, env="/data/c10.tar", tfds_ready=True, sibling=True)
+  assert (d.source, d.path) == ("image_folder", "/data/c10.tar")  # the variable wins
+  d = _cifar_mini(monkeypatch, tmp_path / "b", tfds_ready=True, sibling=True)
+  assert (d.source, d.name, d.path) == ("tfds", "cifar10", "")
+  d = _cifar_mini(monkeypatch, tmp_path / "c", sibling=True)
+  tar = str(tmp_path / "c/shared/cifar10-jpeg.tar.gz")
+  assert (d.source, d.name, d.path) == ("image_folder", "", tar)
+
+
+def test_cifar_mini_without_cifar10_stops_with_one_line(monkeypatch, tmp_path):
+  d = _cifar_mini(monkeypatch, tmp_path)
+  with pytest.raises(ConfigError) as err:
+    sources.load_source(d)
+  msg = str(err.value)
+  assert "\n" not in msg and msg.startswith("CIFAR-10 not found")
+  for way in ("tfds build cifar10 --file_format=array_record", "KD_JAX_CIFAR10",
+              "--config.data.path"):
+    assert way in msg
+
+
+def test_data_path_beside_tfds_is_refused_not_ignored():
+  from kd_jax.config import base_config, validate
+  c = base_config()
+  recipes.tfds_cifar(c, "cifar10")
+  c.data.path = "/data/c10.tar"
+  with pytest.raises(ConfigError, match=r"data\.path='/data/c10\.tar' is read by "
+                     r"data\.source='image_folder' only.*--config\.data\.source=image_folder"):
+    validate(c)
+
+
+def test_teacher_store_is_set_by_one_variable_and_printed_absolute(monkeypatch, tmp_path):
+  from kd_jax import teachers
+  monkeypatch.delenv(recipes.TEACHERS_ENV, raising=False)
+  assert recipes.teacher_store() == "runs/teachers"
+  monkeypatch.setenv(recipes.TEACHERS_ENV, str(tmp_path / "store"))
+  c = recipes.paper_figure("x")
+  assert c.teacher.store == str(tmp_path / "store")
+  monkeypatch.chdir(tmp_path)
+  c.teacher.store = "rel/store"
+  assert teachers.store_dir(c, tmp_path / "w") == tmp_path / "rel" / "store"

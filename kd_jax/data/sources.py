@@ -140,105 +140,6 @@ def load_mnist_embedded(cfg_like: Any = None, prefix: str = "data") -> ArrayData
                 sha256=hashlib.sha256(raw).hexdigest(), origin=origin))
 
 
-# ------------------------------------------------------------------ tfds
-
-
-def _prepare_command(builder: Any, data_dir: str) -> str:
-  """The shell command that writes ``builder``'s dataset where ``data_source`` reads it."""
-  name = builder.name
-  if builder.builder_config is not None:
-    # Building a bare name builds every config (EMNIST has six); build only the one used.
-    name = f"{name}/{builder.builder_config.name}"
-  return (f'pip install "kd_jax[prepare]" && tfds build {name} --data_dir={data_dir} '
-          f"--file_format=array_record")
-
-
-@SOURCES.register("tfds")
-def load_tfds(cfg_like: Any, prefix: str = "data") -> ArrayDataset:
-  """Reads a prepared TFDS image-classification dataset into numpy (``image``/``label``)."""
-  import tensorflow_datasets as tfds  # Slow import; only this source needs it.
-
-  name = str(_get(cfg_like, "name") or "")
-  if not name:
-    raise ConfigError(f"{prefix}.name is empty; with {prefix}.source='tfds' set it to a tfds "
-                      "dataset name, e.g. cifar100, cifar10, svhn_cropped, mnist, emnist")
-  data_dir = os.path.expanduser(str(_get(cfg_like, "data_dir") or "")) or None
-  try:
-    builder = tfds.builder(name, data_dir=data_dir)
-  except tfds.core.DatasetNotFoundError as e:
-    raise ConfigError(f"{prefix}.name={name!r} is not a tfds dataset; use a name from "
-                      "`tfds.list_builders()`, e.g. cifar100, cifar10, svhn_cropped, mnist, "
-                      "emnist") from e
-  root = data_dir or tfds.core.constants.get_default_data_dir()
-  features = builder.info.features
-  if "image" not in features or "label" not in features:
-    raise ConfigError(f"{prefix}.name={name!r} has no 'image'/'label' features; the tfds "
-                      "source reads image-classification datasets only")
-
-  def open_split(split: str) -> Any:
-    try:
-      return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
-    except Exception as e:  # tfds raises several types for "not there"; diagnose below.
-      if not builder.is_prepared():
-        raise ConfigError(f"{prefix}.name={name!r}: the tfds dataset is not prepared in "
-                          f"{root}; prepare it with: {_prepare_command(builder, root)}") from e
-      if "file format" in str(e).lower():
-        raise ConfigError(
-            f"{prefix}.name={name!r}: {builder.data_dir} is not stored as array_record, "
-            "which training reads without TensorFlow; convert it with: tfds convert_format "
-            f"--dataset_version_dir={builder.data_dir} --out_file_format=array_record") from e
-      raise ConfigError(f"{prefix}.name={name!r}: split {split!r} cannot be read from "
-                        f"{builder.data_dir}: {e}") from e
-
-  train_images, train_labels = _read_records(open_split("train"), prefix, name)
-  # The split list is empty when tfds could not read dataset_info.json (mocked datasets);
-  # then try the test split and let a failure mean "none".
-  split_names = set(builder.info.splits.keys())
-  test_images = test_labels = None
-  if "test" in split_names or not split_names:
-    test_images, test_labels = _read_records(open_split("test"), prefix, name)
-  meta = dict(source="tfds", name=builder.info.full_name, data_dir=str(root),
-              tfds_version=tfds.__version__)
-  if builder.name == "emnist":
-    # TFDS stores EMNIST as published: mirrored and rotated, i.e. transposed against MNIST.
-    # MNIST teachers label these images (paper Fig. 2), so by default put them in MNIST
-    # orientation. data.emnist_transposed keeps them as stored, which is what the official
-    # code trained on (torchvision's EMNIST, gnosis/datasets/emnist.py, does not transpose).
-    if bool(_get(cfg_like, "emnist_transposed", False)):
-      meta["orientation"] = "as published (transposed against MNIST)"
-    else:
-      train_images = train_images.transpose(0, 2, 1, 3).copy()
-      if test_images is not None:
-        test_images = test_images.transpose(0, 2, 1, 3).copy()
-      meta["orientation"] = "transposed to MNIST orientation"
-  label = features["label"]
-  return ArrayDataset(train_images, train_labels, test_images, test_labels,
-                      num_classes=int(label.num_classes), class_names=list(label.names),
-                      meta=meta)
-
-
-def _read_records(source: Any, prefix: str, name: str) -> tuple[np.ndarray, np.ndarray]:
-  """Reads every record of a tfds data source into one image and one label array."""
-  n = len(source)
-  images: np.ndarray | None = None
-  labels = np.empty((n,), np.int32)
-  for i in range(n):
-    ex = source[i]
-    img = np.asarray(ex["image"])
-    if img.ndim == 2:
-      img = img[..., None]
-    if images is None:
-      images = np.empty((n,) + img.shape, np.uint8)
-    if img.shape != images.shape[1:]:
-      raise ConfigError(f"{prefix}.name={name!r} has images of different sizes "
-                        f"({images.shape[1:]} and {img.shape}); kd_jax needs one size")
-    images[i] = img
-    labels[i] = int(ex["label"])
-  if images is None:
-    raise ConfigError(f"{prefix}.name={name!r}: the split is empty")
-  return images, labels
-
-
 # ------------------------------------------------------------------ image_folder
 
 
@@ -394,6 +295,16 @@ def _write_cache(cache: Path, arrays: dict[str, Any]) -> None:
       old.unlink(missing_ok=True)
 
 
+#: The one line printed when a named dataset (``data.name``) that configs find on their own
+#: (kd_jax.recipes.cifar10_data) is nowhere to be found.
+HOW_TO_GET = {
+    "cifar10": ("CIFAR-10 not found; provide it one of three ways: prepare it with tfds "
+                '(pip install -e ".[prepare]" && tfds build cifar10 --file_format=array_record), '
+                "or set KD_JAX_CIFAR10 or --config.data.path to a folder or .tar.gz holding "
+                "train/<class>/*.png|jpg and test/<class>/*.png|jpg"),
+}
+
+
 @SOURCES.register("image_folder")
 def load_image_folder(cfg_like: Any, prefix: str = "data") -> ArrayDataset:
   """Loads ``train/<class>/*`` and ``test/<class>/*`` from a folder or tar archive.
@@ -402,6 +313,8 @@ def load_image_folder(cfg_like: Any, prefix: str = "data") -> ArrayDataset:
   ``cache_dir`` (default ``~/.cache/kd_jax``) under a key of path, size and mtime.
   """
   raw = str(_get(cfg_like, "path") or "")
+  if not raw and _get(cfg_like, "name") in HOW_TO_GET:
+    raise ConfigError(HOW_TO_GET[_get(cfg_like, "name")])
   if not raw:
     raise ConfigError(f"{prefix}.path is empty; with {prefix}.source='image_folder' set it to "
                       "a folder or .tar/.tar.gz holding train/<class>/*.png|jpg")
@@ -437,3 +350,6 @@ def load_image_folder(cfg_like: Any, prefix: str = "data") -> ArrayDataset:
       test_images=arrays["test_images"] if has_test else None,
       test_labels=arrays["test_labels"] if has_test else None,
       num_classes=len(class_names), class_names=class_names, meta=meta)
+
+
+from kd_jax.data import tfds_source  # noqa: E402,F401  registers "tfds" (needs SOURCES above)

@@ -240,11 +240,18 @@ def make_splits(ds: ArrayDataset, data_cfg: Any, ood: ArrayDataset | None = None
   info = dict(split_seed=seed, teacher_pool=teacher_pool, teacher_size=int(teacher.size),
               distill_pool=distill_pool, distill_size=int(distill_y.shape[0]),
               distill_ood=int(is_ood.sum()), test_size=int(test_y.shape[0]),
-              test_from=test_from, num_classes=int(ds.num_classes))
+              test_from=test_from, num_classes=int(ds.num_classes),
+              # provenance (tfds name, version and data_dir; file and sha256 of a folder/tar)
+              source=_provenance(ds), **({"ood_source": _provenance(ood)} if ood_n else {}))
   return Splits(teacher_x=ds.train_images[train_idx[teacher]], teacher_y=train_y[teacher],
                 distill_x=distill_x, distill_y=distill_y.astype(np.int32),
                 distill_is_ood=is_ood, test_x=test_x, test_y=test_y.astype(np.int32),
                 num_classes=int(ds.num_classes), info=info)
+
+
+def _provenance(ds: ArrayDataset) -> dict[str, str]:
+  """What a run read, for results.json; the local decode cache is not the data's identity."""
+  return {k: str(v) for k, v in ds.meta.items() if k not in ("cache", "cache_hit")}
 
 
 def describe(splits: Splits) -> str:

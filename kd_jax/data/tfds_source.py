@@ -1,0 +1,138 @@
+"""The ``tfds`` source: a prepared TFDS image-classification set read without TensorFlow.
+
+``tfds.data_source`` reads array_record files with no TensorFlow import; only preparing a set
+(``tfds build``, the ``prepare`` extra) needs it. Every way a set can be missing gets its own
+one-line error with the command that fixes it, and the run records which set it read
+(name, version, data_dir) in ``ArrayDataset.meta``, which lands in results.json["sizes"].
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from kd_jax.data.sources import SOURCES, ArrayDataset, _get
+from kd_jax.errors import ConfigError
+
+EXAMPLES = "e.g. cifar100, cifar10, svhn_cropped, mnist, emnist"
+
+
+def build_name(builder: Any) -> str:
+  """``name`` or ``name/config``: building a bare name builds every config (EMNIST has six)."""
+  if builder.builder_config is not None:
+    return f"{builder.name}/{builder.builder_config.name}"
+  return builder.name
+
+
+def prepare_command(name: str, data_dir: str) -> str:
+  """The shell command, run from a kd_jax clone, that writes ``name`` where training reads it."""
+  return (f'pip install -e ".[prepare]" && tfds build {name} --data_dir={data_dir} '
+          "--file_format=array_record")
+
+
+def _builder(tfds: Any, name: str, data_dir: str | None, root: str, prefix: str) -> Any:
+  try:
+    return tfds.builder(name, data_dir=data_dir)
+  except tfds.core.DatasetNotFoundError as e:
+    raise ConfigError(
+        f"{prefix}.name={name!r} is neither a tfds catalog dataset nor a dataset prepared in "
+        f"{root}; point {prefix.split('.')[0]}.data_dir at the folder that holds {name}/ or "
+        f"use a catalog name ({EXAMPLES})") from e
+
+
+def _open_split(tfds: Any, builder: Any, name: str, split: str, data_dir: str | None,
+                root: str, prefix: str) -> Any:
+  try:
+    return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+  except Exception as e:  # tfds raises several types for "not there"; diagnose below.
+    if not builder.is_prepared():
+      raise ConfigError(f"{prefix}.name={name!r}: the tfds dataset is not prepared in {root}; "
+                        f"prepare it with: {prepare_command(build_name(builder), root)}") from e
+    if "file format" in str(e).lower():
+      # `tfds convert_format` in place adds array_record files that tfds ignores for catalog
+      # names (it trusts dataset_info.json), so the same error would come back: rebuild.
+      raise ConfigError(
+          f"{prefix}.name={name!r}: {builder.data_dir} is stored as "
+          f"{builder.info.file_format.value}, not array_record (read without TensorFlow); "
+          f"build it into a fresh folder with: "
+          f"{prepare_command(build_name(builder), '<new dir>')} and set "
+          f"{prefix.split('.')[0]}.data_dir=<new dir>") from e
+    raise ConfigError(f"{prefix}.name={name!r}: split {split!r} cannot be read from "
+                      f"{builder.data_dir}: {e}") from e
+
+
+@SOURCES.register("tfds")
+def load_tfds(cfg_like: Any, prefix: str = "data") -> ArrayDataset:
+  """Reads a prepared TFDS image-classification dataset into numpy (``image``/``label``)."""
+  import tensorflow_datasets as tfds  # Slow import; only this source needs it.
+
+  name = str(_get(cfg_like, "name") or "")
+  if not name:
+    raise ConfigError(f"{prefix}.name is empty; with {prefix}.source='tfds' set it to a tfds "
+                      f"dataset name, {EXAMPLES}")
+  data_dir = os.path.expanduser(str(_get(cfg_like, "data_dir") or "")) or None
+  root = data_dir or tfds.core.constants.get_default_data_dir()
+  builder = _builder(tfds, name, data_dir, root, prefix)
+  features = builder.info.features
+  if "image" not in features or "label" not in features:
+    raise ConfigError(f"{prefix}.name={name!r} has no 'image'/'label' features; the tfds "
+                      "source reads image-classification datasets only")
+
+  def read(split: str) -> tuple[np.ndarray, np.ndarray]:
+    return _read_records(_open_split(tfds, builder, name, split, data_dir, root, prefix),
+                         prefix, name)
+
+  train_images, train_labels = read("train")
+  # The split list is empty when tfds could not read dataset_info.json (mocked datasets);
+  # then try the test split and let a failure mean "none".
+  split_names = set(builder.info.splits.keys())
+  test_images = test_labels = None
+  if "test" in split_names or not split_names:
+    test_images, test_labels = read("test")
+  meta = dict(source="tfds", name=builder.info.full_name, version=str(builder.info.version),
+              data_dir=str(builder.data_dir), tfds_version=tfds.__version__)
+  if builder.name == "emnist":
+    train_images, test_images = _emnist_orientation(cfg_like, train_images, test_images, meta)
+  label = features["label"]
+  return ArrayDataset(train_images, train_labels, test_images, test_labels,
+                      num_classes=int(label.num_classes), class_names=list(label.names),
+                      meta=meta)
+
+
+def _emnist_orientation(cfg_like: Any, train: np.ndarray, test: np.ndarray | None,
+                        meta: dict) -> tuple[np.ndarray, np.ndarray | None]:
+  """TFDS stores EMNIST as published: mirrored and rotated, i.e. transposed against MNIST.
+
+  MNIST teachers label these images (paper Fig. 2), so by default put them in MNIST
+  orientation. data.emnist_transposed keeps them as stored, which is what the official code
+  trained on (torchvision's EMNIST, gnosis/datasets/emnist.py, does not transpose).
+  """
+  if bool(_get(cfg_like, "emnist_transposed", False)):
+    meta["orientation"] = "as published (transposed against MNIST)"
+    return train, test
+  meta["orientation"] = "transposed to MNIST orientation"
+  flip = lambda a: a.transpose(0, 2, 1, 3).copy()  # noqa: E731
+  return flip(train), (None if test is None else flip(test))
+
+
+def _read_records(source: Any, prefix: str, name: str) -> tuple[np.ndarray, np.ndarray]:
+  """Reads every record of a tfds data source into one image and one label array."""
+  n = len(source)
+  images: np.ndarray | None = None
+  labels = np.empty((n,), np.int32)
+  for i in range(n):
+    ex = source[i]
+    img = np.asarray(ex["image"])
+    if img.ndim == 2:
+      img = img[..., None]
+    if images is None:
+      images = np.empty((n,) + img.shape, np.uint8)
+    if img.shape != images.shape[1:]:
+      raise ConfigError(f"{prefix}.name={name!r} has images of different sizes "
+                        f"({images.shape[1:]} and {img.shape}); kd_jax needs one size")
+    images[i] = img
+    labels[i] = int(ex["label"])
+  if images is None:
+    raise ConfigError(f"{prefix}.name={name!r}: the split is empty")
+  return images, labels

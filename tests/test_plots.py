@@ -1,0 +1,169 @@
+"""Plots and tables that do not mislead: seeds as points below 3 seeds, y axes that include 0
+unless the data are far from it, paper markers labelled with their dataset, honest trial
+counts, rounded CSV numbers, and committed results rebuilt under these rules."""
+from __future__ import annotations
+
+import collections
+import csv
+import importlib.util
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.container import BarContainer, ErrorbarContainer
+
+from kd_jax import landscape, plots, sweep_report
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def point(arm: str, values: list[float], x=None, paper=None, metric="test/agreement"):
+  """An ArmPoint whose statistics are computed here with numpy (not by the code under test)."""
+  v = np.array(values)
+  std = float(v.std(ddof=1)) if len(v) > 1 else float("nan")
+  return plots.ArmPoint(arm, x, "", {metric: (float(v.mean()), std, len(v))},
+                        paper or {}, {metric: list(values)})
+
+
+def errorbars(ax) -> list:
+  return [c for c in ax.containers if isinstance(c, ErrorbarContainer)] + [
+      c for c in ax.containers if isinstance(c, BarContainer) and c.errorbar is not None]
+
+
+@pytest.mark.parametrize("x", [None, 1.0])  # bars, lines
+def test_fewer_than_three_seeds_are_points_not_error_bars(x):
+  pts = [point("a", [60.0], x=x), point("b", [70.0, 72.0], x=None if x is None else 2.0)]
+  ax = plots.draw_sweep(pts, ["test/agreement"]).axes[0]
+  assert errorbars(ax) == []
+  drawn = sorted(round(float(y), 6) for line in ax.get_lines() for y in line.get_ydata())
+  assert 70.0 in drawn and 72.0 in drawn  # both seeds of arm b, as points
+
+
+def test_three_seeds_get_a_sample_std_error_bar():
+  vals = [60.0, 61.0, 65.0]
+  ax = plots.draw_sweep([point("a", vals)], ["test/agreement"]).axes[0]
+  (bar,) = errorbars(ax)
+  segs = bar.lines[2][0].get_segments()
+  (_, lo), (_, hi) = segs[0]
+  assert hi - lo == pytest.approx(2 * np.std(vals, ddof=1))
+
+
+@pytest.mark.parametrize("x", [None, 1.0])
+def test_percent_axes_start_at_zero_when_the_data_spread_widely(x):
+  # Fig 3 mini: agreement 55-70 with paper values 79-86 -> 0 is on the axis (bars and lines).
+  pts = [point("a", [55.0], x=x, paper={"test/agreement": 86.0}),
+         point("b", [70.0], x=None if x is None else 2.0)]
+  ax = plots.draw_sweep(pts, ["test/agreement"]).axes[0]
+  lo, hi = ax.get_ylim()
+  assert lo == 0.0 and hi > 86.0
+
+
+def test_lines_zoom_only_when_every_value_is_far_from_zero_and_bars_never_do():
+  vals = {1.0: 91.7, 2.0: 95.9}  # all above 5/6 of the largest
+  pts = [point(f"n{x:g}", [v], x=x) for x, v in vals.items()]
+  lo, hi = plots.draw_sweep(pts, ["test/agreement"]).axes[0].get_ylim()
+  assert 0.0 < lo < 91.7 and hi > 95.9
+  bars = [point(f"n{x:g}", [v]) for x, v in vals.items()]
+  assert plots.draw_sweep(bars, ["test/agreement"]).axes[0].get_ylim()[0] == 0.0
+
+
+def test_paper_markers_name_their_dataset_when_it_differs():
+  pts = [point("a", [55.0], paper={"test/agreement": 84.5}), point("b", [60.0])]
+  fig = plots.draw_sweep(pts, ["test/agreement"], paper_dataset="CIFAR-100")
+  labels = [t.get_text() for leg in fig.legends for t in leg.texts]
+  assert "paper (CIFAR-100)" in labels
+  fig = plots.draw_sweep(pts, ["test/agreement"])
+  labels = [t.get_text() for leg in fig.legends for t in leg.texts]
+  assert "paper" in labels
+
+
+def test_csv_numbers_are_rounded(tmp_path):
+  row = {"arm": "a", "seed": 0, "test/agreement": 57.199999999999996,
+         "test/kl": 0.02478856086730957, "run/wall_time_s": 91.0, "test/student_ece": None}
+  cols = list(row)
+  sweep_report.write_csv(tmp_path / "r.csv", cols, [row])
+  (got,) = list(csv.DictReader((tmp_path / "r.csv").open()))
+  assert got == {"arm": "a", "seed": "0", "test/agreement": "57.2", "test/kl": "0.0247886",
+                 "run/wall_time_s": "91.0", "test/student_ece": ""}
+
+
+def test_trial_count_under_only_says_asked_of_all():
+  T = collections.namedtuple("T", "arm seed")
+  trials = [T(a, s) for a in ("x", "y") for s in (0, 1)] + [T("z", 0)]
+  rows = [{"arm": "x", "seed": 0}, {"arm": "x", "seed": 1}]
+  want = "2/2 asked (of 5; 2 finished in all)"
+  assert sweep_report.finished_line(trials, rows, trials[:2]) == want
+  assert sweep_report.finished_line(trials, rows, None) == "2/5"
+
+
+@pytest.mark.parametrize("old,new", [("test_agreement", "test/agreement"),
+                                     ("train_aug_agreement", "train_aug/agreement"),
+                                     ("running_kl", "running/kl"), ("cka_stage2", "cka/stage2"),
+                                     ("wall_time_s", "run/wall_time_s"), ("seed", "seed"),
+                                     ("test/kl", "test/kl")])
+def test_old_csv_columns_translate(old, new):
+  assert sweep_report.new_column(old) == new
+
+
+def test_rebuild_a_committed_result_from_its_csv(tmp_path, monkeypatch):
+  src = ROOT / "experiments" / "results" / "fig14_alpha_mini"
+  out = tmp_path / "fig14_alpha_mini"
+  shutil.copytree(src, out)
+  with (src / "results.csv").open() as f:
+    old = list(csv.DictReader(f))
+  monkeypatch.chdir(ROOT)  # the command in results.md names configs/ relative to the clone
+  sweep_report.rebuild(out)
+  with (out / "results.csv").open() as f:
+    new = list(csv.DictReader(f))
+  assert len(new) == len(old)
+  for o, n in zip(old, new):
+    for k, v in o.items():
+      key = sweep_report.new_column(k)
+      if key not in ("arm", "series") and v:
+        assert float(n[key]) == pytest.approx(float(v), rel=1e-5)
+  md = (out / "results.md").read_text()
+  assert "- command: `python -m kd_jax.sweep --config=configs/fig14_alpha.py:mini" in md
+  assert "- rebuilt from results.csv" in md
+  assert (out / "fig14_alpha_mini.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _figure(file: str, arg: str):
+  spec = importlib.util.spec_from_file_location("fig", ROOT / "configs" / file)
+  m = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(m)
+  return m.get_config(arg), (m.get_sweep(arg) if hasattr(m, "get_sweep") else None)
+
+
+def test_ood_arm_is_named_after_the_data_it_appends():
+  for arg, name, source in (("mini", "ood_mnist", "mnist_embedded"), ("", "ood_svhn", "tfds")):
+    _, s = _figure("fig3_augmentation.py", arg)
+    arms = dict(s.arms)
+    assert arms[name]["data.ood.source"] == source and not any(
+        a.startswith("ood") and a != name for a in arms)
+    assert name in dict(s.paper)
+
+
+def test_cifar_minis_name_their_data_and_mark_paper_values():
+  c, _ = _figure("cifar100.py", "mini")
+  assert "cifar100" not in c.name
+  for f in sorted((ROOT / "configs").glob("fig*.py")) + [ROOT / "configs" / "table1_cka.py"]:
+    c, s = _figure(f.name, "mini")
+    if s is not None and s.paper and "mnist" not in f.name:  # CIFAR figures, CIFAR-10 minis
+      assert s.paper_dataset == "CIFAR-100", f.name
+
+
+def test_plane_draws_cells_and_prints_the_anchors_measured_values(tmp_path, monkeypatch):
+  import jax.numpy as jnp
+  a, b, c = (jnp.array([0.0, 0.0, 0.0]), jnp.array([1.0, 0.0, 0.0]), jnp.array([0.0, 1.0, 0.5]))
+  pl = landscape.plane_basis(a, b, c)
+  xs, ys = landscape.grid_around(pl, n=5)
+  figs = []
+  monkeypatch.setattr(landscape, "_save", lambda fig, path: figs.append(fig) or str(path))
+  landscape.plot_plane(np.zeros((5, 5)), xs, ys, pl, path=tmp_path / "p.png",
+                       anchor_values=[100.0, 9.5, 58.25], value_format="{:.2f}")
+  ax = figs[0].axes[0]
+  from matplotlib.collections import QuadMesh
+  assert any(isinstance(c, QuadMesh) for c in ax.collections)  # cells, no contour smearing
+  texts = [t.get_text() for t in ax.get_legend().texts]
+  assert texts == ["teacher: 100.00", "student init: 9.50", "student final: 58.25"]
