@@ -16,6 +16,14 @@ from ml_collections import ConfigDict
 from kd_jax.errors import ConfigError
 
 
+def lookup(cfg: Any, key: str, default: Any = None) -> Any:
+  """``key`` of a ConfigDict, an object or a plain mapping; absent means ``default``. Data
+  loaders take any of the three, so tests and notebooks can pass a dict."""
+  if isinstance(cfg, dict):
+    return cfg.get(key, default)
+  return getattr(cfg, key, default)
+
+
 def optim_config(**overrides: Any) -> ConfigDict:
   """optax optimizer + schedule (see kd_jax/optim.py)."""
   c = ConfigDict(dict(

@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from kd_jax.config import lookup
 from kd_jax.errors import ConfigError
 from kd_jax.registry import Registry
 
@@ -86,11 +87,6 @@ SourceFn = Callable[[Any, str], ArrayDataset]
 SOURCES: Registry[SourceFn] = Registry("data source", "data.source")
 
 
-def _get(cfg: Any, key: str, default: Any = "") -> Any:
-  """Reads ``key`` from a ConfigDict, an object or a mapping; absent means ``default``."""
-  if isinstance(cfg, dict):
-    return cfg.get(key, default)
-  return getattr(cfg, key, default)
 
 
 def load_source(cfg_like: Any, prefix: str = "data") -> ArrayDataset:
@@ -99,7 +95,7 @@ def load_source(cfg_like: Any, prefix: str = "data") -> ArrayDataset:
   ``cfg_like`` needs ``source`` and, depending on it, ``name``, ``path``, ``data_dir``,
   ``cache_dir``, ``emnist_transposed``. ``prefix`` is the config path used in error messages (``data.ood`` for OOD).
   """
-  source = _get(cfg_like, "source")
+  source = lookup(cfg_like, "source", "")
   if source not in SOURCES:
     raise ConfigError(f"{prefix}.source={source!r} is not a known data source; "
                       f"choose one of: {', '.join(SOURCES.names())}")
@@ -109,15 +105,16 @@ def load_source(cfg_like: Any, prefix: str = "data") -> ArrayDataset:
 def load_ood(data_cfg: Any) -> ArrayDataset | None:
   """Loads ``data.ood`` (reusing ``data.data_dir``, ``cache_dir``, ``emnist_transposed``), or
   None when unused."""
-  ood = _get(data_cfg, "ood", None)
-  if ood is None or int(_get(ood, "num", 0) or 0) <= 0:
+  ood = lookup(data_cfg, "ood", None)
+  if ood is None or int(lookup(ood, "num", 0) or 0) <= 0:
     return None
-  if not _get(ood, "source"):
-    raise ConfigError(f"data.ood.num={_get(ood, 'num')} but data.ood.source is empty; "
+  if not lookup(ood, "source", ""):
+    raise ConfigError(f"data.ood.num={lookup(ood, 'num')} but data.ood.source is empty; "
                       f"set data.ood.source to one of: {', '.join(SOURCES.names())}")
-  merged = {k: _get(ood, k) for k in ("source", "name", "path")}
-  merged.update(data_dir=_get(data_cfg, "data_dir"), cache_dir=_get(data_cfg, "cache_dir"),
-                emnist_transposed=_get(data_cfg, "emnist_transposed", False))
+  merged = {k: lookup(ood, k, "") for k in ("source", "name", "path")}
+  merged.update(data_dir=lookup(data_cfg, "data_dir", ""),
+                cache_dir=lookup(data_cfg, "cache_dir", ""),
+                emnist_transposed=lookup(data_cfg, "emnist_transposed", False))
   return load_source(merged, prefix="data.ood")
 
 
@@ -312,9 +309,9 @@ def load_image_folder(cfg_like: Any, prefix: str = "data") -> ArrayDataset:
   Labels are indices into the sorted class names. Decoded arrays are cached in
   ``cache_dir`` (default ``~/.cache/kd_jax``) under a key of path, size and mtime.
   """
-  raw = str(_get(cfg_like, "path") or "")
-  if not raw and _get(cfg_like, "name") in HOW_TO_GET:
-    raise ConfigError(HOW_TO_GET[_get(cfg_like, "name")])
+  raw = str(lookup(cfg_like, "path", "") or "")
+  if not raw and lookup(cfg_like, "name", "") in HOW_TO_GET:
+    raise ConfigError(HOW_TO_GET[lookup(cfg_like, "name", "")])
   if not raw:
     raise ConfigError(f"{prefix}.path is empty; with {prefix}.source='image_folder' set it to "
                       "a folder or .tar/.tar.gz holding train/<class>/*.png|jpg")
@@ -325,7 +322,8 @@ def load_image_folder(cfg_like: Any, prefix: str = "data") -> ArrayDataset:
   if path.is_file() and not tarfile.is_tarfile(path):
     raise ConfigError(f"{prefix}.path={raw!r} is neither a folder nor a tar archive "
                       "(.tar, .tar.gz)")
-  cache_dir = Path(str(_get(cfg_like, "cache_dir") or "") or _default_cache_dir()).expanduser()
+  cache_dir = Path(str(lookup(cfg_like, "cache_dir", "") or "")
+                   or _default_cache_dir()).expanduser()
   try:
     cache_dir.mkdir(parents=True, exist_ok=True)
   except OSError as e:

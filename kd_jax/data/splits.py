@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from kd_jax.data.sources import ArrayDataset
+from kd_jax.config import lookup
 from kd_jax.errors import ConfigError
 
 TEACHER_POOLS = ("train", "d0")
@@ -123,21 +124,17 @@ class Splits:
   info: dict[str, Any]
 
 
-def _get(cfg: Any, key: str, default: Any = None) -> Any:
-  if isinstance(cfg, dict):
-    return cfg.get(key, default)
-  return getattr(cfg, key, default)
 
 
 def _count(cfg: Any, key: str, default: int = 0, prefix: str = "data") -> int:
-  value = _get(cfg, key, default)
+  value = lookup(cfg, key, default)
   if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
     raise ConfigError(f"{prefix}.{key}={value!r} must be a non-negative integer")
   return int(value)
 
 
 def _choice(cfg: Any, key: str, allowed: tuple[str, ...], default: str) -> str:
-  value = _get(cfg, key, default)
+  value = lookup(cfg, key, default)
   if value not in allowed:
     raise ConfigError(f"data.{key}={value!r} is not a known pool; "
                       f"choose one of: {', '.join(allowed)}")
@@ -210,7 +207,7 @@ def make_splits(ds: ArrayDataset, data_cfg: Any, ood: ArrayDataset | None = None
   teacher_pool = _choice(data_cfg, "teacher_pool", TEACHER_POOLS, "train")
   distill_pool = _choice(data_cfg, "distill_pool", DISTILL_POOLS, "rest")
   max_test = _count(data_cfg, "max_test")
-  ood_cfg = _get(data_cfg, "ood", None)
+  ood_cfg = lookup(data_cfg, "ood", None)
   ood_n = _count(ood_cfg, "num", 0, prefix="data.ood") if ood_cfg is not None else 0
 
   train_idx, test_x, test_y, test_from = _test_split(ds, data_cfg, seed)

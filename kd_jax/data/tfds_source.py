@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from kd_jax.data.sources import SOURCES, ArrayDataset, _get
+from kd_jax.data.sources import SOURCES, ArrayDataset
+from kd_jax.config import lookup
 from kd_jax.errors import ConfigError
 
 EXAMPLES = "e.g. cifar100, cifar10, svhn_cropped, mnist, emnist"
@@ -67,11 +68,11 @@ def load_tfds(cfg_like: Any, prefix: str = "data") -> ArrayDataset:
   """Reads a prepared TFDS image-classification dataset into numpy (``image``/``label``)."""
   import tensorflow_datasets as tfds  # Slow import; only this source needs it.
 
-  name = str(_get(cfg_like, "name") or "")
+  name = str(lookup(cfg_like, "name", "") or "")
   if not name:
     raise ConfigError(f"{prefix}.name is empty; with {prefix}.source='tfds' set it to a tfds "
                       f"dataset name, {EXAMPLES}")
-  data_dir = os.path.expanduser(str(_get(cfg_like, "data_dir") or "")) or None
+  data_dir = os.path.expanduser(str(lookup(cfg_like, "data_dir", "") or "")) or None
   root = data_dir or tfds.core.constants.get_default_data_dir()
   builder = _builder(tfds, name, data_dir, root, prefix)
   features = builder.info.features
@@ -108,7 +109,7 @@ def _emnist_orientation(cfg_like: Any, train: np.ndarray, test: np.ndarray | Non
   orientation. data.emnist_transposed keeps them as stored, which is what the official code
   trained on (torchvision's EMNIST, gnosis/datasets/emnist.py, does not transpose).
   """
-  if bool(_get(cfg_like, "emnist_transposed", False)):
+  if bool(lookup(cfg_like, "emnist_transposed", False)):
     meta["orientation"] = "as published (transposed against MNIST)"
     return train, test
   meta["orientation"] = "transposed to MNIST orientation"
