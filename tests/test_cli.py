@@ -65,7 +65,7 @@ def test_paper_config_without_cifar100_says_how_to_get_it(tmp_path):
   lines = out.stderr.strip().splitlines()
   assert len(lines) == 1, out.stderr
   assert f"tfds build cifar100 --data_dir={tmp_path / 'tfds'}" in lines[0]
-  assert 'pip install "kd_jax[prepare]"' in lines[0]
+  assert 'pip install -e ".[prepare]"' in lines[0]
 
 
 def test_help_points_to_print_config_and_exits_0():
