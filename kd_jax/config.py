@@ -45,7 +45,8 @@ def base_config() -> ConfigDict:
   c.name = "experiment"
   c.seed = 0  # student seed: one trial of an arm
   c.data = ConfigDict(dict(
-      source="mnist_embedded",  # mnist_embedded | tfds | image_folder | tfds_text | text_folder | rotten_tomatoes
+      source="mnist_embedded",  # mnist_embedded | tfds | image_folder; text: tfds_text |
+                                # text_folder | rotten_tomatoes
       pipeline="device",        # device (split resident on the devices) | streamed (grain, host)
       name="",                  # tfds name
       path="",                  # image folder or tar

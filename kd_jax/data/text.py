@@ -112,7 +112,8 @@ def vocab_sha256(vocab: Sequence[str]) -> str:
 
 def cached(cache_dir: Path, key: str, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
   """``build()`` once per key, stored as ``text-<key>.npz`` (vocabulary as a string array)."""
-  cache = cache_dir / f"text-{hashlib.sha256(f'v{_CACHE_FORMAT}|{key}'.encode()).hexdigest()[:16]}.npz"
+  digest = hashlib.sha256(f"v{_CACHE_FORMAT}|{key}".encode()).hexdigest()[:16]
+  cache = cache_dir / f"text-{digest}.npz"
   if cache.exists():
     try:
       with np.load(cache, allow_pickle=False) as z:

@@ -55,8 +55,8 @@ def _dataset(cfg: Any, identity: str, read) -> sources.ArrayDataset:
     tr_x, tr_y, te_x, te_y, classes, meta = read()
     out = text.encode_corpus(tr_x, te_x, max_len, min_freq)
     out.update(train_labels=np.asarray(tr_y, np.int32), class_names=np.array(classes),
-               meta=dict(meta, max_len=max_len, min_freq=min_freq,
-                         vocab_size=len(out["vocab"]), vocab_sha256=text.vocab_sha256(out["vocab"])))
+               meta=dict(meta, max_len=max_len, min_freq=min_freq, vocab_size=len(out["vocab"]),
+                         vocab_sha256=text.vocab_sha256(out["vocab"])))
     if te_x is not None:
       out["test_labels"] = np.asarray(te_y, np.int32)
     return out
