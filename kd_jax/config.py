@@ -53,7 +53,8 @@ def base_config() -> ConfigDict:
   c.name = "experiment"
   c.seed = 0  # student seed: one trial of an arm
   c.data = ConfigDict(dict(
-      source="mnist_embedded",  # mnist_embedded | tfds | image_folder
+      source="mnist_embedded",  # mnist_embedded | tfds | image_folder; text: tfds_text |
+                                # text_folder | rotten_tomatoes
       pipeline="device",        # device (split resident on the devices) | streamed (grain, host)
       name="",                  # tfds name
       path="",                  # image folder or tar
@@ -69,6 +70,7 @@ def base_config() -> ConfigDict:
       normalization="unit_cube",  # unit_cube | zscore
       emnist_transposed=False,  # tfds emnist (also as data.ood) as the official code fed it: H↔W
       ood=ConfigDict(dict(source="", name="", path="", num=0)),
+      text=ConfigDict(dict(max_len=100, min_freq=10)),  # text sources: tokens kept, vocab cut
   ))
   c.teacher = ConfigDict(dict(
       model=model_config("lenet5"),
@@ -164,6 +166,9 @@ def teacher_key(config: ConfigDict) -> str:
                               "teacher_pool", "teacher_subset", "normalization",
                               "emnist_transposed")},
       teacher=teacher)
+  from kd_jax.data.text import TEXT_SOURCES  # local: keep config importable without JAX work
+  if d.source in TEXT_SOURCES:  # only text keys change with the vocabulary
+    ident["data"]["text"] = d.text.to_dict()
   blob = json.dumps(ident, sort_keys=True, default=str)
   return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

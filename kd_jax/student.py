@@ -84,7 +84,7 @@ def distill(config: ConfigDict, workdir: Path, data: ExperimentData, teacher: Te
   d = config.distill
   k = int(d.teacher_members) or ensemble.num_members(teacher.final["params"])
   t_vars = parallel.replicate(modeling.as_flax(ensemble.take_members(teacher.final, k)), mesh)
-  model = modeling.build_model(d.model, data.num_classes, config)
+  model = modeling.build_model(d.model, data.num_classes, config, data.model_options)
   init_vars, lr = student_init(config, model, teacher, data)
   init_vars = jax.device_get(init_vars)  # host copy: the device state is donated to the steps
   tx, batch_size, line_search, l2 = _optimizer(d, data, mesh, lr)

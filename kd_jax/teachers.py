@@ -58,7 +58,7 @@ def get_teacher(config: ConfigDict, workdir: Path, data: ExperimentData, mesh: M
                 writer: report.MetricWriter, hook: Optional[Hook] = None) -> Teacher:
   """Loads the teacher ensemble from the store, or trains it (resumably) and stores it."""
   t = config.teacher
-  model = modeling.build_model(t.model, data.num_classes, config)
+  model = modeling.build_model(t.model, data.num_classes, config, data.model_options)
   stored = load(config, workdir, model, data.input_shape)
   if stored is not None:
     return stored

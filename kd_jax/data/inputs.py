@@ -2,8 +2,9 @@
 
 ``load(config, mesh)`` reads the source, carves the teacher / distillation / test splits
 (``kd_jax.data.splits``) and wraps each in the pipeline ``data.pipeline`` names. The modality's
-``prepare(batch, key)`` (here: uint8 images → [0, 1] → augmentation → normalization) runs inside
-the step, after the pipeline has produced the batch.
+``prepare(batch, key)`` runs inside the step, after the pipeline has produced the batch: images
+uint8 → [0, 1] → augmentation → normalization; text (sources in ``text.TEXT_SOURCES``) token
+ids → ``(tokens, lengths)`` (``kd_jax.data.text``).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from ml_collections import ConfigDict
 from kd_jax import parallel
 from kd_jax.batch import Batch
 from kd_jax.data import augment as augment_lib
-from kd_jax.data import pipelines, sources, splits as splits_lib
+from kd_jax.data import pipelines, sources, splits as splits_lib, text
 
 Array = jax.Array
 
@@ -35,14 +36,22 @@ class ExperimentData:
   num_classes: int
   input_shape: tuple[int, ...]
   normalize: Callable[[Array], Array]
+  modality: str = "image"        # image | text
+  model_options: dict = dataclasses.field(default_factory=dict)  # text: {"vocab_size": n}
 
   def prepare(self, policy: str = ""):
     """The step's input transform with an augmentation policy ('' = none)."""
+    if self.modality == "text":
+      return text.token_prepare(policy)
     return image_prepare(augment_lib.make_augment(policy), self.normalize)
 
-  def host_inputs(self, images_u8: np.ndarray, n: int = 0) -> Array:
-    """The first ``n`` (0 = all) host images, scaled and normalized like the training inputs."""
+  def host_inputs(self, images_u8: np.ndarray, n: int = 0):
+    """The first ``n`` (0 = all) host inputs as the model takes them (images scaled and
+    normalized like the training inputs; text as ``(tokens, lengths)``)."""
     x = images_u8[:n] if n else images_u8
+    if self.modality == "text":
+      tokens = jnp.asarray(x, jnp.int32)
+      return tokens, text.lengths_of(tokens)
     return self.normalize(jnp.asarray(x, jnp.float32) / 255.0)
 
 
@@ -61,7 +70,10 @@ def image_prepare(augment, normalize) -> Callable[[Batch, Array], tuple[Array, A
 
 def load_splits(config: ConfigDict) -> splits_lib.Splits:
   ds = sources.load_source(config.data)
-  return splits_lib.make_splits(ds, config.data, sources.load_ood(config.data))
+  host = splits_lib.make_splits(ds, config.data, sources.load_ood(config.data))
+  if "vocab" in ds.meta:  # text: the vocabulary the model's embedding is sized by
+    host.info.update(vocab_size=len(ds.meta["vocab"]), vocab_sha256=ds.meta["vocab_sha256"])
+  return host
 
 
 def normalizer(host: splits_lib.Splits, mode: str) -> Callable[[Array], Array]:
@@ -79,6 +91,7 @@ def load(config: ConfigDict, mesh: Mesh, host: splits_lib.Splits | None = None) 
   host = load_splits(config) if host is None else host
   kind = config.data.pipeline
   make = lambda x, y: pipelines.make_pipeline(kind, x, y, mesh)
+  is_text = config.data.source in text.TEXT_SOURCES
   return ExperimentData(
       host=host,
       teacher=make(host.teacher_x, host.teacher_y),
@@ -86,4 +99,6 @@ def load(config: ConfigDict, mesh: Mesh, host: splits_lib.Splits | None = None) 
       test=make(host.test_x, host.test_y),
       num_classes=int(host.num_classes),
       input_shape=tuple(host.teacher_x.shape[1:]),
-      normalize=normalizer(host, config.data.normalization))
+      normalize=(lambda x: x) if is_text else normalizer(host, config.data.normalization),
+      modality="text" if is_text else "image",
+      model_options={"vocab_size": int(host.info["vocab_size"])} if is_text else {})

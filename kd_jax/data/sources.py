@@ -39,9 +39,10 @@ _CACHE_FORMAT = 1
 
 @dataclasses.dataclass
 class ArrayDataset:
-  """A labelled image dataset held in host memory.
+  """A labelled image (or token-sequence) dataset held in host memory.
 
-  Images are ``uint8`` NHWC (always 4-D, grayscale has C=1), labels ``int32``. ``test_*`` are
+  Images are ``uint8`` NHWC (always 4-D, grayscale has C=1), text ``int32`` [N, L] token ids
+  (``kd_jax.data.text``), labels ``int32``. ``test_*`` are
   ``None`` when the source has no test split. ``meta`` holds provenance strings (file, sha256,
   tfds version, ...) that the run log records.
   """
@@ -76,8 +77,11 @@ class ArrayDataset:
 
 
 def _check_pair(images: np.ndarray, labels: np.ndarray, split: str) -> None:
-  if images.dtype != np.uint8 or images.ndim != 4:
-    raise ValueError(f"{split} images must be uint8 NHWC, got {images.dtype} {images.shape}")
+  image = images.dtype == np.uint8 and images.ndim == 4
+  tokens = images.dtype == np.int32 and images.ndim == 2  # text: padded token ids [N, L]
+  if not (image or tokens):
+    raise ValueError(f"{split} inputs must be uint8 NHWC images or int32 [N, L] tokens, "
+                     f"got {images.dtype} {images.shape}")
   if labels.dtype != np.int32 or labels.shape != (images.shape[0],):
     raise ValueError(f"{split} labels must be int32 [{images.shape[0]}], "
                      f"got {labels.dtype} {labels.shape}")
@@ -351,3 +355,5 @@ def load_image_folder(cfg_like: Any, prefix: str = "data") -> ArrayDataset:
 
 
 from kd_jax.data import tfds_source  # noqa: E402,F401  registers "tfds" (needs SOURCES above)
+# Text sources register themselves here, so the registry is the same whatever imports first.
+from kd_jax.data import text_sources  # noqa: E402,F401

@@ -1,7 +1,7 @@
 """Model registry: ``get_model(name, num_classes, **kwargs)`` builds a Flax linen module.
 
-Every model is called as ``module.apply(variables, x, train=bool)`` on float32 NHWC inputs and
-returns float32 logits; with ``return_features=True`` it returns ``(logits, [stage outputs])``
+Every model is called as ``module.apply(variables, x, train=bool)`` on float32 NHWC inputs (text
+models: ``(tokens, lengths)``) and returns float32 logits; with ``return_features=True`` it returns ``(logits, [stage outputs])``
 (used for CKA). BatchNorm layers take ``bn_axis_name`` so the trainer can average batch
 statistics across the device mesh.
 """
@@ -33,5 +33,6 @@ def get_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
 
 # Importing the modules fills the registry.
 from kd_jax.models import lenet  # noqa: E402,F401
+from kd_jax.models import lstm  # noqa: E402,F401
 from kd_jax.models import preresnet  # noqa: E402,F401
 from kd_jax.models import vgg  # noqa: E402,F401
