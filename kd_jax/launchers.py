@@ -59,7 +59,7 @@ CLUSTERS: Registry = Registry("cluster", "--cluster")
 
 def _common(o: LaunchOptions) -> dict[str, Any]:
   out = {"timeout_min": o.time_min, "gpus_per_node": o.gpus_per_trial, "tasks_per_node": 1,
-         "nodes": 1, "stderr_to_stdout": True}
+         "nodes": 1, "stderr_to_stdout": True, "name": "kd_jax"}
   if o.cpus_per_trial:
     out["cpus_per_task"] = o.cpus_per_trial
   return out

@@ -138,7 +138,7 @@ def test_slurm_submission_script_carries_the_flags(figure_file, tmp_path, monkey
   lines = script.read_text().splitlines()
   for flag in ("--partition=gpu", "--account=kdproj", "--gpus-per-node=2",
                "--cpus-per-task=8", "--time=90", f"--array=0-{len(trials) - 1}%3",
-               "--ntasks-per-node=1", "--nodes=1"):
+               "--ntasks-per-node=1", "--nodes=1", "--job-name=kd_jax"):
     assert f"#SBATCH {flag}" in lines, (flag, lines)
   assert any(l.startswith("#SBATCH --signal=USR2@") for l in lines)  # preemption → checkpoint
   assert any("submitit.core._submit" in l for l in lines)
