@@ -28,6 +28,9 @@ setup(
         "matplotlib>=3.8",           # figure and landscape plots
         "tensorboardX>=2.6",         # TensorBoard event files without TensorFlow
         "grain>=0.2.12",             # host-streamed input pipeline (data.pipeline=streamed)
+        "submitit>=1.5,<2",          # sweep trials as SLURM jobs / local processes, requeue
+        # SoftFileLease: a stale-timeout lock file that works on cluster filesystems (no flock)
+        "filelock>=4.3,<5",
     ],
     extras_require={
         # nbclient/nbformat/ipykernel: the test suite executes notebooks/ in a fresh kernel.

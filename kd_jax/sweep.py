@@ -27,6 +27,8 @@ its size is the largest any of them asks for, and each arm distills from its own
 members (``distill.teacher_members``). Teachers live in ``<workdir>/teachers`` unless the
 config names a ``teacher.store`` (then several figures can share them).
 
+Trials run one after another in this process by default; ``--launcher=submitit`` runs them as
+parallel jobs on a SLURM cluster or as local processes (``kd_jax.launchers``), teachers first.
 A trial with a ``results.json`` is done and skipped, a half-done one resumes from its own
 checkpoints, so a killed sweep is finished by running the same command again. After every
 trial the outputs of ``kd_jax.sweep_report`` are rewritten. A workdir whose trials ran with
@@ -49,7 +51,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 from ml_collections import ConfigDict
 
-from kd_jax import cache, sweep_report
+from kd_jax import cache, launchers, sweep_report
 from kd_jax.config import sweep_config
 from kd_jax.errors import ConfigError, UserFacingError
 from kd_jax.experiment import RESULTS
@@ -147,7 +149,46 @@ def _define_flags():
                       "(default: runs/<config name>).")
   flags.DEFINE_list("only", [], "Comma-separated arm names to run (default: all).")
   flags.DEFINE_bool("dry_run", False, "Print the resolved trials and teacher groups, then exit.")
+  flags.DEFINE_enum("launcher", "inprocess", list(LAUNCHERS),
+                    "inprocess: trials one after another here; submitit: parallel jobs.")
+  d = launchers.LaunchOptions()
+  flags.DEFINE_enum("cluster", d.cluster, launchers.CLUSTERS.names(),
+                    "submitit: slurm (sbatch), local (processes here), debug (in this process).")
+  flags.DEFINE_integer("parallel", d.parallel,
+                       "submitit: trials at once (local processes; SLURM array parallelism).")
+  flags.DEFINE_integer("gpus_per_trial", d.gpus_per_trial, "submitit: GPUs per job.")
+  flags.DEFINE_integer("cpus_per_trial", d.cpus_per_trial,
+                       "submitit, SLURM: CPUs per job (0: the cluster's default).")
+  flags.DEFINE_integer("time_min", d.time_min,
+                       "submitit: time limit per job in minutes; then it checkpoints and requeues.")
+  flags.DEFINE_string("slurm_partition", d.slurm_partition, "submitit, SLURM: the partition.")
+  flags.DEFINE_string("slurm_account", d.slurm_account, "submitit, SLURM: the account.")
   flags.mark_flags_as_required(["config"])
+
+
+SUBMITIT_FLAGS = ("cluster", "parallel", "gpus_per_trial", "cpus_per_trial", "time_min",
+                  "slurm_partition", "slurm_account")
+
+
+def launch_options(f) -> launchers.LaunchOptions:
+  """The submitit flags; given with the in-process launcher they are an error, not ignored."""
+  given = [n for n in SUBMITIT_FLAGS if f[n].present]
+  if f.launcher != "submitit" and given:
+    raise ConfigError(f"--{given[0]} is for --launcher=submitit; add it or drop --{given[0]}")
+  return launchers.LaunchOptions(**{n: f[n].value for n in SUBMITIT_FLAGS})
+
+
+def _in_process(config, sweep, workdir, options, only, command) -> list[dict[str, Any]]:
+  return run_sweep(config, sweep, workdir, only=only, command=command)
+
+
+def _submitit(config, sweep, workdir, options, only, command) -> list[dict[str, Any]]:
+  import jax
+  jax.config.update("jax_platforms", "cpu")  # the runner computes nothing: leave GPUs to jobs
+  return launchers.run_submitit(config, sweep, workdir, options, only=only, command=command)
+
+
+LAUNCHERS = {"inprocess": _in_process, "submitit": _submitit}
 
 
 def _figure_module(path: str | Path):
@@ -216,11 +257,12 @@ def main(argv: list[str]) -> None:
     print(f"[sweep] no --workdir given: using {workdir} (runs/<config name>)", flush=True)
   try:
     sweep = load_sweep(flags.FLAGS["config"])
+    options = launch_options(f)
     if f.dry_run:
       print(describe(config, sweep, workdir, f.only))
       return
     use_compile_cache(workdir)
-    run_sweep(config, sweep, workdir, only=f.only, command=command_line(sys.argv))
+    LAUNCHERS[f.launcher](config, sweep, workdir, options, f.only, command_line(sys.argv))
   except UserFacingError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

@@ -2,6 +2,9 @@
 
 A stored ensemble of m members holds the ensemble of any k ≤ m (members are independent: own
 seed, own data order), so arms that differ only in distillation settings share one training.
+Training holds a lock on the teacher's key in the store (``kd_jax.store_lock``): another
+process that needs the same teacher meanwhile waits and then reuses it instead of training it
+too.
 """
 from __future__ import annotations
 
@@ -14,7 +17,8 @@ import jax
 from jax.sharding import Mesh
 from ml_collections import ConfigDict
 
-from kd_jax import checkpoints, ensemble, evaluators, modeling, optim, parallel, report, steps
+from kd_jax import (checkpoints, ensemble, evaluators, modeling, optim, parallel, report, steps,
+                    store_lock)
 from kd_jax.config import teacher_key, to_json
 from kd_jax.data import pipelines
 from kd_jax.data.inputs import ExperimentData
@@ -54,14 +58,30 @@ def load(config: ConfigDict, workdir: Path, model, input_shape) -> Optional[Teac
   return Teacher(model, take(final), take(initial), found, trained_now=False)
 
 
+def lock_path(config: ConfigDict, workdir: Path) -> Path:
+  """One lock per teacher key (not per size): a 1-member ask waits for a 2-member training."""
+  return store_dir(config, workdir) / f"{teacher_key(config)}.lock"
+
+
 def get_teacher(config: ConfigDict, workdir: Path, data: ExperimentData, mesh: Mesh,
                 writer: report.MetricWriter, hook: Optional[Hook] = None) -> Teacher:
   """Loads the teacher ensemble from the store, or trains it (resumably) and stores it."""
-  t = config.teacher
-  model = modeling.build_model(t.model, data.num_classes, config, data.model_options)
+  model = modeling.build_model(config.teacher.model, data.num_classes, config,
+                               data.model_options)
   stored = load(config, workdir, model, data.input_shape)
   if stored is not None:
     return stored
+  with store_lock.hold(lock_path(config, workdir), f"teacher {teacher_key(config)}"):
+    stored = load(config, workdir, model, data.input_shape)  # trained while we waited
+    if stored is not None:
+      return stored
+    return _train(config, workdir, data, mesh, writer, model, hook)
+
+
+def _train(config: ConfigDict, workdir: Path, data: ExperimentData, mesh: Mesh,
+           writer: report.MetricWriter, model, hook: Optional[Hook]) -> Teacher:
+  """Trains (or resumes) the ensemble into its store entry; the caller holds the lock."""
+  t = config.teacher
   members = int(t.ensemble_size)
   key = teacher_key(config)
   entry = checkpoints.teacher_entry(store_dir(config, workdir), key, members)
