@@ -31,5 +31,7 @@ setup(
         # `tfds build` needs TensorFlow to prepare a dataset once; training never imports it.
         # scipy reads svhn_cropped's .mat files while preparing.
         "prepare": ["tensorflow-cpu>=2.16", "scipy>=1.11"],
+        # benchmarks/ times kd_jax against the same steps written in PyTorch; kd_jax never imports it.
+        "bench": ["torch>=2.13"],
     },
 )
