@@ -90,13 +90,14 @@ def main(argv: list[str] | None = None) -> None:
   torch.set_num_threads(a.torch_threads or os.cpu_count() or 1)
   meta = report.machine(a)
   print(report.header(meta), flush=True)
-  results = []
-  for name in rows:
+  results, paths = [], []
+  for name in rows:  # results are written after every row, so a stopped run keeps its rows
     results += measure_row(name, a.batch, a.steps, a.repeats, a.modes.split(","))
-  meta["loadavg_end"] = os.getloadavg()
-  if a.out:
-    for path in report.write(a.out, a.name or meta["backend"], meta, results):
-      print(f"wrote {path}")
+    meta["loadavg_end"] = os.getloadavg()
+    if a.out:
+      paths = report.write(a.out, a.name or meta["backend"], meta, results)
+  for path in paths:
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -24,8 +24,8 @@ PyTree = Any
 #: How stacked members run: one vmapped program, an unrolled Python loop (m plain programs in
 #: one graph), or ``lax.map`` (one member's program in a loop); ``auto`` picks per backend.
 MEMBER_MODES = ("auto", "vmap", "unroll", "map")
-#: ``auto`` by backend, measured with benchmarks/ (CPU: unrolled members beat vmap, see
-#: benchmarks/README.md); backends not listed use vmap.
+#: ``auto`` by backend, measured with benchmarks/ (on CPU unrolled members trained 8× and
+#: inferred 1.8× faster than vmapped ones, benchmarks/README.md); backends not listed use vmap.
 AUTO_MODE = {"cpu": "unroll"}
 
 

@@ -118,3 +118,12 @@ def test_member_mode_rejects_unknown_names():
     ensemble.map_members(lambda x: x, np.zeros((2, 3)), mode="pmap")
   assert ensemble.resolve_mode("vmap") == "vmap"
   assert ensemble.resolve_mode("auto") in ensemble.MEMBER_MODES[1:]
+
+
+def test_config_validation_names_a_bad_member_mode():
+  from kd_jax import config as config_lib
+  c = config_lib.base_config()
+  config_lib.validate(c)  # the default passes
+  c.run.member_mode = "unrolled"
+  with pytest.raises(ConfigError, match="run.member_mode='unrolled' is not known"):
+    config_lib.validate(c)
