@@ -23,7 +23,8 @@ class LeNet5(nn.Module):
     super().__init__()
     self.conv1 = nn.Conv2d(in_channels, 6, 5, padding=2)
     self.conv2 = nn.Conv2d(6, 16, 5)
-    self.fc1, self.fc2, self.fc3 = nn.Linear(400, 120), nn.Linear(120, 84), nn.Linear(84, num_classes)
+    self.fc1, self.fc2 = nn.Linear(400, 120), nn.Linear(120, 84)
+    self.fc3 = nn.Linear(84, num_classes)
 
   def forward(self, x: torch.Tensor) -> torch.Tensor:
     x = F.avg_pool2d(F.relu(self.conv1(x)), 2)

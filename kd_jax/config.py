@@ -165,7 +165,8 @@ def to_json(config: ConfigDict) -> str:
 
 def validate(config: ConfigDict) -> None:
   """Checks values that would otherwise fail late or silently; raises ConfigError."""
-  from kd_jax import ensemble, evaluators, losses, optim  # local: keep config importable without JAX work
+  # local imports: keep config importable without JAX work
+  from kd_jax import ensemble, evaluators, losses, optim
   from kd_jax.data import augment
   from kd_jax.data.pipelines import PIPELINES
   from kd_jax.data.sources import SOURCES

@@ -4,7 +4,7 @@ Stacking lets m teachers train and infer together, and taking the first k member
 m=k teacher, so the arms of a figure share one trained ensemble. How the members of a stack run
 is one choice, :func:`map_members`, used by teacher training and inference alike: ``vmap`` over
 stacked *weights* turns every convolution into a batch-grouped convolution, which XLA:CPU runs
-several times slower than the m plain ones (benchmarks/README.md), while accelerators prefer it.
+several times slower than the m plain ones (benchmarks/README.md).
 """
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
-
 from jax import lax
 
 from kd_jax.errors import ConfigError
@@ -61,7 +60,9 @@ def map_members(fn: Callable[..., Any], *stacked_args: PyTree, mode: str = "auto
   always runs unmapped (no batch-grouped ops for a student or a single teacher).
   """
   m = num_members(stacked_args)
-  concrete = resolve_mode(mode) if m > 1 else (check_member_mode(mode) or "unroll")
+  concrete = resolve_mode(mode)
+  if m == 1:
+    concrete = "unroll"
   return _MAPPERS[concrete](fn, stacked_args, m)
 
 

@@ -32,7 +32,8 @@ def _param_count_by_hand(name: str, classes: int) -> int:
       s = stride if b == 0 else 1
       if bottleneck:
         out = 4 * planes
-        total += 2 * cin + cin * planes + 2 * planes + 9 * planes * planes + 2 * planes + planes * out
+        total += (2 * cin + cin * planes + 2 * planes + 9 * planes * planes + 2 * planes
+                  + planes * out)
       else:
         out = planes
         total += 2 * cin + 9 * cin * planes + 2 * planes + 9 * planes * planes
