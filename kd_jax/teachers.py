@@ -92,9 +92,10 @@ def _train(config: ConfigDict, workdir: Path, data: ExperimentData, mesh: Mesh,
   spe = pipelines.steps_per_epoch(data.teacher.size, t.batch_size)
   tx = optim.make_optimizer(t.optim, spe * t.epochs, spe)
   spec = steps.StepSpec(apply_fn=model.apply, tx=tx, prepare=data.prepare(t.augment),
-                        materialize=data.teacher.materialize, objective="ce")
+                        materialize=data.teacher.materialize, objective="ce",
+                        member_mode=config.run.member_mode)
   clean = steps.StepSpec(apply_fn=model.apply, tx=tx, prepare=data.prepare(""),
-                         materialize=data.test.materialize)
+                         materialize=data.test.materialize, member_mode=config.run.member_mode)
   ctx = evaluators.TeacherContext(model.apply, data.test, mesh, clean, config.run.eval_batch_size)
   evaluate = evaluators.combine(evaluators.TEACHER_EVALS, t.evals, ctx)
   phase = Phase(name="teacher", spec=spec, pipeline=data.teacher, epochs=t.epochs,

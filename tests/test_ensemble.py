@@ -84,17 +84,46 @@ def test_num_members_rejects_inconsistent_leading_axes():
     ensemble.num_members({"a": np.zeros((3, 2)), "b": np.zeros((4,))})
 
 
-def test_apply_members_matches_a_loop_over_members():
+@pytest.mark.parametrize("mode", ensemble.MEMBER_MODES)
+def test_apply_members_matches_a_loop_over_members(mode):
   model = nn.Dense(5)
   x = jnp.asarray(np.random.default_rng(4).normal(size=(6, 3)), jnp.float32)
   members = [model.init(jax.random.key(i), x) for i in range(3)]
   stacked = ensemble.stack_members(members)
-  out = ensemble.apply_members(model.apply, stacked, x)
+  out = jax.jit(lambda v: ensemble.apply_members(model.apply, v, x, mode=mode))(stacked)
   assert out.shape == (3, 6, 5)
   for i, v in enumerate(members):
     k, b = np.asarray(v["params"]["kernel"]), np.asarray(v["params"]["bias"])
     np.testing.assert_allclose(out[i], np.asarray(x) @ k + b, rtol=1e-5, atol=1e-5)
   # Keyword arguments reach every member.
   scaled = ensemble.apply_members(lambda v, x, scale: model.apply(v, x) * scale,
-                                  stacked, x, scale=2.0)
+                                  stacked, x, mode=mode, scale=2.0)
   np.testing.assert_allclose(scaled, 2.0 * np.asarray(out), rtol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ensemble.MEMBER_MODES)
+@pytest.mark.parametrize("m", [1, 3])
+def test_map_members_maps_every_argument_member_by_member(mode, m):
+  rng = np.random.default_rng(5)
+  a = rng.normal(size=(m, 4, 2)).astype(np.float32)
+  b = {"w": rng.normal(size=(m, 2)).astype(np.float32), "k": np.arange(m, dtype=np.int32)}
+  out = ensemble.map_members(lambda x, t: (x @ t["w"] + t["k"], t["k"] * 2), a, b, mode=mode)
+  for i in range(m):
+    np.testing.assert_allclose(out[0][i], a[i] @ b["w"][i] + i, rtol=1e-5, atol=1e-6)
+    assert int(out[1][i]) == 2 * i
+
+
+def test_member_mode_rejects_unknown_names():
+  with pytest.raises(ConfigError, match="run.member_mode='pmap'.*auto, vmap, unroll, map"):
+    ensemble.map_members(lambda x: x, np.zeros((2, 3)), mode="pmap")
+  assert ensemble.resolve_mode("vmap") == "vmap"
+  assert ensemble.resolve_mode("auto") in ensemble.MEMBER_MODES[1:]
+
+
+def test_config_validation_names_a_bad_member_mode():
+  from kd_jax import config as config_lib
+  c = config_lib.base_config()
+  config_lib.validate(c)  # the default passes
+  c.run.member_mode = "unrolled"
+  with pytest.raises(ConfigError, match="run.member_mode='unrolled' is not known"):
+    config_lib.validate(c)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from equivalence import assert_same_training, update_gaps
-from kd_jax import experiment, parallel, report, teachers
+from kd_jax import ensemble, experiment, parallel, report, teachers
 from kd_jax.data import inputs
 from kd_jax.errors import ConfigError, TrainingDiverged
 from tiny import tiny_config
@@ -45,8 +45,13 @@ def _member(tree, i):
   return jax.tree.map(lambda x: np.asarray(x)[i], tree)
 
 
-def test_vmapped_ensemble_equals_members_alone(tmp_path):
-  both = _teacher(tiny_config(tmp_path / "e", members=2), tmp_path / "we")
+@pytest.mark.parametrize("mode", ensemble.MEMBER_MODES)
+def test_vmapped_ensemble_equals_members_alone(tmp_path, mode):
+  """Member i is the model trained alone, however the stacked members run (run.member_mode)."""
+  c = tiny_config(tmp_path / "e", members=2)
+  with c.unlocked():
+    c.run.member_mode = mode
+  both = _teacher(c, tmp_path / "we")
   alone = []
   for i in range(2):
     c = tiny_config(tmp_path / f"a{i}")

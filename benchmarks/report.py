@@ -1,0 +1,70 @@
+"""The benchmark's machine record, printed lines, JSON and markdown table."""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+from pathlib import Path
+
+import flax
+import jax
+import optax
+import torch
+
+
+def _cpu_model() -> str:
+  try:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+      if line.startswith("model name"):
+        return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or "unknown"
+
+
+def machine(args) -> dict:
+  return dict(
+      date_utc=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+      cpu=_cpu_model(), cores=os.cpu_count(), backend=jax.default_backend(),
+      devices=[str(d) for d in jax.devices()], python=platform.python_version(),
+      jax=jax.__version__, flax=flax.__version__, optax=optax.__version__,
+      torch=torch.__version__, torch_threads=torch.get_num_threads(),
+      loadavg_start=os.getloadavg(), args=vars(args))
+
+
+def header(meta: dict) -> str:
+  return (f"{meta['date_utc']} UTC | {meta['cpu']} ({meta['cores']} cores) | jax "
+          f"{meta['jax']} ({meta['backend']}) | torch {meta['torch']} | load average "
+          f"{meta['loadavg_start'][0]:.2f}")
+
+
+def line(row: dict) -> str:
+  return (f"{row['label']:<52} {row['mode']:>6}  kd_jax {row['jax_img_s']:8.1f} img/s  "
+          f"torch {row['torch_img_s']:8.1f} img/s  ratio {row['ratio']:.2f}  "
+          f"(load {row['loadavg'][0]:.1f})")
+
+
+def markdown(meta: dict, rows: list[dict]) -> str:
+  out = [f"Measured {meta['date_utc']} UTC on {meta['cpu']}, {meta['cores']} cores "
+         f"({meta['backend']}); jax {meta['jax']}, flax {meta['flax']}, optax {meta['optax']}, "
+         f"torch {meta['torch']} ({meta['torch_threads']} threads). Load average "
+         f"{meta['loadavg_start'][0]:.2f} at the start, {meta['loadavg_end'][0]:.2f} at the end "
+         "(the cores were shared with other jobs). Medians of "
+         f"{meta['args']['repeats']} interleaved repeats of {meta['args']['steps']} steps, "
+         f"batch {meta['args']['batch']}.", "",
+         "| setting | member_mode | params/member | kd_jax img/s | PyTorch img/s | ratio |",
+         "|---|---|---|---|---|---|"]
+  for r in rows:
+    out.append(f"| {r['label']} | {r['mode']} | {r['params']:,} | {r['jax_img_s']:,.1f} | "
+               f"{r['torch_img_s']:,.1f} | {r['ratio']:.2f} |")
+  return "\n".join(out) + "\n"
+
+
+def write(out_dir: str, stem: str, meta: dict, rows: list[dict]) -> list[Path]:
+  d = Path(out_dir)
+  d.mkdir(parents=True, exist_ok=True)
+  j, m = d / f"{stem}.json", d / f"{stem}.md"
+  j.write_text(json.dumps({"machine": meta, "rows": rows}, indent=2) + "\n")
+  m.write_text(markdown(meta, rows))
+  return [j, m]

@@ -1,0 +1,104 @@
+"""kd_jax vs a plain PyTorch reference of the same steps, in one process, interleaved.
+
+    python -m benchmarks.run                      # every row, results under benchmarks/results/
+    python -m benchmarks.run --rows=lenet5,pr20 --repeats=5 --modes=auto,vmap
+
+Each row builds both sides (parameter counts must match), warms both up (kd_jax compiles),
+then times them alternately ``--repeats`` times and reports medians: on a machine whose cores
+other jobs share, alternating spreads the noise over both sides. ``--modes`` measures kd_jax
+under several ``run.member_mode`` values (rows with more than one member only).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+from benchmarks import jax_side, report, torch_side
+
+CIFAR, MNIST = ((32, 32, 3), 100), ((28, 28, 1), 10)
+#: name → (kind, model, (input shape, classes), members, crop + hflip, label)
+ROWS = {
+    "lenet5": ("distill", "lenet5", MNIST, 1, False, "LeNet-5 distill, 28×28 (no augmentation)"),
+    "pr20": ("distill", "preresnet20", CIFAR, 1, True, "PreResNet-20 distill, m = 1"),
+    "pr56": ("distill", "preresnet56", CIFAR, 1, True, "PreResNet-56 distill, m = 1"),
+    "pr56x5": ("distill", "preresnet56", CIFAR, 5, True,
+               "5×PreResNet-56 → PreResNet-56 distill (main setting)"),
+    "teacher_pr20x5": ("teacher", "preresnet20", CIFAR, 5, True,
+                       "teacher training, 5×PreResNet-20"),
+    "teacher_pr56": ("teacher", "preresnet56", CIFAR, 1, True, "teacher training, PreResNet-56"),
+    "eval_pr56x5": ("eval", "preresnet56", CIFAR, 5, False, "evaluation, 5×PreResNet-56"),
+}
+
+
+def timed(fn: Callable[[], None]) -> float:
+  t0 = time.perf_counter()
+  fn()
+  return time.perf_counter() - t0
+
+
+def measure_row(name: str, batch: int, steps: int, repeats: int, modes: list[str]) -> list[dict]:
+  kind, model, (shape, classes), members, augment, label = ROWS[name]
+  ref = torch_side.CASES[kind](model, classes, shape, batch, steps, members, augment)
+  ref.run()  # warm-up
+  out = []
+  for mode in (modes if members > 1 else modes[:1]):
+    t0 = time.perf_counter()
+    case = jax_side.CASES[kind](model, classes, shape, batch, steps, members, augment, mode)
+    if case.params != ref.params:
+      raise SystemExit(f"{name}: kd_jax has {case.params} parameters per member, the PyTorch "
+                       f"reference {ref.params}: not the same architecture")
+    case.run()  # compiles
+    build_s = time.perf_counter() - t0
+    jt, tt = [], []
+    for r in range(repeats):  # alternate which side goes first
+      pair = (case.run, ref.run) if r % 2 == 0 else (ref.run, case.run)
+      a, b = timed(pair[0]), timed(pair[1])
+      jt.append(a if r % 2 == 0 else b)
+      tt.append(b if r % 2 == 0 else a)
+    images = batch * steps * (members if kind == "teacher" else 1)
+    row = dict(row=name, label=label, kind=kind, model=model, members=members, mode=mode,
+               batch=batch, steps=steps, params=case.params,
+               jax_img_s=images / statistics.median(jt), torch_img_s=images / statistics.median(tt),
+               jax_s=jt, torch_s=tt, jax_build_s=build_s, loadavg=os.getloadavg())
+    row["ratio"] = row["jax_img_s"] / row["torch_img_s"]
+    print(report.line(row), flush=True)
+    out.append(row)
+  return out
+
+
+def main(argv: list[str] | None = None) -> None:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--rows", default=",".join(ROWS), help=f"comma list of: {', '.join(ROWS)}")
+  p.add_argument("--batch", type=int, default=128)
+  p.add_argument("--steps", type=int, default=2, help="steps per timed call (one epoch)")
+  p.add_argument("--repeats", type=int, default=3)
+  p.add_argument("--modes", default="auto", help="kd_jax run.member_mode values, comma list")
+  p.add_argument("--out", default="benchmarks/results", help="'' = print only")
+  p.add_argument("--torch_threads", type=int, default=1,
+                 help="PyTorch intra-op threads (0 = one per core); see benchmarks/README.md")
+  p.add_argument("--name", default="", help="file stem of the results (default: the backend)")
+  a = p.parse_args(argv)
+  rows = [r for r in a.rows.split(",") if r]
+  unknown = [r for r in rows if r not in ROWS]
+  if unknown:
+    raise SystemExit(f"error: unknown rows {unknown}; choose from: {', '.join(ROWS)}")
+  torch.set_num_threads(a.torch_threads or os.cpu_count() or 1)
+  meta = report.machine(a)
+  print(report.header(meta), flush=True)
+  results, paths = [], []
+  for name in rows:  # results are written after every row, so a stopped run keeps its rows
+    results += measure_row(name, a.batch, a.steps, a.repeats, a.modes.split(","))
+    meta["loadavg_end"] = os.getloadavg()
+    if a.out:
+      paths = report.write(a.out, a.name or meta["backend"], meta, results)
+  for path in paths:
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,80 @@
+"""The benchmark stays runnable: both sides build the same architectures and take a step.
+
+No timing is asserted (timings depend on the machine and its load); ``-m bench`` runs the whole
+command at toy size.
+"""
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the benchmark needs the bench extra (PyTorch)")
+
+from benchmarks import jax_side, run, torch_ref, torch_side  # noqa: E402
+from kd_jax import trainer  # noqa: E402
+
+SHAPES = {"lenet5": ((28, 28, 1), 10), "preresnet20": ((32, 32, 3), 100),
+          "preresnet56": ((32, 32, 3), 100)}
+
+
+def _param_count_by_hand(name: str, classes: int) -> int:
+  """Independent counts from the layer shapes (conv k·k·cin·cout, BN 2c, dense in·out + out)."""
+  if name == "lenet5":
+    return (25 * 6 + 6) + (25 * 6 * 16 + 16) + (400 * 120 + 120) + (120 * 84 + 84) + (84 * 10 + 10)
+  bottleneck, n = (True, 6) if name == "preresnet56" else (False, 3)
+  total, cin = 9 * 3 * 16, 16
+  for planes, stride in zip((16, 32, 64), (1, 2, 2)):
+    for b in range(n):
+      s = stride if b == 0 else 1
+      if bottleneck:
+        out = 4 * planes
+        total += (2 * cin + cin * planes + 2 * planes + 9 * planes * planes + 2 * planes
+                  + planes * out)
+      else:
+        out = planes
+        total += 2 * cin + 9 * cin * planes + 2 * planes + 9 * planes * planes
+      total += cin * out if (s != 1 or cin != out) else 0
+      cin = out
+  return total + 2 * cin + cin * classes + classes
+
+
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_both_sides_have_the_same_parameter_count(name):
+  shape, classes = SHAPES[name]
+  net = jax_side.build_model(name, classes)
+  shapes = jax.eval_shape(lambda: net.init(jax.random.key(0), jnp.zeros((1,) + shape)))
+  ours = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes["params"]))
+  assert ours == torch_ref.param_count(torch_ref.build(name, classes)) == \
+      _param_count_by_hand(name, classes)
+
+
+def test_one_distill_step_runs_on_both_sides_donated_and_without_host_callbacks():
+  shape, classes = SHAPES["lenet5"]
+  case = jax_side.distill_case("lenet5", classes, shape, 8, 1, 2, True, "auto")
+  ref = torch_side.distill_case("lenet5", classes, shape, 8, 1, 2, True)
+  assert case.params == ref.params
+  box = case.box
+  phase, mesh, old = box["phase"], box["mesh"], box["state"]
+  feed = next(phase.pipeline.epoch_feeds(0, phase.stream, 1, 0, 8, 1))
+  fn = trainer._chunk_fn(phase.spec, phase.stream, mesh, jax.tree.structure(feed))
+  text = fn.lower(old, phase.pipeline.resident(), feed, jnp.int32(0), jnp.int32(0),
+                  jnp.int32(0), phase.teacher_vars).as_text()
+  assert "callback" not in text  # no host round trip hidden in the step
+  case.run()
+  assert all(leaf.is_deleted() for leaf in jax.tree.leaves(old.params))  # donated, not copied
+  assert int(box["state"].step[0]) == 1
+  ref.run()
+
+
+@pytest.mark.bench
+def test_benchmark_command_runs_at_toy_size(tmp_path):
+  run.main(["--rows=lenet5", "--batch=8", "--steps=1", "--repeats=2", f"--out={tmp_path}",
+            "--name=toy"])
+  rows = json.loads((tmp_path / "toy.json").read_text())["rows"]
+  assert [(r["row"], r["mode"], len(r["jax_s"])) for r in rows] == [("lenet5", "auto", 2)]
+  assert all(r["jax_img_s"] > 0 and r["torch_img_s"] > 0 for r in rows)
+  assert "| setting |" in (tmp_path / "toy.md").read_text()
