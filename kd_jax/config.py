@@ -48,85 +48,111 @@ def model_config(name: str, **options: Any) -> ConfigDict:
   return ConfigDict(dict(name=name, **options))
 
 
+def data_config() -> ConfigDict:
+  """Where the examples come from and how they are split (kd_jax/data/)."""
+  return ConfigDict(dict(
+    source="mnist_embedded",  # mnist_embedded | tfds | image_folder; text: tfds_text |
+                              # text_folder | rotten_tomatoes
+    pipeline="device",        # device (split resident on the devices) | streamed (grain, host)
+    name="",                  # tfds name
+    path="",                  # image folder or tar
+    data_dir="",              # tfds data_dir
+    cache_dir="",             # decoded image-folder cache ('' = ~/.cache/kd_jax)
+    split_seed=0,
+    test_size=1000,           # sources without a test split: stratified test carved from train
+    teacher_pool="train",     # train | d0
+    teacher_subset=0,         # stratified subset of the teacher pool; 0 = all
+    distill_pool="rest",      # rest | teacher | train | d0 | d1
+    distill_subset=0,         # stratified subset of the distill pool; 0 = all
+    max_test=0,               # stratified subset of test; 0 = all
+    normalization="unit_cube",  # unit_cube | zscore
+    emnist_transposed=False,  # tfds emnist (also as data.ood) as the official code fed it: H↔W
+    ood=ConfigDict(dict(source="", name="", path="", num=0)),
+    text=ConfigDict(dict(max_len=100, min_freq=10)),  # text sources: tokens kept, vocab cut
+  ))
+
+
+def teacher_config() -> ConfigDict:
+  """The teacher ensemble and its training recipe (kd_jax/teachers.py)."""
+  return ConfigDict(dict(
+    model=model_config("lenet5"),
+    ensemble_size=1,
+    seed=0,
+    epochs=100,
+    batch_size=128,
+    optim=optim_config(),
+    augment="",
+    eval_every=10,           # epochs between test evaluations
+    evals=("test", "members", "running"),  # kd_jax/evaluators.py TEACHER_EVALS
+    store="",                # teacher store folder ('' = <workdir>/teachers); shared across runs
+  ))
+
+
+def distill_config() -> ConfigDict:
+  """The student, its loss, recipe and initialization (kd_jax/student.py)."""
+  return ConfigDict(dict(
+    model=model_config("lenet5"),
+    teacher_members=0,       # use the first k members of the teacher ensemble; 0 = all
+    epochs=100,
+    batch_size=128,
+    optim=optim_config(lr=0.05, nesterov=True, lr_min=1e-6),
+    augment="",
+    temperature=4.0,
+    alpha=0.0,
+    loss="kd",               # kd | kl
+    eval_every=10,
+    evals=("test", "train", "train_aug", "running"),  # kd_jax/evaluators.py DISTILL_EVALS
+    train_eval_size=0,       # distillation images used for train agreement; 0 = all
+    init=ConfigDict(dict(
+        mode="random",       # random | interpolate | teacher_initial
+        lam=0.0,             # θ = λ·θ_teacher + (1-λ)·θ_random
+        member=0,            # which teacher member to start from
+        refresh_bn=True,     # train-mode pass over the distillation data after interpolating
+        scale_lr=True,       # lr·(1-λ), floored at optim.lr_min (interpolate mode)
+    )),
+  ))
+
+
+def run_config() -> ConfigDict:
+  """How a run executes: devices, compilation, checkpoints, logging."""
+  return ConfigDict(dict(
+    num_devices=0,           # 0 = all local devices
+    steps_per_call=1,        # steps fused in one jitted lax.scan (1 on CPU; 10-100 on GPU/TPU)
+    checkpoint_every=5,      # epochs between student checkpoints
+    log_every=1,             # epochs between progress lines
+    eval_batch_size=1000,
+    dtype="float32",         # compute dtype: float32 | bfloat16
+    member_mode="auto",      # how stacked ensemble members run: auto | vmap | unroll | map
+    tensorboard=True,
+  ))
+
+
+def analysis_config() -> ConfigDict:
+  """Post-training instruments (kd_jax/analysis.py)."""
+  return ConfigDict(dict(
+    cka=False,               # CKA between teacher and student stage outputs (Table 1)
+    cka_kernel="linear",     # linear | rbf (standard CKA) | official (the paper's Table 1 computation)
+    cka_examples=1000,       # test images used
+    plane=False,             # loss/agreement plane through teacher, student init, final (Fig 6c)
+    plane_points=21,         # grid points per axis
+    plane_margin=0.3,        # grid margin around the three anchors (fraction of their extent)
+    plane_examples=1000,     # distillation images the plane is evaluated on
+    plane_chunk=8,           # grid points evaluated together (vmapped)
+    line=False,              # loss/agreement on the straight path final student → teacher
+    line_points=21,          # points on that path (on plane_examples distillation images)
+  ))
+
+
 def base_config() -> ConfigDict:
+  """Every key the code reads, with its default; figure configs change values, never keys."""
   c = ConfigDict()
   c.name = "experiment"
   c.seed = 0  # student seed: one trial of an arm
-  c.data = ConfigDict(dict(
-      source="mnist_embedded",  # mnist_embedded | tfds | image_folder; text: tfds_text |
-                                # text_folder | rotten_tomatoes
-      pipeline="device",        # device (split resident on the devices) | streamed (grain, host)
-      name="",                  # tfds name
-      path="",                  # image folder or tar
-      data_dir="",              # tfds data_dir
-      cache_dir="",             # decoded image-folder cache ('' = ~/.cache/kd_jax)
-      split_seed=0,
-      test_size=1000,           # sources without a test split: stratified test carved from train
-      teacher_pool="train",     # train | d0
-      teacher_subset=0,         # stratified subset of the teacher pool; 0 = all
-      distill_pool="rest",      # rest | teacher | train | d0 | d1
-      distill_subset=0,         # stratified subset of the distill pool; 0 = all
-      max_test=0,               # stratified subset of test; 0 = all
-      normalization="unit_cube",  # unit_cube | zscore
-      emnist_transposed=False,  # tfds emnist (also as data.ood) as the official code fed it: H↔W
-      ood=ConfigDict(dict(source="", name="", path="", num=0)),
-      text=ConfigDict(dict(max_len=100, min_freq=10)),  # text sources: tokens kept, vocab cut
-  ))
-  c.teacher = ConfigDict(dict(
-      model=model_config("lenet5"),
-      ensemble_size=1,
-      seed=0,
-      epochs=100,
-      batch_size=128,
-      optim=optim_config(),
-      augment="",
-      eval_every=10,           # epochs between test evaluations
-      evals=("test", "members", "running"),  # kd_jax/evaluators.py TEACHER_EVALS
-      store="",                # teacher store folder ('' = <workdir>/teachers); shared across runs
-  ))
-  c.distill = ConfigDict(dict(
-      model=model_config("lenet5"),
-      teacher_members=0,       # use the first k members of the teacher ensemble; 0 = all
-      epochs=100,
-      batch_size=128,
-      optim=optim_config(lr=0.05, nesterov=True, lr_min=1e-6),
-      augment="",
-      temperature=4.0,
-      alpha=0.0,
-      loss="kd",               # kd | kl
-      eval_every=10,
-      evals=("test", "train", "train_aug", "running"),  # kd_jax/evaluators.py DISTILL_EVALS
-      train_eval_size=0,       # distillation images used for train agreement; 0 = all
-      init=ConfigDict(dict(
-          mode="random",       # random | interpolate | teacher_initial
-          lam=0.0,             # θ = λ·θ_teacher + (1-λ)·θ_random
-          member=0,            # which teacher member to start from
-          refresh_bn=True,     # train-mode pass over the distillation data after interpolating
-          scale_lr=True,       # lr·(1-λ), floored at optim.lr_min (interpolate mode)
-      )),
-  ))
-  c.run = ConfigDict(dict(
-      num_devices=0,           # 0 = all local devices
-      steps_per_call=1,        # steps fused in one jitted lax.scan (1 on CPU; 10-100 on GPU/TPU)
-      checkpoint_every=5,      # epochs between student checkpoints
-      log_every=1,             # epochs between progress lines
-      eval_batch_size=1000,
-      dtype="float32",         # compute dtype: float32 | bfloat16
-      member_mode="auto",      # how stacked ensemble members run: auto | vmap | unroll | map
-      tensorboard=True,
-  ))
-  c.analysis = ConfigDict(dict(
-      cka=False,               # CKA between teacher and student stage outputs (Table 1)
-      cka_kernel="linear",     # linear | rbf (standard CKA) | official (the paper's Table 1 computation)
-      cka_examples=1000,       # test images used
-      plane=False,             # loss/agreement plane through teacher, student init, final (Fig 6c)
-      plane_points=21,         # grid points per axis
-      plane_margin=0.3,        # grid margin around the three anchors (fraction of their extent)
-      plane_examples=1000,     # distillation images the plane is evaluated on
-      plane_chunk=8,           # grid points evaluated together (vmapped)
-      line=False,              # loss/agreement on the straight path final student → teacher
-      line_points=21,          # points on that path (on plane_examples distillation images)
-  ))
+  c.data = data_config()
+  c.teacher = teacher_config()
+  c.distill = distill_config()
+  c.run = run_config()
+  c.analysis = analysis_config()
   return c
 
 
