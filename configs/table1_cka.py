@@ -52,11 +52,5 @@ def _figure(arg: str = ""):
   return c, s
 
 
-def get_config(arg: str = ""):
-  """The base trial config; each arm of get_sweep overrides some of its keys."""
-  return _figure(arg)[0]
-
-
-def get_sweep(arg: str = ""):
-  """Arms, seeds, plot and paper values for kd_jax.sweep."""
-  return _figure(arg)[1]
+# get_config(arg): the base trial (each arm overrides some keys); get_sweep(arg): the figure.
+get_config, get_sweep = recipes.entry_points(_figure)

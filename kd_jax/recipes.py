@@ -152,6 +152,21 @@ def figure_sweep(arg: str) -> ConfigDict:
   return s
 
 
+def entry_points(figure):
+  """``get_config`` and ``get_sweep`` of a figure file from its ``figure(arg) -> (config,
+  sweep)``: the trial and the sweep around it come from one function, so they never disagree."""
+
+  def get_config(arg: str = ""):
+    """The base trial config; each arm of get_sweep overrides some of its keys."""
+    return figure(arg)[0]
+
+  def get_sweep(arg: str = ""):
+    """Arms, seeds, plot and paper values for kd_jax.sweep."""
+    return figure(arg)[1]
+
+  return get_config, get_sweep
+
+
 def check_variant(arg: str, config_file: str, variants: tuple[str, ...] = ("", "mini")) -> str:
   """Returns ``arg`` if it names a variant of ``config_file``; raises ValueError otherwise."""
   if arg not in variants:
