@@ -11,6 +11,9 @@ images, `train_aug/*` eval mode as augmented; docs/paper.md's λ = 0 numbers equ
 As in the official code the learning rate is scaled by (1−λ), floored at the schedule minimum.
 docs/paper.md: a sharp change between λ = 0.25 and 0.375.
 
+`mid`: the optimization study's CPU setting (kd_jax.recipes.mid_optimization: a ~70% LayerNorm
+PreResNet-8 teacher on all of CIFAR-10, students distilled 20 epochs on 5,000 of its images), 3 seeds.
+
 `mini`: the fig6 mini setting (CIFAR-10 JPEGs, LayerNorm PreResNet-8 at quarter width, 1,000
 images) distilled 10 epochs, so λ = 0 is the mini's sgd_1k arm of configs/fig6_optimization.py
 (its 3-epoch "300" arm leaves a random start too little time to fit).
@@ -25,8 +28,13 @@ PAPER = ((0.0, 78.96, 0.497), (0.25, 80.39, 0.433), (0.375, 97.55, 0.014), (0.5,
 def _figure(arg: str = ""):
   """(trial config, sweep) of this figure for a variant."""
   s = recipes.figure_sweep(arg)
-  recipes.check_variant(arg, "configs/fig6_init.py")
-  if arg == "mini":
+  recipes.check_variant(arg, "configs/fig6_init.py", ("", "mini", "mid"))
+  if arg == "mid":
+    c = recipes.paper_optimization("fig6_init_mid")
+    recipes.mid_optimization(c)
+    s.seeds = recipes.PAPER_SEEDS
+    s.title = "Fig 6b mid: interpolated initialization (LayerNorm PreResNet-8, CIFAR-10 50k)"
+  elif arg == "mini":
     c = recipes.paper_optimization("fig6_init_mini")
     recipes.mini_optimization(c, distill_epochs=10)
     s.seeds = (0,)
@@ -43,7 +51,7 @@ def _figure(arg: str = ""):
   s.metrics = ("running/agreement", "running/kl", "train/agreement", "test/agreement")
   s.paper = tuple((f"lam_{lam:g}", {"running/agreement": agree, "running/kl": kl})
                         for lam, agree, kl in PAPER)
-  if arg == "mini":
+  if arg in ("mini", "mid"):
     s.paper_dataset = recipes.PAPER_DATASET  # the mini trains on CIFAR-10: order, not level
   return c, s
 

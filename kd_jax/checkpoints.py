@@ -31,12 +31,18 @@ def _abstract(tree: Any) -> Any:
 class Checkpointer:
   """A thin orbax CheckpointManager keyed by completed epochs."""
 
-  def __init__(self, directory: os.PathLike | str, max_to_keep: int = 2):
+  def __init__(self, directory: os.PathLike | str, max_to_keep: int = 2, keep_every: int = 0):
+    """``keep_every`` > 0 also keeps every checkpoint whose epoch it divides (a trajectory,
+    e.g. a teacher's path for route-constrained distillation), beyond the last ``max_to_keep``."""
     self.directory = Path(directory).absolute()
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                             keep_period=keep_every or None,
                                              enable_async_checkpointing=False))
+
+  def all_steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
 
   def latest(self) -> Optional[int]:
     return self._manager.latest_step()

@@ -85,6 +85,8 @@ def teacher_config() -> ConfigDict:
     eval_every=10,           # epochs between test evaluations
     evals=("test", "members", "running"),  # kd_jax/evaluators.py TEACHER_EVALS
     store="",                # teacher store folder ('' = <workdir>/teachers); shared across runs
+    keep_every=0,            # keep the checkpoint of every k-th epoch (the teacher's trajectory,
+                             # read by distill.trajectory); 0 = only the latest
   ))
 
 
@@ -99,7 +101,7 @@ def distill_config() -> ConfigDict:
     augment="",
     temperature=4.0,
     alpha=0.0,
-    loss="kd",               # kd | kl
+    loss="kd",               # kd | kl | reverse_kl | symmetric_kl | logit_mse | brier (losses.py)
     eval_every=10,
     evals=("test", "train", "train_aug", "running"),  # kd_jax/evaluators.py DISTILL_EVALS
     train_eval_size=0,       # distillation images used for train agreement; 0 = all
@@ -188,6 +190,7 @@ def teacher_key(config: ConfigDict) -> str:
   teacher.pop("eval_every")
   teacher.pop("evals")
   teacher.pop("store")
+  teacher.pop("keep_every")   # what is kept along the way, not what is trained
   ident = dict(
       data={k: d[k] for k in ("source", "name", "path", "data_dir", "split_seed", "test_size",
                               "teacher_pool", "teacher_subset", "normalization",

@@ -98,6 +98,50 @@ def kl_loss(student_logits: jnp.ndarray, teacher_logprobs: jnp.ndarray,
   return (t * t) * _xlogy_rows(p_t, log_p - log_q)
 
 
+@DISTILL_LOSSES.register("reverse_kl")
+def reverse_kl_loss(student_logits: jnp.ndarray, teacher_logprobs: jnp.ndarray,
+                    temperature: float | jnp.ndarray) -> jnp.ndarray:
+  """τ²·KL(p_s^τ ‖ p_t^τ): mode-seeking, so the student may drop classes the teacher spreads
+  mass over instead of covering them (one of the optimization study's objectives)."""
+  _maybe_check(temperature, check_temperature)
+  t, _, log_p, log_q = _tempered(student_logits, teacher_logprobs, temperature)
+  return (t * t) * _xlogy_rows(jnp.exp(log_q), log_q - log_p)
+
+
+@DISTILL_LOSSES.register("symmetric_kl")
+def symmetric_kl_loss(student_logits: jnp.ndarray, teacher_logprobs: jnp.ndarray,
+                      temperature: float | jnp.ndarray) -> jnp.ndarray:
+  """τ²·(KL(p_t‖p_s) + KL(p_s‖p_t)), the sum as in the official code's SymmetrizedKLLoss."""
+  return (kl_loss(student_logits, teacher_logprobs, temperature)
+          + reverse_kl_loss(student_logits, teacher_logprobs, temperature))
+
+
+@DISTILL_LOSSES.register("logit_mse")
+def logit_mse_loss(student_logits: jnp.ndarray, teacher_logprobs: jnp.ndarray,
+                   temperature: float | jnp.ndarray) -> jnp.ndarray:
+  """Mean over classes of the squared difference of *centered* logits (τ is not used).
+
+  Logit matching (the τ → ∞ limit of KD, up to scale). The teacher provides log-probabilities,
+  which are its logits minus a per-example constant; centering both sides over the classes
+  removes that constant, so the loss is 0 exactly when the two softmaxes agree.
+  """
+  del temperature
+  zs = jnp.asarray(student_logits, jnp.float32)
+  zt = jnp.asarray(teacher_logprobs, jnp.float32)
+  diff = (zs - zs.mean(-1, keepdims=True)) - (zt - zt.mean(-1, keepdims=True))
+  return jnp.mean(diff * diff, axis=-1)
+
+
+@DISTILL_LOSSES.register("brier")
+def brier_loss(student_logits: jnp.ndarray, teacher_logprobs: jnp.ndarray,
+               temperature: float | jnp.ndarray) -> jnp.ndarray:
+  """Mean over classes of (p_s^τ − p_t^τ)², the official code's BrierLoss (no τ² factor)."""
+  _maybe_check(temperature, check_temperature)
+  _, p_t, _, log_q = _tempered(student_logits, teacher_logprobs, temperature)
+  d = jnp.exp(log_q) - p_t
+  return jnp.mean(d * d, axis=-1)
+
+
 def distill_loss(student_logits: jnp.ndarray, teacher_logprobs: jnp.ndarray,
                  labels: Optional[jnp.ndarray], is_real: Optional[jnp.ndarray],
                  temperature: float | jnp.ndarray, alpha: float | jnp.ndarray,

@@ -102,7 +102,7 @@ def _train(config: ConfigDict, workdir: Path, data: ExperimentData, mesh: Mesh,
                 batch_size=t.batch_size, seed=t.seed, stream=steps.TEACHER_STREAM,
                 checkpoint_dir=entry / "ckpt", checkpoint_every=config.run.checkpoint_every,
                 log_every=config.run.log_every, steps_per_call=config.run.steps_per_call,
-                eval_every=t.eval_every, evaluate=evaluate)
+                eval_every=t.eval_every, evaluate=evaluate, keep_every=t.keep_every)
   state = parallel.replicate(modeling.make_state(initial, tx), mesh)
   print(f"[teacher] training {members} × {t.model.name} on {data.teacher.size} examples "
         f"for {t.epochs} epochs → {entry}", flush=True)

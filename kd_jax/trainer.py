@@ -48,6 +48,7 @@ class Phase:
   eval_every: int
   evaluate: Evaluate
   teacher_vars: Any = None
+  keep_every: int = 0      # also keep every checkpoint at a multiple of this epoch (trajectory)
 
 
 @functools.lru_cache(maxsize=32)
@@ -113,7 +114,7 @@ def fit(phase: Phase, state: steps.TrainState, mesh: Mesh, writer: report.Metric
   members = ensemble.num_members(state.params)
   ckpt, done, last_saved = None, 0, 0
   try:
-    ckpt = checkpoints.Checkpointer(phase.checkpoint_dir)
+    ckpt = checkpoints.Checkpointer(phase.checkpoint_dir, keep_every=phase.keep_every)
     start = done = last_saved = ckpt.latest() or 0
     if start:
       state = ckpt.restore(start, state)
@@ -136,7 +137,8 @@ def fit(phase: Phase, state: steps.TrainState, mesh: Mesh, writer: report.Metric
       writer.write(phase.name, done, {"running": run_stats, **evals})
       if done % phase.log_every == 0 or done == phase.epochs or done == start + 1:
         progress.log(epoch, _shown(run_stats, evals))
-      if done % phase.checkpoint_every == 0 or done == phase.epochs:
+      keep = phase.keep_every and done % phase.keep_every == 0
+      if done % phase.checkpoint_every == 0 or done == phase.epochs or keep:
         ckpt.save(done, state)
         last_saved = done
         if hook is not None:

@@ -161,3 +161,97 @@ def test_good_values_pass_and_registry():
   zs, zt, y = _data(extreme=False)
   with pytest.raises(ConfigError, match="distill.loss.*kd"):
     losses.distill_loss(zs, zt, y, None, 4.0, 0.0, kind="mse_typo")
+
+
+# ---------------------------------------------------------------- the optimization study's objectives
+
+def np_reverse_kl(zs, zt, tau):
+  logp = np_log_softmax(np.asarray(zt, np.float64) / tau)
+  logq = np_log_softmax(np.asarray(zs, np.float64) / tau)
+  return tau**2 * (np.exp(logq) * (logq - logp)).sum(-1)
+
+
+def np_logit_mse(zs, zt):
+  zs, zt = np.asarray(zs, np.float64), np.asarray(zt, np.float64)
+  d = (zs - zs.mean(-1, keepdims=True)) - (zt - zt.mean(-1, keepdims=True))
+  return (d ** 2).mean(-1)
+
+
+def np_brier(zs, zt, tau):
+  p = np.exp(np_log_softmax(np.asarray(zt, np.float64) / tau))
+  q = np.exp(np_log_softmax(np.asarray(zs, np.float64) / tau))
+  return ((q - p) ** 2).mean(-1)
+
+
+NEW_LOSSES = {
+    "reverse_kl": np_reverse_kl,
+    "symmetric_kl": lambda zs, zt, tau: np_kl(zs, zt, tau) + np_reverse_kl(zs, zt, tau),
+    "logit_mse": lambda zs, zt, tau: np_logit_mse(zs, zt),
+    "brier": np_brier,
+}
+
+
+def _logits(seed: int, b: int = 6, c: int = 7, scale: float = 3.0):
+  rng = np.random.default_rng(seed)
+  return (rng.normal(size=(b, c)) * scale).astype(np.float32), \
+         (rng.normal(size=(b, c)) * scale).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", sorted(NEW_LOSSES))
+@pytest.mark.parametrize("tau", [1.0, 4.0])
+def test_new_losses_match_numpy(kind, tau):
+  zs, zt = _logits(1)
+  teacher_logprobs = np_log_softmax(zt).astype(np.float32)   # what the step passes
+  got = np.asarray(losses.DISTILL_LOSSES.get(kind)(jnp.asarray(zs), jnp.asarray(teacher_logprobs),
+                                                   tau))
+  want = NEW_LOSSES[kind](zs, teacher_logprobs, tau)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", sorted(NEW_LOSSES))
+def test_new_losses_zero_at_a_match_and_positive_elsewhere(kind):
+  zs, zt = _logits(2)
+  lp = np_log_softmax(zt).astype(np.float32)
+  fn = losses.DISTILL_LOSSES.get(kind)
+  # The student's logits equal the teacher's up to a per-row shift: the same softmax.
+  same = fn(jnp.asarray(zt + 5.0), jnp.asarray(lp), 4.0)
+  np.testing.assert_allclose(np.asarray(same), 0.0, atol=1e-5)
+  assert np.all(np.asarray(fn(jnp.asarray(zs), jnp.asarray(lp), 4.0)) > 1e-4)
+
+
+def _np_softmax(z):
+  return np.exp(np_log_softmax(z))
+
+
+def grad_closed_form(kind, zs, lp, tau):
+  """d loss / d student logits, derived by hand (per example, rows independent)."""
+  zs, lp = np.asarray(zs, np.float64), np.asarray(lp, np.float64)
+  q, p = _np_softmax(zs / tau), _np_softmax(lp / tau)
+  log_q, log_p = np.log(q), np.log(p)
+  forward = tau * (q - p)                                       # τ²·KL(p‖q): τ(q − p)
+  rkl = (q * (log_q - log_p)).sum(-1, keepdims=True)
+  reverse = tau * q * ((log_q - log_p) - rkl)                   # τ²·KL(q‖p)
+  c = zs.shape[-1]
+  if kind == "reverse_kl":
+    return reverse
+  if kind == "symmetric_kl":
+    return forward + reverse
+  if kind == "logit_mse":
+    d = (zs - zs.mean(-1, keepdims=True)) - (lp - lp.mean(-1, keepdims=True))
+    return 2.0 / c * d                                          # centered d sums to 0
+  if kind == "brier":
+    d = q - p
+    # d/dz_k mean_j (q_j − p_j)² = (2/C)/τ · q_k (d_k − Σ_j q_j d_j)
+    return 2.0 / (c * tau) * q * (d - (q * d).sum(-1, keepdims=True))
+  raise KeyError(kind)
+
+
+@pytest.mark.parametrize("kind", sorted(NEW_LOSSES))
+@pytest.mark.parametrize("tau", [1.0, 3.0])
+def test_new_losses_gradient_closed_form(kind, tau):
+  zs, zt = _logits(3, scale=2.0)
+  lp = np_log_softmax(zt).astype(np.float32)
+  fn = losses.DISTILL_LOSSES.get(kind)
+  got = jax.grad(lambda z: fn(z, jnp.asarray(lp), tau).sum())(jnp.asarray(zs))
+  np.testing.assert_allclose(np.asarray(got), grad_closed_form(kind, zs, lp, tau),
+                             rtol=1e-3, atol=1e-5)
