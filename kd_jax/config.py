@@ -106,11 +106,18 @@ def distill_config() -> ConfigDict:
     evals=("test", "train", "train_aug", "running"),  # kd_jax/evaluators.py DISTILL_EVALS
     train_eval_size=0,       # distillation images used for train agreement; 0 = all
     init=ConfigDict(dict(
-        mode="random",       # random | interpolate | teacher_initial
+        mode="random",       # random | interpolate | teacher_initial | anneal (remedies.py)
         lam=0.0,             # θ = λ·θ_teacher + (1-λ)·θ_random
         member=0,            # which teacher member to start from
         refresh_bn=True,     # train-mode pass over the distillation data after interpolating
         scale_lr=True,       # lr·(1-λ), floored at optim.lr_min (interpolate mode)
+        anneal_until=0.5,    # anneal mode: fraction of training at which λ reaches 0
+    )),
+    trajectory=0,            # k > 0: distil from k checkpoints along the teacher's training,
+                             # in order (needs teacher.keep_every); kd_jax/remedies.py
+    polish=ConfigDict(dict(  # after the run: full-batch second-order polish (0 epochs = none)
+        epochs=0,
+        optim=optim_config(name="lbfgs", lr=1.0, schedule="constant", lr_min=0.0),
     )),
   ))
 
@@ -210,7 +217,7 @@ def to_json(config: ConfigDict) -> str:
 def validate(config: ConfigDict) -> None:
   """Checks values that would otherwise fail late or silently; raises ConfigError."""
   # local imports: keep config importable without JAX work
-  from kd_jax import ensemble, evaluators, losses, optim
+  from kd_jax import ensemble, evaluators, losses, optim, remedies
   from kd_jax.data import augment
   from kd_jax.data.pipelines import PIPELINES
   from kd_jax.data.sources import SOURCES
@@ -243,9 +250,11 @@ def validate(config: ConfigDict) -> None:
   losses.check_temperature(config.distill.temperature)
   losses.check_alpha(config.distill.alpha)
   losses.DISTILL_LOSSES.check(config.distill.loss)
-  if config.distill.init.mode not in ("random", "interpolate", "teacher_initial"):
+  remedies.check(config.distill)
+  optim.check(config.distill.polish.optim, "distill.polish.optim")
+  if config.distill.init.mode not in ("random", "interpolate", "teacher_initial", "anneal"):
     raise ConfigError(f"distill.init.mode={config.distill.init.mode!r} is not known; choose one of: "
-                      "random, interpolate, teacher_initial")
+                      "random, interpolate, teacher_initial, anneal")
   if not 0.0 <= config.distill.init.lam <= 1.0:
     raise ConfigError(f"distill.init.lam={config.distill.init.lam} must be in [0, 1]")
   a = config.analysis

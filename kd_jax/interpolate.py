@@ -98,6 +98,13 @@ def interpolate(teacher: PyTree, random: PyTree, lam: float | jax.Array) -> PyTr
   return jax.tree_util.tree_unflatten(r_def, mixed)
 
 
+def blend(teacher: PyTree, random: PyTree, lam: jax.Array) -> PyTree:
+  """:func:`interpolate` for a λ traced inside a step (annealed interpolation): no host-side
+  checks, the same leaf rule (λ = 0 / 1 give either end bitwise)."""
+  lam_arr = jnp.asarray(lam, dtype=jnp.float32)
+  return jax.tree.map(lambda t, r: _mix_leaf(t, r, lam_arr), teacher, random)
+
+
 def scaled_lr(lr: float, lam: float, lr_min: float) -> float:
   """Learning rate for a student started at λ along the way to the final teacher.
 

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from kd_jax import ensemble, losses, metrics, parallel
+from kd_jax import ensemble, interpolate, losses, metrics, parallel
 from kd_jax.batch import Batch
 
 AXIS = parallel.AXIS
@@ -69,6 +69,9 @@ class StepSpec:
                                               # cross-device BatchNorm axis
   l2: float = 0.0                             # weight decay put in the loss (line search only)
   member_mode: str = "auto"                   # how stacked members run (ensemble.MEMBER_MODES)
+  anneal: Optional[Callable[[Array], Array]] = None  # step → λ: the student applied is
+                                              # λ·θ_anchor + (1−λ)·θ (remedies.anneal_spec);
+                                              # teacher_vars is then (ensemble, anchor params)
 
 
 def step_key(seed: Array, stream: int, member: Array, epoch: Array, step: Array) -> Array:
@@ -114,6 +117,9 @@ def train_step(state: TrainState, batch: Batch, key: Array, spec: StepSpec,
   """
   x, is_real = spec.prepare(batch, key)
   labels, mask = batch.labels, batch.mask
+  anchor = None
+  if spec.anneal is not None:
+    teacher_vars, anchor = teacher_vars
   if spec.line_search:
     # Every device fits the whole (gathered) batch itself: a line search branches on loss
     # values, and with no collective inside it every device takes the same branches (an
@@ -135,6 +141,8 @@ def train_step(state: TrainState, batch: Batch, key: Array, spec: StepSpec,
   has_bs = bool(jax.tree.leaves(state.batch_stats))
 
   def local_loss(params):
+    if anchor is not None:  # annealed interpolation: the student seen by the loss
+      params = interpolate.blend(anchor, params, spec.anneal(state.step))
     v = variables(params, state.batch_stats)
     if has_bs:
       logits, mut = spec.apply_fn(v, x, train=True, mutable=["batch_stats"], rngs=rngs)

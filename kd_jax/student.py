@@ -11,7 +11,8 @@ import jax.numpy as jnp
 from jax.sharding import Mesh
 from ml_collections import ConfigDict
 
-from kd_jax import ensemble, evaluators, interpolate, modeling, optim, parallel, report, steps
+from kd_jax import (ensemble, evaluators, interpolate, modeling, optim, parallel, remedies, report,
+                    steps)
 from kd_jax.data import pipelines
 from kd_jax.data.inputs import ExperimentData
 from kd_jax.errors import ConfigError
@@ -33,7 +34,7 @@ def student_init(config: ConfigDict, model, teacher: Teacher,
   d = config.distill
   random = modeling.init_variables(model, config.seed, steps.STUDENT_STREAM, 1, data.input_shape)
   lr = float(d.optim.lr)
-  if d.init.mode == "random":
+  if d.init.mode in ("random", remedies.ANNEAL_MODE):  # anneal: θ starts random, λ moves it
     return random, lr
   available = ensemble.num_members(teacher.final["params"])
   if d.init.member >= available:
@@ -78,6 +79,62 @@ def _optimizer(d: ConfigDict, data: ExperimentData, mesh: Mesh, lr: float):
   return tx, batch_size, line_search, float(d.optim.weight_decay) if line_search else 0.0
 
 
+def _stages(config: ConfigDict, teacher: Teacher, k: int, final_vars: Any,
+            mesh: Mesh) -> list[remedies.Stage]:
+  """The teachers the student distils from, in order: the final one, or checkpoints along the
+  teacher's training (``distill.trajectory``)."""
+  d = config.distill
+  stages = int(d.trajectory)
+  if not stages:
+    return [remedies.Stage(int(d.epochs), -1, final_vars)]
+  final_epoch = remedies.stored_epochs(teacher.entry)
+  epochs = remedies.trajectory_epochs(remedies.kept_epochs(teacher.entry), stages, final_epoch)
+  ends = remedies.stage_ends(int(d.epochs), stages)
+  print(f"[distill] trajectory: teacher epochs {epochs} for student epochs up to {ends}",
+        flush=True)
+  return [remedies.Stage(end, e, parallel.replicate(modeling.as_flax(remedies.teacher_at(
+              teacher.entry, e, k, final_epoch, teacher.final)), mesh))
+          for end, e in zip(ends, epochs)]
+
+
+def _anchor(config: ConfigDict, teacher: Teacher, model_vars: dict, mesh: Mesh):
+  """The teacher member annealed interpolation starts from (unstacked params, replicated)."""
+  d = config.distill
+  available = ensemble.num_members(teacher.final["params"])
+  if d.init.member >= available:
+    raise ConfigError(f"distill.init.member={d.init.member} but the teacher has {available} "
+                      f"members; use 0..{available - 1}")
+  anchor = modeling.member(teacher.final, d.init.member)["params"]
+  interpolate.check_same_architecture(anchor, modeling.member(model_vars, 0)["params"])
+  return parallel.replicate(anchor, mesh)
+
+
+def _no_eval(state, results):
+  """Stages before the last are not evaluated (their numbers are in metrics.jsonl)."""
+  return {}
+
+
+def _polish(config: ConfigDict, workdir: Path, data: ExperimentData, spec: steps.StepSpec,
+            base: Phase, state, model, mesh: Mesh, writer, hook):
+  """Full-batch second-order polish after the first-order run (``distill.polish``)."""
+  p = remedies.polish_section(config.distill)
+  tx, batch_size, line_search, l2 = _optimizer(p, data, mesh, float(p.optim.lr))
+  apply_fn = modeling.local(model).apply if line_search else model.apply
+  pspec = dataclasses.replace(spec, tx=tx, line_search=line_search, l2=l2, apply_fn=apply_fn,
+                              anneal=None)
+  phase = dataclasses.replace(base, name="polish", spec=pspec, epochs=p.epochs,
+                              batch_size=batch_size,
+                              checkpoint_dir=Path(workdir) / "checkpoints" / "polish")
+  start = jax.device_get(modeling.state_variables(state))
+  print(f"[polish] {p.optim.name} on {data.distill.size} examples for {p.epochs} epochs "
+        f"(batch {batch_size})", flush=True)
+  state = parallel.replicate(modeling.make_state(start, tx), mesh)
+  state, results = fit(phase, state, mesh, writer, hook)
+  if results is None:
+    results = base.evaluate(state, {"running": writer.last("polish").get("running", {})})
+  return state, results
+
+
 def distill(config: ConfigDict, workdir: Path, data: ExperimentData, teacher: Teacher,
             mesh: Mesh, writer: report.MetricWriter, hook: Optional[Hook] = None) -> Student:
   """Distills one student from the (first k members of the) teacher."""
@@ -88,19 +145,25 @@ def distill(config: ConfigDict, workdir: Path, data: ExperimentData, teacher: Te
   init_vars, lr = student_init(config, model, teacher, data)
   init_vars = jax.device_get(init_vars)  # host copy: the device state is donated to the steps
   tx, batch_size, line_search, l2 = _optimizer(d, data, mesh, lr)
+  anneal, anchor = None, None
+  if d.init.mode == remedies.ANNEAL_MODE:
+    spe = pipelines.steps_per_epoch(data.distill.size, batch_size)
+    anneal = remedies.anneal_schedule(d, spe * int(d.epochs))
+    anchor = _anchor(config, teacher, init_vars, mesh)
   # A line search fits the gathered batch on each device: BatchNorm needs no device axis there.
   apply_fn = modeling.local(model).apply if line_search else model.apply
   spec = steps.StepSpec(apply_fn=apply_fn, tx=tx, prepare=data.prepare(d.augment),
                         materialize=data.distill.materialize, objective=d.loss,
                         temperature=float(d.temperature), alpha=float(d.alpha),
                         teacher_apply=teacher.model.apply, line_search=line_search, l2=l2,
-                        member_mode=config.run.member_mode)
-  clean = dataclasses.replace(spec, prepare=data.prepare(""))
+                        member_mode=config.run.member_mode, anneal=anneal)
+  clean = dataclasses.replace(spec, prepare=data.prepare(""), anneal=None)
   ctx = evaluators.DistillContext(
       student_apply=model.apply, teacher_apply=teacher.model.apply, teacher_vars=t_vars,
       test=data.test, distill=data.distill, mesh=mesh, clean=clean,
-      augmented=spec if d.augment else None, batch_size=config.run.eval_batch_size,
-      train_limit=int(d.train_eval_size), seed=config.seed)
+      augmented=dataclasses.replace(spec, anneal=None) if d.augment else None,
+      batch_size=config.run.eval_batch_size, train_limit=int(d.train_eval_size),
+      seed=config.seed)
   evaluate = evaluators.combine(evaluators.DISTILL_EVALS, d.evals, ctx)
   phase = Phase(name="distill", spec=spec, pipeline=data.distill, epochs=d.epochs,
                 batch_size=batch_size, seed=config.seed, stream=steps.STUDENT_STREAM,
@@ -111,10 +174,20 @@ def distill(config: ConfigDict, workdir: Path, data: ExperimentData, teacher: Te
   state = parallel.replicate(modeling.make_state(init_vars, tx), mesh)
   print(f"[distill] {k}-member {teacher.model.__class__.__name__} teacher → "
         f"{d.model.name} student on {data.distill.size} examples for {d.epochs} epochs "
-        f"(τ={d.temperature}, α={d.alpha}, augment={d.augment or 'none'!r}, init={d.init.mode})",
-        flush=True)
-  state, results = fit(phase, state, mesh, writer, hook)
+        f"(τ={d.temperature}, α={d.alpha}, loss={d.loss}, augment={d.augment or 'none'!r}, "
+        f"init={d.init.mode})", flush=True)
+  stages = _stages(config, teacher, k, t_vars, mesh)
+  for i, stage in enumerate(stages):
+    last = i == len(stages) - 1
+    tv = stage.teacher_vars if anchor is None else (stage.teacher_vars, anchor)
+    stage_phase = dataclasses.replace(
+        phase, epochs=stage.end, teacher_vars=tv, evaluate=evaluate if last else _no_eval,
+        record={"trajectory": {"teacher_epoch": stage.teacher_epoch}} if d.trajectory else None)
+    state, results = fit(stage_phase, state, mesh, writer, hook)
   if results is None:  # finished before this process: evaluate the restored student
     results = evaluate(state, {"running": writer.last("distill").get("running", {})})
+  if int(d.polish.epochs):
+    state, results = _polish(config, workdir, data, spec, dataclasses.replace(
+        phase, teacher_vars=t_vars, evaluate=evaluate), state, model, mesh, writer, hook)
   final = jax.device_get(modeling.state_variables(state))
   return Student(model, init_vars, final, results)

@@ -49,6 +49,7 @@ class Phase:
   evaluate: Evaluate
   teacher_vars: Any = None
   keep_every: int = 0      # also keep every checkpoint at a multiple of this epoch (trajectory)
+  record: Optional[Results] = None  # written with every epoch's metrics (e.g. which teacher)
 
 
 @functools.lru_cache(maxsize=32)
@@ -134,7 +135,7 @@ def fit(phase: Phase, state: steps.TrainState, mesh: Mesh, writer: report.Metric
       if done % phase.eval_every == 0 or done == phase.epochs:
         evals = phase.evaluate(state, {"running": run_stats})
         final = evals if done == phase.epochs else None
-      writer.write(phase.name, done, {"running": run_stats, **evals})
+      writer.write(phase.name, done, {"running": run_stats, **evals, **(phase.record or {})})
       if done % phase.log_every == 0 or done == phase.epochs or done == start + 1:
         progress.log(epoch, _shown(run_stats, evals))
       keep = phase.keep_every and done % phase.keep_every == 0
