@@ -57,8 +57,10 @@ def trial_row(arm: str, seed: int, x: Optional[float], series: str,
 
 
 def collect_rows(trials: Sequence[Any], workdir: Path) -> list[dict[str, Any]]:
+  """A row per finished trial, grouped by arm (in the sweep's arm order), then by seed."""
+  arm_order = {a: i for i, a in enumerate(dict.fromkeys(t.arm for t in trials))}
   rows = []
-  for t in trials:
+  for t in sorted(trials, key=lambda t: (arm_order[t.arm], t.seed)):
     path = Path(workdir) / t.path / RESULTS
     if path.exists():
       rows.append(trial_row(t.arm, t.seed, t.x, t.series, json.loads(path.read_text())))

@@ -177,15 +177,17 @@ def resolve_arms(config: ConfigDict, sweep: ConfigDict,
   for _, c, _, _ in resolved:
     key = teacher_key(c)
     size[key] = max(size.get(key, 0), int(c.teacher.ensemble_size))
-  trials = []
-  for name, c, x, series in resolved:
-    key = teacher_key(c)
-    c.teacher.ensemble_size = size[key]
+  for name, c, _, _ in resolved:
+    c.teacher.ensemble_size = size[teacher_key(c)]
     _validated(c, name)
-    for seed in s.seeds:
+  # Seed-major: a sweep stopped part-way has every arm at its first seeds, not some arms at all
+  # seeds and others at none.
+  trials = []
+  for seed in s.seeds:
+    for name, c, x, series in resolved:
       t = copy.deepcopy(c)
       t.seed = int(seed)
-      trials.append(Trial(name, int(seed), t, f"{name}/seed{seed}", key, x, series))
+      trials.append(Trial(name, int(seed), t, f"{name}/seed{seed}", teacher_key(c), x, series))
   return trials
 
 

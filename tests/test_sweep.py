@@ -296,14 +296,15 @@ def test_arms_resolve_to_shared_teacher_groups(figure_file, tmp_path):
           ("longer", {"teacher.epochs": 3}))
   c, s = with_arms(fig(figure_file), arms, seeds=(0, 1), x_key="distill.teacher_members")
   trials = trials_lib.resolve_arms(c, s, tmp_path)
-  assert [t.path for t in trials] == [f"{a}/seed{s}" for a in ("m1", "m3", "m5of5", "longer")
-                                      for s in (0, 1)]
-  assert [t.seed for t in trials] == [0, 1] * 4
+  # Seed-major: a sweep stopped part-way has all arms at its first seed.
+  assert [t.path for t in trials] == [f"{a}/seed{s}" for s in (0, 1)
+                                      for a in ("m1", "m3", "m5of5", "longer")]
+  assert [t.seed for t in trials] == [0] * 4 + [1] * 4
   groups = trials_lib.teacher_groups(trials)
   assert len(groups) == 2
   sizes = [(t.config.teacher.ensemble_size, t.config.distill.teacher_members) for t in trials]
-  assert sizes == [(5, 1)] * 2 + [(5, 3)] * 2 + [(5, 5)] * 2 + [(1, 1)] * 2
-  assert [t.x for t in trials[::2]] == [1.0, 3.0, 5.0, 1.0]
+  assert sizes == [(5, 1), (5, 3), (5, 5), (1, 1)] * 2
+  assert [t.x for t in trials[:4]] == [1.0, 3.0, 5.0, 1.0]
   assert {t.config.teacher.store for t in trials} == {str((tmp_path / "teachers").absolute())}
   with pytest.raises(AttributeError, match="not_a_key"):
     trials[0].config.distill.not_a_key = 1  # resolved configs stay locked
