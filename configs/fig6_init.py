@@ -11,8 +11,9 @@ images, `train_aug/*` eval mode as augmented; docs/paper.md's λ = 0 numbers equ
 As in the official code the learning rate is scaled by (1−λ), floored at the schedule minimum.
 docs/paper.md: a sharp change between λ = 0.25 and 0.375.
 
-`mid`: the optimization study's CPU setting (kd_jax.recipes.mid_optimization: a ~70% LayerNorm
-PreResNet-8 teacher on all of CIFAR-10, students distilled 20 epochs on 5,000 of its images), 3 seeds.
+`mid`: the optimization study's CPU setting (kd_jax.recipes.mid_student: a LayerNorm
+PreResNet-8 teacher on all 50,000 CIFAR-10 train images, students distilled 15 epochs on 1,000
+of them), 3 seeds; its λ = 0 arm is configs/remedies.py:mid's baseline.
 
 `mini`: the fig6 mini setting (CIFAR-10 JPEGs, LayerNorm PreResNet-8 at quarter width, 1,000
 images) distilled 10 epochs, so λ = 0 is the mini's sgd_1k arm of configs/fig6_optimization.py
@@ -31,7 +32,7 @@ def _figure(arg: str = ""):
   recipes.check_variant(arg, "configs/fig6_init.py", ("", "mini", "mid"))
   if arg == "mid":
     c = recipes.paper_optimization("fig6_init_mid")
-    recipes.mid_optimization(c)
+    recipes.mid_student(c)
     s.seeds = recipes.PAPER_SEEDS
     s.title = "Fig 6b mid: interpolated initialization (LayerNorm PreResNet-8, CIFAR-10 50k)"
   elif arg == "mini":

@@ -248,8 +248,8 @@ def mid_optimization(c: ConfigDict, *, distill_images: int = 5_000,
   LayerNorm PreResNet-8 at full width (16/32/64 channels) trains on all 50,000 CIFAR-10 train
   images (16 epochs, the paper's teacher recipe otherwise; about half an hour on 2 CPU cores)
   and keeps a checkpoint per epoch (its trajectory, for route-constrained distillation). The
-  student distils the same architecture on 5,000 of the teacher's own images with crop + flip;
-  train agreement is measured on all of them, test on 5,000 test images.
+  student distils the same architecture on ``distill_images`` of the teacher's own images with
+  crop + flip; train agreement is measured on all of them, test on 5,000 test images.
   """
   mini_cifar10(c, teacher_images=0, test_images=5_000, teacher_epochs=16,
                distill_epochs=distill_epochs, width=1.0, depth=8)
@@ -262,3 +262,13 @@ def mid_optimization(c: ConfigDict, *, distill_images: int = 5_000,
   c.distill.batch_size = 128
   c.distill.eval_every = distill_epochs
   c.run.checkpoint_every = 4
+
+
+def mid_student(c: ConfigDict) -> None:
+  """The students of the ``mid`` study as run on 2 CPU cores: 15 epochs (batch 64) on 1,000 of
+  the teacher's images, test agreement on 2,000 test images; about a minute each on quiet
+  cores. Shared by configs/fig6_init.py:mid and configs/remedies.py:mid, so their λ = 0 arm
+  is the study's baseline."""
+  mid_optimization(c, distill_images=1_000, distill_epochs=15)
+  c.distill.batch_size = 64
+  c.data.max_test = 2_000

@@ -116,12 +116,15 @@ def _no_eval(state, results):
 
 def _polish(config: ConfigDict, workdir: Path, data: ExperimentData, spec: steps.StepSpec,
             base: Phase, state, model, mesh: Mesh, writer, hook):
-  """Full-batch second-order polish after the first-order run (``distill.polish``)."""
+  """Full-batch second-order polish after the first-order run (``distill.polish``), on the
+  clean distillation images."""
   p = remedies.polish_section(config.distill)
   tx, batch_size, line_search, l2 = _optimizer(p, data, mesh, float(p.optim.lr))
   apply_fn = modeling.local(model).apply if line_search else model.apply
+  # A line search needs one objective: the clean distillation images, no fresh augmentation
+  # per step (its running metrics are therefore on clean images).
   pspec = dataclasses.replace(spec, tx=tx, line_search=line_search, l2=l2, apply_fn=apply_fn,
-                              anneal=None)
+                              anneal=None, prepare=data.prepare(""))
   phase = dataclasses.replace(base, name="polish", spec=pspec, epochs=p.epochs,
                               batch_size=batch_size,
                               checkpoint_dir=Path(workdir) / "checkpoints" / "polish")

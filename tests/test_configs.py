@@ -22,9 +22,11 @@ from kd_jax.models import get_model
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 FILES = sorted(p for p in CONFIGS.glob("*.py") if not p.name.startswith("_"))
 VARIANTS = {"mnist.py": ("", "tiny"),
+            "fig6_init.py": ("", "mini", "mid"),
+            "remedies.py": ("", "mid"),
             "table2_imdb.py": ("", "mini", "paper_recipe", "2x70", "mini,paper_recipe,2x70")}
 DEFAULT_VARIANTS = ("", "mini")
-CPU_VARIANTS = ("mini", "tiny")  # must run on this machine: no tfds
+CPU_VARIANTS = ("mini", "tiny", "mid")  # must run on this machine: no tfds
 MODEL_SECTIONS = ("teacher.model.", "distill.model.")  # options depend on the model
 
 

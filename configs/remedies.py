@@ -1,0 +1,85 @@
+"""Beyond the paper: can better optimization close the fidelity gap? (kd_jax/remedies.py)
+
+    python -m kd_jax.sweep --config=configs/remedies.py --workdir=runs/remedies          # GPU/TPU
+    python -m kd_jax.sweep --config=configs/remedies.py:mid --workdir=runs/remedies_mid  # CPU
+
+The paper's Fig 6 setting (self-distillation of a LayerNorm ResNet on the teacher's own
+training images with crop + flip; configs/fig6_optimization.py) and its finding: from a random
+start the student does not match the teacher even on those images, while a start near the
+teacher (interpolated init, λ ≳ 0.375) does. Each arm changes one thing against the baseline
+(random init, SGD, KD at τ = 4) and is reported with the paper's in-training measure
+(`running/*`), eval mode on the same images (`train/*`), on held-out images (`test/*`) and its
+wall time. Arms:
+
+- `baseline`; `lam_0.5`: the interpolated init halfway to the teacher (the reference that works);
+- `long` (3× the epochs) and `adam` (Adam, lr 1e-3, the baseline's epochs): Fig 6a's levers;
+- objectives: `logit_mse` (centered logit matching), `reverse_kl`, `symmetric_kl`, and KD at
+  `tau_1` / `tau_10`;
+- `consistent`: function matching (Beyer et al. 2022), teacher and student on the same
+  aggressive view (crop + flip + MixUp), 3× the epochs like `long` (patience is half the recipe);
+- `trajectory`: route-constrained distillation (Jin et al. 2019), 4 stages through the teacher's
+  stored checkpoints (the teacher keeps one per epoch, `teacher.keep_every`);
+- `anneal`: start *as* the teacher (λ = 1) and move the weights away: the student is
+  λ(t)·θ_t + (1−λ(t))·θ with θ trained from random and λ → 0 linearly over the first half;
+  afterwards it is θ alone, so the end point is an ordinary student. Does the teacher's basin
+  survive the walk away from it?
+- `polish`: the baseline followed by full-batch L-BFGS on the same loss.
+
+`mid`: kd_jax.recipes.mid_optimization, shrunk further to fit the CPU: the 50k-image
+LayerNorm PreResNet-8 teacher; students distilled 15 epochs (batch 64) on 1,000 of its
+images, 3 seeds. The plane (teacher, init, final student) is drawn for `baseline` and `anneal`.
+"""
+from kd_jax import recipes
+from kd_jax.config import optim_config
+
+ADAM = optim_config(name="adam", lr=1e-3, weight_decay=1e-4, schedule="cosine", lr_min=1e-6)
+MIXUP = "crop|hflip|mixup(1.0)"
+
+
+def _arms(epochs: int, trajectory: int, polish_epochs: int) -> tuple:
+  """(name, overrides) of every arm, for a baseline of ``epochs`` epochs."""
+  long = 3 * epochs
+  plane = {"analysis.plane": True}
+  return (
+      ("baseline", plane),
+      ("lam_0.5", {"distill.init.mode": "interpolate", "distill.init.lam": 0.5}),
+      ("long", {"distill.epochs": long, "distill.eval_every": long}),
+      ("adam", {"distill.optim": ADAM.to_dict()}),
+      ("logit_mse", {"distill.loss": "logit_mse"}),
+      ("reverse_kl", {"distill.loss": "reverse_kl"}),
+      ("symmetric_kl", {"distill.loss": "symmetric_kl"}),
+      ("tau_1", {"distill.temperature": 1.0}),
+      ("tau_10", {"distill.temperature": 10.0}),
+      ("consistent", {"distill.augment": MIXUP, "distill.epochs": long,
+                      "distill.eval_every": long}),
+      ("trajectory", {"distill.trajectory": trajectory}),
+      ("anneal", {"distill.init.mode": "anneal", "distill.init.lam": 1.0,
+                  "distill.init.anneal_until": 0.5, **plane}),
+      ("polish", {"distill.polish.epochs": polish_epochs}),
+  )
+
+
+def _figure(arg: str = ""):
+  """(trial config, sweep) of the study for a variant."""
+  recipes.check_variant(arg, "configs/remedies.py", ("", "mid"))
+  s = recipes.figure_sweep(arg)
+  s.seeds = recipes.PAPER_SEEDS
+  if arg == "mid":
+    c = recipes.paper_optimization("remedies_mid")
+    recipes.mid_student(c)
+    c.analysis.plane_points = 9
+    c.analysis.plane_examples = 500
+    s.arms = _arms(epochs=15, trajectory=4, polish_epochs=10)
+    s.title = "Optimization remedies, mid (LayerNorm PreResNet-8, CIFAR-10)"
+  else:
+    c = recipes.paper_optimization("remedies")
+    c.teacher.keep_every = 10        # 20 checkpoints along the 200-epoch teacher
+    s.arms = _arms(epochs=300, trajectory=10, polish_epochs=50)
+    s.title = "Optimization remedies (ResNet-20 LN, CIFAR-100)"
+  s.metrics = ("running/agreement", "train/agreement", "test/agreement", "running/kl",
+               "train/kl", "test/kl", "test/student_acc")
+  return c, s
+
+
+# get_config(arg): the base trial (each arm overrides some keys); get_sweep(arg): the study.
+get_config, get_sweep = recipes.entry_points(_figure)
