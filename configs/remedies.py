@@ -77,7 +77,7 @@ def _figure(arg: str = ""):
     s.arms = _arms(epochs=300, trajectory=10, polish_epochs=50)
     s.title = "Optimization remedies (ResNet-20 LN, CIFAR-100)"
   s.metrics = ("running/agreement", "train/agreement", "test/agreement", "running/kl",
-               "train/kl", "test/kl", "test/student_acc")
+               "train/kl", "test/kl", "test/student_acc", "run/wall_time_s")
   return c, s
 
 
