@@ -15,6 +15,7 @@ from kd_jax import ensemble, evaluators, interpolate, modeling, optim, parallel,
 from kd_jax.data import pipelines
 from kd_jax.data.inputs import ExperimentData
 from kd_jax.errors import ConfigError
+from kd_jax.models import fold
 from kd_jax.teachers import Teacher
 from kd_jax.trainer import Hook, Phase, Results, fit
 
@@ -83,7 +84,11 @@ def distill(config: ConfigDict, workdir: Path, data: ExperimentData, teacher: Te
   """Distills one student from the (first k members of the) teacher."""
   d = config.distill
   k = int(d.teacher_members) or ensemble.num_members(teacher.final["params"])
-  t_vars = parallel.replicate(modeling.as_flax(ensemble.take_members(teacher.final, k)), mesh)
+  # The frozen teacher may run with its BatchNorms folded into its convs (models/fold.py).
+  t_model, t_flax = fold.teacher_for_inference(
+      teacher.model, modeling.as_flax(ensemble.take_members(teacher.final, k)),
+      bool(config.run.fold_teacher_bn))
+  t_vars = parallel.replicate(t_flax, mesh)
   model = modeling.build_model(d.model, data.num_classes, config, data.model_options)
   init_vars, lr = student_init(config, model, teacher, data)
   init_vars = jax.device_get(init_vars)  # host copy: the device state is donated to the steps
@@ -93,11 +98,11 @@ def distill(config: ConfigDict, workdir: Path, data: ExperimentData, teacher: Te
   spec = steps.StepSpec(apply_fn=apply_fn, tx=tx, prepare=data.prepare(d.augment),
                         materialize=data.distill.materialize, objective=d.loss,
                         temperature=float(d.temperature), alpha=float(d.alpha),
-                        teacher_apply=teacher.model.apply, line_search=line_search, l2=l2,
+                        teacher_apply=t_model.apply, line_search=line_search, l2=l2,
                         member_mode=config.run.member_mode)
   clean = dataclasses.replace(spec, prepare=data.prepare(""))
   ctx = evaluators.DistillContext(
-      student_apply=model.apply, teacher_apply=teacher.model.apply, teacher_vars=t_vars,
+      student_apply=model.apply, teacher_apply=t_model.apply, teacher_vars=t_vars,
       test=data.test, distill=data.distill, mesh=mesh, clean=clean,
       augmented=spec if d.augment else None, batch_size=config.run.eval_batch_size,
       train_limit=int(d.train_eval_size), seed=config.seed)
