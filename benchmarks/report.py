@@ -66,9 +66,14 @@ def markdown(meta: dict, rows: list[dict]) -> str:
 
 
 def write(out_dir: str, stem: str, meta: dict, rows: list[dict]) -> list[Path]:
+  path = write_raw(out_dir, stem, {"machine": meta, "rows": rows}, markdown(meta, rows))
+  return [path.with_suffix(".json"), path.with_suffix(".md")]
+
+
+def write_raw(out_dir: str, stem: str, record: dict, text: str) -> Path:
+  """``<out_dir>/<stem>.json`` (the record) and ``.md`` (the text); returns the path stem."""
   d = Path(out_dir)
   d.mkdir(parents=True, exist_ok=True)
-  j, m = d / f"{stem}.json", d / f"{stem}.md"
-  j.write_text(json.dumps({"machine": meta, "rows": rows}, indent=2) + "\n")
-  m.write_text(markdown(meta, rows))
-  return [j, m]
+  (d / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
+  (d / f"{stem}.md").write_text(text)
+  return d / stem

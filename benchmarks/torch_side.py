@@ -1,7 +1,8 @@
 """The PyTorch side of each benchmark row: the same work as jax_side's, on the same shapes.
 
 Options (keyword-only, defaults = eager float32 on the CPU): ``device`` ("cuda" on a GPU),
-``compile`` (``torch.compile`` of every model) and ``bf16`` (autocast to bfloat16). The step's
+``compile`` (a ``torch.compile`` backend for every model, e.g. "inductor"; "" = eager) and
+``bf16`` (autocast to bfloat16). The step's
 agreement count is read back once per timed call, as kd_jax reads its sums once per epoch.
 """
 from __future__ import annotations
@@ -20,11 +21,11 @@ def _tensors(batch: int, shape: tuple, classes: int, seed: int, device: str):
 
 
 def _models(model: str, classes: int, count: int, train: bool, device: str,
-            compile_: bool) -> tuple[list[torch.nn.Module], list[torch.nn.Module]]:
+            compile_: str) -> tuple[list[torch.nn.Module], list[torch.nn.Module]]:
   """(modules as they run, their parameters' owners): compiled wrappers share the weights."""
   torch.manual_seed(0)
   nets = [torch_ref.build(model, classes).train(train).to(device) for _ in range(count)]
-  return ([torch.compile(n) for n in nets] if compile_ else nets), nets
+  return ([torch.compile(n, backend=compile_) for n in nets] if compile_ else nets), nets
 
 
 def _autocast(device: str, bf16: bool):
@@ -34,7 +35,7 @@ def _autocast(device: str, bf16: bool):
 
 
 def distill_case(model: str, classes: int, shape: tuple, batch: int, steps_: int, members: int,
-                 augment: bool, *, device: str = "cpu", compile: bool = False,
+                 augment: bool, *, device: str = "cpu", compile: str = "",
                  bf16: bool = False) -> Case:
   (student,), owners = _models(model, classes, 1, True, device, compile)
   teachers, _ = _models(model, classes, members, False, device, compile)
@@ -53,7 +54,7 @@ def distill_case(model: str, classes: int, shape: tuple, batch: int, steps_: int
 
 
 def teacher_case(model: str, classes: int, shape: tuple, batch: int, steps_: int, members: int,
-                 augment: bool, *, device: str = "cpu", compile: bool = False,
+                 augment: bool, *, device: str = "cpu", compile: str = "",
                  bf16: bool = False) -> Case:
   nets, owners = _models(model, classes, members, True, device, compile)
   opt = torch_ref.optimizer(owners, OPTIM["lr"], OPTIM["weight_decay"])
@@ -72,7 +73,7 @@ def teacher_case(model: str, classes: int, shape: tuple, batch: int, steps_: int
 
 
 def eval_case(model: str, classes: int, shape: tuple, batch: int, steps_: int, members: int,
-              augment: bool, *, device: str = "cpu", compile: bool = False,
+              augment: bool, *, device: str = "cpu", compile: str = "",
               bf16: bool = False) -> Case:
   del augment
   nets, owners = _models(model, classes, members, False, device, compile)
@@ -90,7 +91,7 @@ def eval_case(model: str, classes: int, shape: tuple, batch: int, steps_: int, m
 
 
 def epoch_case(model: str, classes: int, shape: tuple, batch: int, steps_: int, members: int,
-               augment: bool, *, workers: int = 0, device: str = "cpu", compile: bool = False,
+               augment: bool, *, workers: int = 0, device: str = "cpu", compile: str = "",
                bf16: bool = False) -> Case:
   """One distillation epoch over ``batch × steps_`` images fed by the official code's loader
   (per-image host transforms, ``workers`` loader processes)."""

@@ -89,3 +89,16 @@ def test_benchmark_command_runs_at_toy_size(tmp_path):
       ("epoch_pr20", True, 2, 2)]
   assert all(r["jax_img_s"] > 0 and r["torch_img_s"] > 0 for r in rows)
   assert "| setting |" in (tmp_path / "toy.md").read_text()
+
+
+@pytest.mark.bench
+def test_accelerator_script_runs_at_smoke_size(tmp_path):
+  """benchmarks/accelerator.py at --smoke size on whatever backend is here (no timings)."""
+  from benchmarks import accelerator
+  accelerator.main(["--smoke", "--rows=pr56x5", f"--out={tmp_path}", "--name=smoke"])
+  record = json.loads((tmp_path / "smoke.json").read_text())
+  (row,) = record["rows"]
+  assert set(row["results"]) == set(accelerator.TORCH) | set(accelerator.JAX)
+  assert all(r["img_s"] > 0 for r in row["results"].values())
+  assert {"one", "vmap", "unroll", "200_epochs_min"} <= set(record["teacher"])
+  assert "| setting |" in (tmp_path / "smoke.md").read_text()
