@@ -55,7 +55,7 @@ def markdown(meta: dict, rows: list[dict]) -> str:
          f"{meta['args']['repeats']} interleaved repeats of {meta['args']['steps']} steps, "
          f"batch {meta['args']['batch']}; epoch rows: one epoch per call, DataLoader workers "
          f"{meta['args'].get('workers', 0)}.", "",
-         "| setting | member_mode | teacher BN folded | params/member | steps/call | "
+         "| setting | member_mode | teacher BN folded | params/member | steps/timed call | "
          "kd_jax img/s | PyTorch img/s | ratio | load avg |",
          "|---|---|---|---|---|---|---|---|---|"]
   for r in rows:
