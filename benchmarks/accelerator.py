@@ -51,10 +51,11 @@ SMOKE = Sizes(batch=8, steps=2, spc=2, repeats=1, epoch_images=32, members=2, mo
 
 
 class Clock:
-  """Starts a part only while the budget lasts (a running compile cannot be interrupted)."""
+  """Starts a part only while the budget lasts (a running compile cannot be interrupted), and
+  keeps the list of parts skipped or failed."""
 
   def __init__(self, budget_s: float):
-    self.t0, self.budget_s, self.skipped = time.perf_counter(), budget_s, []
+    self.t0, self.budget_s, self.skipped, self.failed = time.perf_counter(), budget_s, [], []
 
   def elapsed(self) -> float:
     return time.perf_counter() - self.t0
@@ -83,8 +84,14 @@ def compare(builders: dict[str, Callable[[], jax_side.Case]], images: int, repea
     if not clock.allow(label):
       continue
     t0 = time.perf_counter()
-    cases[label] = build()
-    cases[label].run()  # compiles / warms up
+    try:  # one failing variant (say, no compiler for torch.compile) must not end the run
+      case = build()
+      case.run()  # compiles / warms up
+    except Exception as e:  # noqa: BLE001 - recorded and printed, the run goes on
+      clock.failed.append(f"{label}: {type(e).__name__}: {e}")
+      print(f"failed: {clock.failed[-1]}", flush=True)
+      continue
+    cases[label] = case
     out[label] = {"build_s": time.perf_counter() - t0, "times_s": []}
   for _ in range(repeats):
     for label, case in cases.items():
@@ -142,7 +149,12 @@ def teacher_parts(sizes: Sizes, clock: Clock) -> dict:
                              ("unroll", sizes.members, "unroll")):
     if not clock.allow(f"teacher epoch, {members} member(s), {mode}"):
       continue
-    parts[key] = r = epoch_seconds(members, mode, sizes)
+    try:
+      parts[key] = r = epoch_seconds(members, mode, sizes)
+    except Exception as e:  # noqa: BLE001 - printed, the run goes on
+      clock.failed.append(f"teacher epoch ({members}, {mode}): {type(e).__name__}: {e}")
+      print(f"failed: {clock.failed[-1]}", flush=True)
+      continue
     print(f"teacher epoch, {members}×{r['model']} ({mode}): {r['epoch_s']:.2f} s "
           f"({r['img_s']:,.0f} img/s; first epoch incl. compile {r['first_epoch_s']:.1f} s)",
           flush=True)
@@ -181,6 +193,8 @@ def markdown(meta: dict, rows: list[dict], parts: dict, skipped: list[str]) -> s
                  f"{parts[f'{key}_over_one']:.2f} (goal < 2).")
   if skipped:
     out.append("\nSkipped (time budget): " + "; ".join(skipped))
+  if meta.get("failed"):
+    out.append("\nFailed: " + "; ".join(meta["failed"]))
   return "\n".join(out) + "\n"
 
 
@@ -204,7 +218,8 @@ def main(argv: list[str] | None = None) -> None:
   parts = teacher_parts(sizes, clock)
   rows += [table_row(r, sizes, device, clock) for r in a.rows.split(",")[1:]
            if r and clock.allow(f"row {r}")]
-  meta.update(loadavg_end=os.getloadavg(), total_s=clock.elapsed(), skipped=clock.skipped)
+  meta.update(loadavg_end=os.getloadavg(), total_s=clock.elapsed(), skipped=clock.skipped,
+              failed=clock.failed)
   text = markdown(meta, rows, parts, clock.skipped)
   print(text, flush=True)
   if a.out:
