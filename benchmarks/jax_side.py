@@ -2,7 +2,9 @@
 
 Steps run through ``kd_jax.trainer.run_epoch`` (the jitted ``steps.train_chunk`` under
 ``parallel.device_map``, with the state donated) fed by ``pipelines.DeviceResident``; evaluation
-runs through ``kd_jax.evaluators.predict``. Nothing here re-implements a step.
+runs through ``kd_jax.evaluators.predict``. Nothing here re-implements a step. Every case takes
+the options a run sets: ``member_mode``, the compute ``dtype``, ``steps_per_call`` and (teacher
+forward) ``fold``, the teacher's BatchNorms folded into its convs (``run.fold_teacher_bn``).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from kd_jax import config as config_lib
 from kd_jax import evaluators, modeling, optim, parallel, steps, trainer
 from kd_jax.data import augment as augment_lib
 from kd_jax.data import inputs, pipelines
+from kd_jax.models import fold as fold_lib
 
 #: SGD with Nesterov momentum and coupled weight decay: the paper's teacher/student recipe.
 OPTIM = dict(name="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
@@ -33,8 +36,10 @@ def random_split(batch: int, steps_: int, shape: tuple, classes: int,
           rng.integers(0, classes, n).astype(np.int32))
 
 
-def build_model(name: str, classes: int):
-  return modeling.build_model(ConfigDict(dict(name=name)), classes, config_lib.base_config())
+def build_model(name: str, classes: int, dtype: str = "float32"):
+  config = config_lib.base_config()
+  config.run.dtype = dtype
+  return modeling.build_model(ConfigDict(dict(name=name)), classes, config)
 
 
 def param_count(stacked_vars: dict) -> int:
@@ -57,11 +62,11 @@ class Case:
 
 
 def _trainer_case(spec: steps.StepSpec, pipe, vars_: dict, tx, batch: int, stream: int,
-                  teacher_vars: Any, mesh) -> Case:
+                  teacher_vars: Any, mesh, steps_per_call: int = 1) -> Case:
   members = ensemble_size(vars_)
   phase = trainer.Phase(name="bench", spec=spec, pipeline=pipe, epochs=1, batch_size=batch,
                         seed=0, stream=stream, checkpoint_dir=Path("."), checkpoint_every=1,
-                        log_every=1, steps_per_call=1, eval_every=1, evaluate=None,
+                        log_every=1, steps_per_call=steps_per_call, eval_every=1, evaluate=None,
                         teacher_vars=teacher_vars)
   box = {"state": parallel.replicate(modeling.make_state(vars_, tx), mesh), "epoch": 0,
          "phase": phase, "mesh": mesh, "members": members}
@@ -78,47 +83,59 @@ def ensemble_size(vars_: dict) -> int:
   return jax.tree.leaves(vars_["params"])[0].shape[0]
 
 
+def _teacher(model: str, classes: int, shape: tuple, members: int, dtype: str, fold: bool,
+             mesh) -> tuple[Any, dict, Any]:
+  """(module as it runs, stacked variables, replicated flax variables) of a frozen teacher."""
+  net = build_model(model, classes, dtype)
+  t_vars = modeling.init_variables(net, 0, steps.TEACHER_STREAM, members, shape)
+  run_net, flax_vars = fold_lib.teacher_for_inference(net, modeling.as_flax(t_vars), fold)
+  return run_net, t_vars, parallel.replicate(flax_vars, mesh)
+
+
 def distill_case(model: str, classes: int, shape: tuple, batch: int, steps_: int, members: int,
-                 augment: bool, mode: str) -> Case:
+                 augment: bool, mode: str, *, fold: bool = False, dtype: str = "float32",
+                 steps_per_call: int = 1) -> Case:
   """Teacher (m members, eval) forward + student forward/backward + SGD-Nesterov update."""
   mesh = parallel.make_mesh(1)
   pipe = pipelines.DeviceResident(*random_split(batch, steps_, shape, classes), mesh)
-  student, teacher = build_model(model, classes), build_model(model, classes)
+  student = build_model(model, classes, dtype)
+  teacher, _, t_flax = _teacher(model, classes, shape, members, dtype, fold, mesh)
   s_vars = modeling.init_variables(student, 0, steps.STUDENT_STREAM, 1, shape)
-  t_vars = modeling.init_variables(teacher, 0, steps.TEACHER_STREAM, members, shape)
   tx = optim.make_optimizer(config_lib.optim_config(**OPTIM), 100 * steps_, steps_)
   spec = steps.StepSpec(apply_fn=student.apply, tx=tx, prepare=prepare(augment),
                         materialize=pipe.materialize, objective="kd", temperature=4.0,
                         teacher_apply=teacher.apply, member_mode=mode)
-  t_flax = parallel.replicate(modeling.as_flax(t_vars), mesh)
-  return _trainer_case(spec, pipe, s_vars, tx, batch, steps.STUDENT_STREAM, t_flax, mesh)
+  return _trainer_case(spec, pipe, s_vars, tx, batch, steps.STUDENT_STREAM, t_flax, mesh,
+                       steps_per_call)
 
 
 def teacher_case(model: str, classes: int, shape: tuple, batch: int, steps_: int, members: int,
-                 augment: bool, mode: str) -> Case:
+                 augment: bool, mode: str, *, fold: bool = False, dtype: str = "float32",
+                 steps_per_call: int = 1) -> Case:
   """One cross-entropy step of each of m stacked members, each on its own batch."""
+  del fold  # a teacher in training has batch statistics, nothing to fold
   mesh = parallel.make_mesh(1)
   pipe = pipelines.DeviceResident(*random_split(batch, steps_, shape, classes), mesh)
-  net = build_model(model, classes)
+  net = build_model(model, classes, dtype)
   t_vars = modeling.init_variables(net, 0, steps.TEACHER_STREAM, members, shape)
   tx = optim.make_optimizer(config_lib.optim_config(**OPTIM), 100 * steps_, steps_)
   spec = steps.StepSpec(apply_fn=net.apply, tx=tx, prepare=prepare(augment),
                         materialize=pipe.materialize, objective="ce", member_mode=mode)
-  return _trainer_case(spec, pipe, t_vars, tx, batch, steps.TEACHER_STREAM, None, mesh)
+  return _trainer_case(spec, pipe, t_vars, tx, batch, steps.TEACHER_STREAM, None, mesh,
+                       steps_per_call)
 
 
 def eval_case(model: str, classes: int, shape: tuple, batch: int, steps_: int, members: int,
-              augment: bool, mode: str) -> Case:
+              augment: bool, mode: str, *, fold: bool = False, dtype: str = "float32",
+              steps_per_call: int = 1) -> Case:
   """Logits of m stacked members over a split (the evaluators' path), clean inputs."""
-  del augment
+  del augment, steps_per_call  # prediction runs one batch per call
   mesh = parallel.make_mesh(1)
   pipe = pipelines.DeviceResident(*random_split(batch, steps_, shape, classes), mesh)
-  net = build_model(model, classes)
-  t_vars = modeling.init_variables(net, 0, steps.TEACHER_STREAM, members, shape)
+  net, t_vars, flax_vars = _teacher(model, classes, shape, members, dtype, fold, mesh)
   tx = optim.make_optimizer(config_lib.optim_config(**OPTIM), 1, 1)
   spec = steps.StepSpec(apply_fn=net.apply, tx=tx, prepare=prepare(False),
                         materialize=pipe.materialize, member_mode=mode)
-  flax_vars = parallel.replicate(modeling.as_flax(t_vars), mesh)
 
   def run() -> None:
     out = evaluators.predict((net.apply,), (flax_vars,), pipe, mesh, spec, batch)
@@ -127,4 +144,6 @@ def eval_case(model: str, classes: int, shape: tuple, batch: int, steps_: int, m
   return Case(run, param_count(t_vars))
 
 
-CASES = {"distill": distill_case, "teacher": teacher_case, "eval": eval_case}
+#: "epoch" is a distillation epoch over a larger split: the same case, more steps.
+CASES = {"distill": distill_case, "teacher": teacher_case, "eval": eval_case,
+         "epoch": distill_case}

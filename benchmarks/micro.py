@@ -1,7 +1,10 @@
 """One 3x3 convolution alone, forward + backward, in both frameworks (and vmapped over 5 weight
-sets in JAX): where XLA:CPU itself sets the speed, not kd_jax's code.
+sets in JAX): where XLA:CPU itself sets the speed, not kd_jax's code. ``--part=data``: one
+batch's input work alone (gather from the device-resident split + crop + flip + normalize in
+kd_jax; PyTorch's batched version; the official code's per-image host transforms + collate).
 
     python -m benchmarks.micro --repeats=5
+    python -m benchmarks.micro --part=data
 """
 from __future__ import annotations
 
@@ -76,15 +79,59 @@ def measure(batch: int, repeats: int, members: int = 5) -> list[dict]:
   return rows
 
 
+def _jax_data_fn(images: np.ndarray, labels: np.ndarray):
+  """kd_jax's input work of one step, as the step runs it (under the device mesh)."""
+  from jax.sharding import PartitionSpec as P
+
+  from benchmarks import jax_side
+  from kd_jax import parallel
+  from kd_jax.data import pipelines
+  mesh = parallel.make_mesh(1)
+  pipe = pipelines.DeviceResident(images, labels, mesh)
+  prepare = jax_side.prepare(True)
+
+  def work(resident, feed, key):
+    return prepare(pipe.materialize(resident, feed), key)[0]
+
+  fn = parallel.device_map(work, mesh, in_specs=(P(), P(parallel.AXIS), P()), out_specs=P())
+  return fn, pipe.resident()
+
+
+def measure_data(batch: int, repeats: int, size: int = 50_000) -> dict:
+  """Milliseconds of one batch's input work in each pipeline (medians)."""
+  from torch.utils.data import default_collate
+
+  from benchmarks import host_loader, jax_side, torch_ref
+  images, labels = jax_side.random_split(size, 1, (32, 32, 3), 100)
+  fn, resident = _jax_data_fn(images, labels)
+  feed = {"idx": jnp.arange(batch, dtype=jnp.int32), "mask": jnp.ones(batch, bool)}
+  key = jax.random.key(0)
+  dataset = host_loader.HostTransformed(images, labels)
+  u8, gen = torch.from_numpy(images[:batch]), torch.Generator().manual_seed(0)
+  row = {
+      "kd_jax gather + crop + flip + normalize (in the step)":
+          _time(lambda: jax.block_until_ready(fn(resident, feed, key)), repeats),
+      "PyTorch batched crop + flip + normalize (this benchmark's reference)":
+          _time(lambda: torch_ref.prepare(u8, True, gen), repeats),
+      "PyTorch per-image host transforms + collate (the official DataLoader)":
+          _time(lambda: default_collate([dataset[i] for i in range(batch)]), repeats),
+  }
+  row = {k: 1e3 * v for k, v in row.items()}
+  for k, v in row.items():
+    print(f"{k}: {v:.2f} ms per batch of {batch}", flush=True)
+  return row
+
+
 def main() -> None:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--batch", type=int, default=128)
   p.add_argument("--repeats", type=int, default=5)
   p.add_argument("--torch_threads", type=int, default=1)
+  p.add_argument("--part", default="conv", choices=("conv", "data"))
   a = p.parse_args()
   torch.set_num_threads(a.torch_threads or os.cpu_count() or 1)
   print(f"load average {os.getloadavg()[0]:.2f}; jax {jax.__version__}, torch {torch.__version__}")
-  measure(a.batch, a.repeats)
+  (measure if a.part == "conv" else measure_data)(a.batch, a.repeats)
   print(f"load average {os.getloadavg()[0]:.2f}")
 
 

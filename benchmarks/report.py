@@ -40,7 +40,8 @@ def header(meta: dict) -> str:
 
 
 def line(row: dict) -> str:
-  return (f"{row['label']:<52} {row['mode']:>6}  kd_jax {row['jax_img_s']:8.1f} img/s  "
+  mode = row["mode"] + ("+fold" if row.get("fold_teacher_bn") else "")
+  return (f"{row['label']:<52} {mode:>11}  kd_jax {row['jax_img_s']:8.1f} img/s  "
           f"torch {row['torch_img_s']:8.1f} img/s  ratio {row['ratio']:.2f}  "
           f"(load {row['loadavg'][0]:.1f})")
 
@@ -52,19 +53,27 @@ def markdown(meta: dict, rows: list[dict]) -> str:
          f"{meta['loadavg_start'][0]:.2f} at the start, {meta['loadavg_end'][0]:.2f} at the end "
          "(the cores were shared with other jobs). Medians of "
          f"{meta['args']['repeats']} interleaved repeats of {meta['args']['steps']} steps, "
-         f"batch {meta['args']['batch']}.", "",
-         "| setting | member_mode | params/member | kd_jax img/s | PyTorch img/s | ratio |",
-         "|---|---|---|---|---|---|"]
+         f"batch {meta['args']['batch']}; epoch rows: one epoch per call, DataLoader workers "
+         f"{meta['args'].get('workers', 0)}.", "",
+         "| setting | member_mode | teacher BN folded | params/member | steps/timed call | "
+         "kd_jax img/s | PyTorch img/s | ratio | load avg |",
+         "|---|---|---|---|---|---|---|---|---|"]
   for r in rows:
-    out.append(f"| {r['label']} | {r['mode']} | {r['params']:,} | {r['jax_img_s']:,.1f} | "
-               f"{r['torch_img_s']:,.1f} | {r['ratio']:.2f} |")
+    out.append(f"| {r['label']} | {r['mode']} | {'yes' if r.get('fold_teacher_bn') else 'no'} | "
+               f"{r['params']:,} | {r['steps']} | {r['jax_img_s']:,.1f} | "
+               f"{r['torch_img_s']:,.1f} | {r['ratio']:.2f} | {r['loadavg'][0]:.1f} |")
   return "\n".join(out) + "\n"
 
 
 def write(out_dir: str, stem: str, meta: dict, rows: list[dict]) -> list[Path]:
+  path = write_raw(out_dir, stem, {"machine": meta, "rows": rows}, markdown(meta, rows))
+  return [path.with_suffix(".json"), path.with_suffix(".md")]
+
+
+def write_raw(out_dir: str, stem: str, record: dict, text: str) -> Path:
+  """``<out_dir>/<stem>.json`` (the record) and ``.md`` (the text); returns the path stem."""
   d = Path(out_dir)
   d.mkdir(parents=True, exist_ok=True)
-  j, m = d / f"{stem}.json", d / f"{stem}.md"
-  j.write_text(json.dumps({"machine": meta, "rows": rows}, indent=2) + "\n")
-  m.write_text(markdown(meta, rows))
-  return [j, m]
+  (d / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
+  (d / f"{stem}.md").write_text(text)
+  return d / stem

@@ -2,11 +2,17 @@
 
     python -m benchmarks.run                      # every row, results under benchmarks/results/
     python -m benchmarks.run --rows=lenet5,pr20 --repeats=5 --modes=auto,vmap
+    python -m benchmarks.run --rows=pr56x5,eval_pr56x5 --fold=both   # teacher BN folded or not
+    python -m benchmarks.run --rows=epoch_pr20 --epoch_images=2048   # epochs incl. the data
 
 Each row builds both sides (parameter counts must match), warms both up (kd_jax compiles),
 then times them alternately ``--repeats`` times and reports medians: on a machine whose cores
 other jobs share, alternating spreads the noise over both sides. ``--modes`` measures kd_jax
-under several ``run.member_mode`` values (rows with more than one member only).
+under several ``run.member_mode`` values (rows with more than one member only), ``--fold``
+with the frozen teacher's BatchNorms folded (``run.fold_teacher_bn``; teacher-forward rows only).
+``epoch_*`` rows time whole distillation epochs of ``--epoch_images`` images *including the
+data*: kd_jax's device-resident split with crop + flip inside the step against the official
+code's DataLoader with per-image host transforms (``benchmarks/host_loader.py``).
 """
 from __future__ import annotations
 
@@ -32,7 +38,14 @@ ROWS = {
                        "teacher training, 5×PreResNet-20"),
     "teacher_pr56": ("teacher", "preresnet56", CIFAR, 1, True, "teacher training, PreResNet-56"),
     "eval_pr56x5": ("eval", "preresnet56", CIFAR, 5, False, "evaluation, 5×PreResNet-56"),
+    "epoch_pr20": ("epoch", "preresnet20", CIFAR, 1, True,
+                   "epoch incl. data, PreResNet-20 distill, m = 1"),
+    "epoch_pr56x5": ("epoch", "preresnet56", CIFAR, 5, True,
+                     "epoch incl. data, 5×PreResNet-56 → PreResNet-56"),
 }
+#: Row kinds whose kd_jax side runs a frozen teacher's forward (where ``--fold`` applies).
+TEACHER_FORWARD = ("distill", "eval", "epoch")
+FOLDS = {"off": (False,), "on": (True,), "both": (False, True)}
 
 
 def timed(fn: Callable[[], None]) -> float:
@@ -41,14 +54,22 @@ def timed(fn: Callable[[], None]) -> float:
   return time.perf_counter() - t0
 
 
-def measure_row(name: str, batch: int, steps: int, repeats: int, modes: list[str]) -> list[dict]:
+def _variants(kind: str, members: int, modes: list[str], fold: str) -> list[tuple[str, bool]]:
+  folds = FOLDS[fold] if kind in TEACHER_FORWARD else (False,)
+  return [(m, f) for m in (modes if members > 1 else modes[:1]) for f in folds]
+
+
+def measure_row(name: str, batch: int, steps: int, repeats: int, modes: list[str],
+                fold: str = "off", workers: int = 0) -> list[dict]:
   kind, model, (shape, classes), members, augment, label = ROWS[name]
-  ref = torch_side.CASES[kind](model, classes, shape, batch, steps, members, augment)
+  extra = {"workers": workers} if kind == "epoch" else {}
+  ref = torch_side.CASES[kind](model, classes, shape, batch, steps, members, augment, **extra)
   ref.run()  # warm-up
   out = []
-  for mode in (modes if members > 1 else modes[:1]):
+  for mode, folded in _variants(kind, members, modes, fold):
     t0 = time.perf_counter()
-    case = jax_side.CASES[kind](model, classes, shape, batch, steps, members, augment, mode)
+    case = jax_side.CASES[kind](model, classes, shape, batch, steps, members, augment, mode,
+                                fold=folded)
     if case.params != ref.params:
       raise SystemExit(f"{name}: kd_jax has {case.params} parameters per member, the PyTorch "
                        f"reference {ref.params}: not the same architecture")
@@ -62,7 +83,7 @@ def measure_row(name: str, batch: int, steps: int, repeats: int, modes: list[str
       tt.append(b if r % 2 == 0 else a)
     images = batch * steps * (members if kind == "teacher" else 1)
     row = dict(row=name, label=label, kind=kind, model=model, members=members, mode=mode,
-               batch=batch, steps=steps, params=case.params,
+               fold_teacher_bn=folded, batch=batch, steps=steps, params=case.params, **extra,
                jax_img_s=images / statistics.median(jt), torch_img_s=images / statistics.median(tt),
                jax_s=jt, torch_s=tt, jax_build_s=build_s, loadavg=os.getloadavg())
     row["ratio"] = row["jax_img_s"] / row["torch_img_s"]
@@ -78,6 +99,12 @@ def main(argv: list[str] | None = None) -> None:
   p.add_argument("--steps", type=int, default=2, help="steps per timed call (one epoch)")
   p.add_argument("--repeats", type=int, default=3)
   p.add_argument("--modes", default="auto", help="kd_jax run.member_mode values, comma list")
+  p.add_argument("--fold", default="off", choices=sorted(FOLDS),
+                 help="kd_jax teacher BatchNorm folded into its convs (run.fold_teacher_bn)")
+  p.add_argument("--epoch_images", type=int, default=2048,
+                 help="images per epoch of the epoch_* rows (rounded up to whole batches)")
+  p.add_argument("--workers", type=int, default=0,
+                 help="DataLoader processes of the epoch_* rows (0, as the official code)")
   p.add_argument("--out", default="benchmarks/results", help="'' = print only")
   p.add_argument("--torch_threads", type=int, default=1,
                  help="PyTorch intra-op threads (0 = one per core); see benchmarks/README.md")
@@ -92,7 +119,9 @@ def main(argv: list[str] | None = None) -> None:
   print(report.header(meta), flush=True)
   results, paths = [], []
   for name in rows:  # results are written after every row, so a stopped run keeps its rows
-    results += measure_row(name, a.batch, a.steps, a.repeats, a.modes.split(","))
+    steps = -(-a.epoch_images // a.batch) if ROWS[name][0] == "epoch" else a.steps
+    results += measure_row(name, a.batch, steps, a.repeats, a.modes.split(","), a.fold,
+                           a.workers)
     meta["loadavg_end"] = os.getloadavg()
     if a.out:
       paths = report.write(a.out, a.name or meta["backend"], meta, results)

@@ -3,7 +3,8 @@
 Architectures follow kd_jax.models (and the official code they follow): bias-free PreResNet
 convs, the 1x1 projection of the raw block input, LeNet-5 with average pooling. Parameter
 counts are checked against kd_jax's before anything is timed. The augmentation (zero-pad 4,
-random 32x32 window, horizontal flip with p = 0.5) runs batched inside the step, like kd_jax's.
+random 32x32 window, horizontal flip with p = 0.5) runs batched inside the step, like kd_jax's,
+on whatever device the images are on.
 """
 from __future__ import annotations
 
@@ -108,14 +109,14 @@ def prepare(images_u8: torch.Tensor, augment: bool, gen: torch.Generator) -> tor
   """uint8 NHWC → [-1, 1] NCHW, with the batched crop(4) + hflip when ``augment``."""
   x = images_u8.permute(0, 3, 1, 2).float().div_(255.0)
   if augment:
-    b, c, h, w = x.shape
+    (b, c, h, w), dev = x.shape, x.device
     padded = F.pad(x, (4, 4, 4, 4))
-    off = torch.randint(0, 9, (2, b), generator=gen)
-    rows = (off[0][:, None] + torch.arange(h))[:, None, :, None]
-    cols = (off[1][:, None] + torch.arange(w))[:, None, None, :]
-    x = padded[torch.arange(b)[:, None, None, None], torch.arange(c)[None, :, None, None], rows,
-               cols]
-    flip = torch.rand(b, generator=gen) < 0.5
+    off = torch.randint(0, 9, (2, b), generator=gen, device=dev)
+    rows = (off[0][:, None] + torch.arange(h, device=dev))[:, None, :, None]
+    cols = (off[1][:, None] + torch.arange(w, device=dev))[:, None, None, :]
+    x = padded[torch.arange(b, device=dev)[:, None, None, None],
+               torch.arange(c, device=dev)[None, :, None, None], rows, cols]
+    flip = torch.rand(b, generator=gen, device=dev) < 0.5
     x = torch.where(flip[:, None, None, None], x.flip(3), x)
   return x.mul_(2.0).sub_(1.0)
 
@@ -131,7 +132,12 @@ def distill_step(student: nn.Module, teachers: Sequence[nn.Module], opt: torch.o
                  images_u8: torch.Tensor, augment: bool, temperature: float,
                  gen: torch.Generator) -> torch.Tensor:
   """Teacher forward (eval) + student forward/backward (train) + update; returns agreement."""
-  x = prepare(images_u8, augment, gen)
+  return distill_update(student, teachers, opt, prepare(images_u8, augment, gen), temperature)
+
+
+def distill_update(student: nn.Module, teachers: Sequence[nn.Module], opt: torch.optim.Optimizer,
+                   x: torch.Tensor, temperature: float) -> torch.Tensor:
+  """The step on model inputs ``x`` (NCHW float), however they were prepared."""
   targets = teacher_logprobs(teachers, x)
   logits = student(x)
   p_t = F.softmax(targets / temperature, -1)
@@ -147,7 +153,7 @@ def teacher_step(members: Sequence[nn.Module], opt: torch.optim.Optimizer,
                  augment: bool, gen: torch.Generator) -> torch.Tensor:
   """One cross-entropy step of every member on its own batch (members are separate models)."""
   opt.zero_grad(set_to_none=True)
-  correct = torch.zeros((), dtype=torch.long)
+  correct = torch.zeros((), dtype=torch.long, device=images_u8[0].device)
   for m, u8, y in zip(members, images_u8, labels):
     logits = m(prepare(u8, augment, gen))
     F.cross_entropy(logits, y).backward()

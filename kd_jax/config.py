@@ -132,6 +132,7 @@ def run_config() -> ConfigDict:
     eval_batch_size=1000,
     dtype="float32",         # compute dtype: float32 | bfloat16
     member_mode="auto",      # how stacked ensemble members run: auto | vmap | unroll | map
+    fold_teacher_bn=False,   # distill with the frozen teacher's BatchNorms folded into its convs
     tensorboard=True,
   ))
 
@@ -267,6 +268,8 @@ def validate(config: ConfigDict) -> None:
   if config.run.dtype not in ("float32", "bfloat16"):
     raise ConfigError(f"run.dtype={config.run.dtype!r} is not known; choose float32 or bfloat16")
   ensemble.check_member_mode(config.run.member_mode)
+  if not isinstance(config.run.fold_teacher_bn, bool):
+    raise ConfigError(f"run.fold_teacher_bn={config.run.fold_teacher_bn!r} must be True or False")
   if config.run.steps_per_call < 1:
     raise ConfigError(f"run.steps_per_call={config.run.steps_per_call} must be >= 1")
   if config.run.checkpoint_every < 1:

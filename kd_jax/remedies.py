@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from ml_collections import ConfigDict
 
-from kd_jax import checkpoints, ensemble, modeling
+from kd_jax import checkpoints, ensemble
 from kd_jax.errors import ConfigError
 
 ANNEAL_MODE = "anneal"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +16,7 @@ from kd_jax import (ensemble, evaluators, interpolate, modeling, optim, parallel
 from kd_jax.data import pipelines
 from kd_jax.data.inputs import ExperimentData
 from kd_jax.errors import ConfigError
+from kd_jax.models import fold
 from kd_jax.teachers import Teacher
 from kd_jax.trainer import Hook, Phase, Results, fit
 
@@ -80,9 +81,10 @@ def _optimizer(d: ConfigDict, data: ExperimentData, mesh: Mesh, lr: float):
 
 
 def _stages(config: ConfigDict, teacher: Teacher, k: int, final_vars: Any,
-            mesh: Mesh) -> list[remedies.Stage]:
+            to_device: Callable[[dict], Any]) -> list[remedies.Stage]:
   """The teachers the student distils from, in order: the final one, or checkpoints along the
-  teacher's training (``distill.trajectory``)."""
+  teacher's training (``distill.trajectory``). ``to_device`` turns host variables into what the
+  step's teacher takes (folded if so configured, replicated)."""
   d = config.distill
   stages = int(d.trajectory)
   if not stages:
@@ -92,8 +94,8 @@ def _stages(config: ConfigDict, teacher: Teacher, k: int, final_vars: Any,
   ends = remedies.stage_ends(int(d.epochs), stages)
   print(f"[distill] trajectory: teacher epochs {epochs} for student epochs up to {ends}",
         flush=True)
-  return [remedies.Stage(end, e, parallel.replicate(modeling.as_flax(remedies.teacher_at(
-              teacher.entry, e, k, final_epoch, teacher.final)), mesh))
+  return [remedies.Stage(end, e, final_vars if e == final_epoch else to_device(
+              remedies.teacher_at(teacher.entry, e, k, final_epoch, teacher.final)))
           for end, e in zip(ends, epochs)]
 
 
@@ -143,7 +145,13 @@ def distill(config: ConfigDict, workdir: Path, data: ExperimentData, teacher: Te
   """Distills one student from the (first k members of the) teacher."""
   d = config.distill
   k = int(d.teacher_members) or ensemble.num_members(teacher.final["params"])
-  t_vars = parallel.replicate(modeling.as_flax(ensemble.take_members(teacher.final, k)), mesh)
+  # The frozen teacher may run with its BatchNorms folded into its convs (models/fold.py).
+  fold_bn = bool(config.run.fold_teacher_bn)
+  t_model, t_flax = fold.teacher_for_inference(
+      teacher.model, modeling.as_flax(ensemble.take_members(teacher.final, k)), fold_bn)
+  t_vars = parallel.replicate(t_flax, mesh)
+  to_device = lambda host: parallel.replicate(fold.teacher_for_inference(
+      teacher.model, modeling.as_flax(host), fold_bn)[1], mesh)
   model = modeling.build_model(d.model, data.num_classes, config, data.model_options)
   init_vars, lr = student_init(config, model, teacher, data)
   init_vars = jax.device_get(init_vars)  # host copy: the device state is donated to the steps
@@ -158,11 +166,11 @@ def distill(config: ConfigDict, workdir: Path, data: ExperimentData, teacher: Te
   spec = steps.StepSpec(apply_fn=apply_fn, tx=tx, prepare=data.prepare(d.augment),
                         materialize=data.distill.materialize, objective=d.loss,
                         temperature=float(d.temperature), alpha=float(d.alpha),
-                        teacher_apply=teacher.model.apply, line_search=line_search, l2=l2,
+                        teacher_apply=t_model.apply, line_search=line_search, l2=l2,
                         member_mode=config.run.member_mode, anneal=anneal)
   clean = dataclasses.replace(spec, prepare=data.prepare(""), anneal=None)
   ctx = evaluators.DistillContext(
-      student_apply=model.apply, teacher_apply=teacher.model.apply, teacher_vars=t_vars,
+      student_apply=model.apply, teacher_apply=t_model.apply, teacher_vars=t_vars,
       test=data.test, distill=data.distill, mesh=mesh, clean=clean,
       augmented=dataclasses.replace(spec, anneal=None) if d.augment else None,
       batch_size=config.run.eval_batch_size, train_limit=int(d.train_eval_size),
@@ -179,7 +187,7 @@ def distill(config: ConfigDict, workdir: Path, data: ExperimentData, teacher: Te
         f"{d.model.name} student on {data.distill.size} examples for {d.epochs} epochs "
         f"(τ={d.temperature}, α={d.alpha}, loss={d.loss}, augment={d.augment or 'none'!r}, "
         f"init={d.init.mode})", flush=True)
-  stages = _stages(config, teacher, k, t_vars, mesh)
+  stages = _stages(config, teacher, k, t_vars, to_device)
   for i, stage in enumerate(stages):
     last = i == len(stages) - 1
     tv = stage.teacher_vars if anchor is None else (stage.teacher_vars, anchor)

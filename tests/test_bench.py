@@ -14,8 +14,9 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the benchmark needs the bench extra (PyTorch)")
 
-from benchmarks import jax_side, run, torch_ref, torch_side  # noqa: E402
-from kd_jax import trainer  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from benchmarks import host_loader, jax_side, run, torch_ref, torch_side  # noqa: E402
 
 SHAPES = {"lenet5": ((28, 28, 1), 10), "preresnet20": ((32, 32, 3), 100),
           "preresnet56": ((32, 32, 3), 100)}
@@ -52,29 +53,52 @@ def test_both_sides_have_the_same_parameter_count(name):
       _param_count_by_hand(name, classes)
 
 
-def test_one_distill_step_runs_on_both_sides_donated_and_without_host_callbacks():
+def test_one_distill_step_runs_on_both_sides():
+  """(Donation, host reads and the teacher-forward count: tests/test_step_checks.py.)"""
   shape, classes = SHAPES["lenet5"]
   case = jax_side.distill_case("lenet5", classes, shape, 8, 1, 2, True, "auto")
   ref = torch_side.distill_case("lenet5", classes, shape, 8, 1, 2, True)
   assert case.params == ref.params
-  box = case.box
-  phase, mesh, old = box["phase"], box["mesh"], box["state"]
-  feed = next(phase.pipeline.epoch_feeds(0, phase.stream, 1, 0, 8, 1))
-  fn = trainer._chunk_fn(phase.spec, phase.stream, mesh, jax.tree.structure(feed))
-  text = fn.lower(old, phase.pipeline.resident(), feed, jnp.int32(0), jnp.int32(0),
-                  jnp.int32(0), phase.teacher_vars).as_text()
-  assert "callback" not in text  # no host round trip hidden in the step
   case.run()
-  assert all(leaf.is_deleted() for leaf in jax.tree.leaves(old.params))  # donated, not copied
-  assert int(box["state"].step[0]) == 1
+  assert int(case.box["state"].step[0]) == 1
   ref.run()
+
+
+def test_host_transforms_are_torchvision_crop_flip_and_unit_cube():
+  """Pad 4 with zeros, the 32x32 window at (top, left), the optional flip, then [-1, 1] CHW,
+  against numpy written here."""
+  img = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+  padded = np.pad(img, ((4, 4), (4, 4), (0, 0)))
+  for top, left, flip in [(0, 8, False), (3, 5, True), (8, 0, True)]:
+    want = padded[top:top + 32, left:left + 32]
+    want = (want[:, ::-1] if flip else want).transpose(2, 0, 1) / 127.5 - 1.0
+    got = host_loader.to_normalized_tensor(
+        host_loader.crop_flip(Image.fromarray(img), top, left, flip))
+    np.testing.assert_allclose(got.numpy(), want, atol=1e-6)
+  x, y = host_loader.HostTransformed(img[None], np.array([3]))[0]
+  assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and y == 3
 
 
 @pytest.mark.bench
 def test_benchmark_command_runs_at_toy_size(tmp_path):
-  run.main(["--rows=lenet5", "--batch=8", "--steps=1", "--repeats=2", f"--out={tmp_path}",
-            "--name=toy"])
+  run.main(["--rows=lenet5,epoch_pr20", "--batch=8", "--steps=1", "--repeats=2",
+            "--epoch_images=16", "--fold=both", f"--out={tmp_path}", "--name=toy"])
   rows = json.loads((tmp_path / "toy.json").read_text())["rows"]
-  assert [(r["row"], r["mode"], len(r["jax_s"])) for r in rows] == [("lenet5", "auto", 2)]
+  assert [(r["row"], r["fold_teacher_bn"], r["steps"], len(r["jax_s"])) for r in rows] == [
+      ("lenet5", False, 1, 2), ("lenet5", True, 1, 2), ("epoch_pr20", False, 2, 2),
+      ("epoch_pr20", True, 2, 2)]
   assert all(r["jax_img_s"] > 0 and r["torch_img_s"] > 0 for r in rows)
   assert "| setting |" in (tmp_path / "toy.md").read_text()
+
+
+@pytest.mark.bench
+def test_accelerator_script_runs_at_smoke_size(tmp_path):
+  """benchmarks/accelerator.py at --smoke size on whatever backend is here (no timings)."""
+  from benchmarks import accelerator
+  accelerator.main(["--smoke", "--rows=pr56x5", f"--out={tmp_path}", "--name=smoke"])
+  record = json.loads((tmp_path / "smoke.json").read_text())
+  (row,) = record["rows"]
+  assert set(row["results"]) == set(accelerator.TORCH) | set(accelerator.JAX)
+  assert all(r["img_s"] > 0 for r in row["results"].values())
+  assert {"one", "vmap", "unroll", "200_epochs_min"} <= set(record["teacher"])
+  assert "| setting |" in (tmp_path / "smoke.md").read_text()

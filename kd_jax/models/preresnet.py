@@ -22,6 +22,7 @@ from kd_jax.models import MODELS
 from kd_jax.models.init import he_fan_out_normal, torch_dense
 
 NORMS = ("batch", "layer")
+BN_EPSILON = 1e-5         # PyTorch's BatchNorm eps; kd_jax/models/fold.py folds with the same
 STAGE_WIDTHS = (16, 32, 64)
 STAGE_STRIDES = (1, 2, 2)
 BOTTLENECK_EXPANSION = 4
@@ -64,7 +65,7 @@ def norm_layer(norm: str, train: bool, axis_name: Optional[str] = None,
   """BatchNorm (PyTorch's momentum 0.1 and eps) or LayerNorm over (H, W, C) of each example."""
   if norm == "batch":
     return functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
-                             epsilon=1e-5, axis_name=axis_name, dtype=dtype)
+                             epsilon=BN_EPSILON, axis_name=axis_name, dtype=dtype)
   # One-group GroupNorm: no batch statistics at all.
   return functools.partial(nn.GroupNorm, num_groups=1, epsilon=1e-5, dtype=dtype)
 
@@ -79,12 +80,14 @@ class BasicBlock(nn.Module):
   stride: int
   conv: ModuleDef
   norm: ModuleDef
+  folded: bool = False  # norm2 folded into conv1 (a biased conv): eval-mode teachers only
 
   @nn.compact
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
     pre = nn.relu(self.norm(name="norm1")(x))
-    y = self.conv(self.planes, (3, 3), strides=self.stride, padding=1, name="conv1")(pre)
-    y = nn.relu(self.norm(name="norm2")(y))
+    y = self.conv(self.planes, (3, 3), strides=self.stride, padding=1, use_bias=self.folded,
+                  name="conv1")(pre)
+    y = nn.relu(y if self.folded else self.norm(name="norm2")(y))
     y = self.conv(self.planes, (3, 3), padding=1, name="conv2")(y)
     shortcut = x
     if self.stride != 1 or x.shape[-1] != self.planes:
@@ -103,15 +106,17 @@ class BottleneckBlock(nn.Module):
   stride: int
   conv: ModuleDef
   norm: ModuleDef
+  folded: bool = False  # norm2 / norm3 folded into conv1 / conv2: eval-mode teachers only
 
   @nn.compact
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
     out_channels = self.planes * BOTTLENECK_EXPANSION
     pre = nn.relu(self.norm(name="norm1")(x))
-    y = self.conv(self.planes, (1, 1), padding=0, name="conv1")(pre)
-    y = nn.relu(self.norm(name="norm2")(y))
-    y = self.conv(self.planes, (3, 3), strides=self.stride, padding=1, name="conv2")(y)
-    y = nn.relu(self.norm(name="norm3")(y))
+    y = self.conv(self.planes, (1, 1), padding=0, use_bias=self.folded, name="conv1")(pre)
+    y = nn.relu(y if self.folded else self.norm(name="norm2")(y))
+    y = self.conv(self.planes, (3, 3), strides=self.stride, padding=1, use_bias=self.folded,
+                  name="conv2")(y)
+    y = nn.relu(y if self.folded else self.norm(name="norm3")(y))
     y = self.conv(out_channels, (1, 1), padding=0, name="conv3")(y)
     shortcut = x
     if self.stride != 1 or x.shape[-1] != out_channels:
@@ -124,6 +129,8 @@ class PreResNet(nn.Module):
   """Stem conv → three stages (strides 1/2/2) → norm → ReLU → global average pool → dense.
 
   The official code pools with a fixed 8x8 window; on 32x32 inputs that is this global mean.
+  ``folded=True`` is the eval-only form whose variables :func:`kd_jax.models.fold.fold_batchnorm`
+  makes: every norm that reads a conv's output directly is folded into that conv.
   """
   num_classes: int
   depth: int = 56
@@ -131,11 +138,14 @@ class PreResNet(nn.Module):
   width: float = 1.0
   bn_axis_name: Optional[str] = None
   dtype: Any = jnp.float32
+  folded: bool = False
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool = False, return_features: bool = False):
     kind, blocks = block_layout(self.depth)
     _check_options(self.norm, self.width)
+    if self.folded and (train or self.norm != "batch"):
+      raise ValueError("a folded PreResNet is an eval-mode BatchNorm model (train=False only)")
     conv = conv_layer(self.dtype)
     norm = norm_layer(self.norm, train, self.bn_axis_name, self.dtype)
     block_cls = BasicBlock if kind == "basic" else BottleneckBlock
@@ -146,7 +156,7 @@ class PreResNet(nn.Module):
       planes = scaled_width(channels, self.width)
       for b in range(blocks):
         y = block_cls(planes=planes, stride=stride if b == 0 else 1, conv=conv, norm=norm,
-                      name=f"stage{s + 1}_block{b + 1}")(y)
+                      folded=self.folded, name=f"stage{s + 1}_block{b + 1}")(y)
       features.append(y.astype(jnp.float32))
     y = nn.relu(norm(name="final_norm")(y))
     y = jnp.mean(y, axis=(1, 2))
