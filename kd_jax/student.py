@@ -116,5 +116,5 @@ def distill(config: ConfigDict, workdir: Path, data: ExperimentData, teacher: Te
   state, results = fit(phase, state, mesh, writer, hook)
   if results is None:  # finished before this process: evaluate the restored student
     results = evaluate(state, {"running": writer.last("distill").get("running", {})})
-  final = jax.device_get(modeling.state_variables(state))
+  final = parallel.host(modeling.state_variables(state))
   return Student(model, init_vars, final, results)
