@@ -1,4 +1,4 @@
-"""One process of the 2-process test (tests/test_multihost.py): 2 CPU devices, one tiny run.
+"""One process of the 2-process test (tests/test_multihost.py): 2 CPU devices, a tiny teacher.
 
 Usage: python multihost_worker.py <port> <process_id> <workdir> <store>. Records, for every
 training step it fed, which columns of the global batch it read (file taken_<id>.npz).
@@ -11,7 +11,8 @@ os.environ["JAX_PLATFORMS"] = "cpu"
 
 import numpy as np  # noqa: E402
 
-from kd_jax import distributed, experiment  # noqa: E402
+from kd_jax import distributed, parallel, report, teachers  # noqa: E402
+from kd_jax.data import inputs  # noqa: E402
 from kd_jax.data import pipelines  # noqa: E402
 from tiny import multihost_config  # noqa: E402
 
@@ -29,5 +30,9 @@ def recording(self, idx, seeds):
 
 
 pipelines.ArraySource.take_train = recording
-experiment.run(multihost_config(store), workdir)
+config = multihost_config(store)
+mesh = parallel.make_mesh(0)
+writer = report.MetricWriter(workdir, tensorboard=False)
+teachers.get_teacher(config, workdir, inputs.load(config, mesh), mesh, writer)
+writer.close()
 np.savez(os.path.join(workdir, f"taken_{pid}.npz"), taken=np.concatenate(taken))
