@@ -140,3 +140,25 @@ def test_file_images_need_the_streamed_pipeline_and_sane_sizes(tmp_path):
   with pytest.raises(ConfigError, match="data.eval_resize=10"):
     folder_files.transform_from(dict(image_size=16, eval_resize=10))
   assert math.isclose(folder_files.transform_from(dict(image_size=224)).resize, 256)
+
+
+def _feeds(pipe, epoch):
+  return [np.asarray(pipe.materialize(None, f).inputs) for f in pipe.epoch_feeds(2, 1, 2, epoch,
+                                                                                 4, 1)]
+
+
+def test_a_resumed_pipeline_redraws_the_same_crops(tmp_path):
+  """The streamed iterator's state is (epoch, step): crops are drawn from (seed, stream,
+  epoch, step, member, position), so a new process that resumes at epoch e (a fresh pipeline,
+  as after a kill) feeds exactly what the first one fed. The kill-and-resume run itself is
+  tests/test_pipelines.py's streamed test."""
+  _write_folder(tmp_path / "in")
+  ds = sources.load_source(dict(source="image_folder", path=str(tmp_path / "in"),
+                                image_size=16, cache_dir=str(tmp_path / "c")))
+  mesh = parallel.make_mesh(2)
+  first = pipelines.make_pipeline("streamed", ds.train_images, ds.train_labels, mesh)
+  epochs = [_feeds(first, e) for e in range(3)]
+  fresh = pipelines.make_pipeline("streamed", ds.train_images, ds.train_labels, mesh)
+  for a, b in zip(epochs[2], _feeds(fresh, 2), strict=True):
+    np.testing.assert_array_equal(a, b)
+  assert not all(np.array_equal(a, b) for a, b in zip(epochs[1], epochs[2])), "new crops"
