@@ -3,8 +3,9 @@
 Every host runs the same command. ``initialize`` connects the processes when the environment
 says there are several: explicit ``--coordinator_address/--num_processes/--process_id`` flags,
 ``JAX_COORDINATOR_ADDRESS`` (+ ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID``), a SLURM job step
-with more than one task (``srun``), or a Cloud TPU pod slice (several ``TPU_WORKER_HOSTNAMES``);
-jax reads the rest from the same variables. After it, the mesh spans every device of every
+with more than one task (``srun``), a TPU pod slice that lists several ``TPU_WORKER_HOSTNAMES``
+(GKE), or ``KD_JAX_MULTIHOST=1`` (a Cloud TPU VM slice, whose workers jax reads from the VM
+metadata); jax reads the rest from the same sources. After it, the mesh spans every device of every
 host, each host's streamed pipeline reads only its columns of the global batch, and the
 global batch is assembled with ``jax.make_array_from_process_local_data``.
 
@@ -21,11 +22,15 @@ from typing import Optional
 
 import jax
 
+#: Set to 1 where jax finds the other processes itself but no variable above says so: a Cloud
+#: TPU VM pod slice (jax reads the workers from the VM's metadata).
+MULTIHOST_ENV = "KD_JAX_MULTIHOST"
+
 
 def detected(env: Optional[dict] = None) -> bool:
   """True when the environment describes a multi-process job (see the module docstring)."""
   env = os.environ if env is None else env
-  if "JAX_COORDINATOR_ADDRESS" in env:
+  if env.get(MULTIHOST_ENV, "") == "1" or "JAX_COORDINATOR_ADDRESS" in env:
     return True
   if int(env.get("SLURM_NTASKS", env.get("SLURM_NPROCS", "1")) or 1) > 1 and \
       "SLURM_STEP_ID" in env:

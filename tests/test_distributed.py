@@ -13,6 +13,7 @@ def test_detects_the_multi_process_environments():
   # A Cloud TPU VM lists every worker of its slice; a single-host slice lists one.
   assert distributed.detected({"TPU_WORKER_HOSTNAMES": "t1-w-0,t1-w-1,t1-w-2,t1-w-3"})
   assert not distributed.detected({"TPU_WORKER_HOSTNAMES": "localhost"})
+  assert distributed.detected({"KD_JAX_MULTIHOST": "1"})       # Cloud TPU VM slice
 
 
 def test_one_process_is_primary_and_needs_no_initialization():
