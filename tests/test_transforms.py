@@ -142,6 +142,25 @@ def test_file_images_need_the_streamed_pipeline_and_sane_sizes(tmp_path):
   assert math.isclose(folder_files.transform_from(dict(image_size=224)).resize, 256)
 
 
+def test_tfds_records_become_files_decoded_per_step():
+  """A tfds data source read with SkipDecoding hands encoded bytes per record; here a list of
+  such records stands in for it (preparing a real encoded set needs TensorFlow)."""
+  from kd_jax.data import tfds_source
+  images = [_image(30 + 3 * i, 25, seed=i) for i in range(5)]
+  records = []
+  for i, im in enumerate(images):
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    records.append({"image": buf.getvalue(), "label": i % 2})
+  files, labels = tfds_source._record_files(records, dict(image_size=12, eval_resize=14))
+  np.testing.assert_array_equal(labels, [0, 1, 0, 1, 0])
+  assert files.shape == (5, 12, 12, 3)
+  t = ImageTransform(12, 14)
+  got = files[np.array([3, 1])].decode(np.array([0, 1]))
+  for row, i in zip(got, (3, 1)):
+    np.testing.assert_array_equal(row, t.eval(images[i]))
+
+
 def _feeds(pipe, epoch):
   return [np.asarray(pipe.materialize(None, f).inputs) for f in pipe.epoch_feeds(2, 1, 2, epoch,
                                                                                  4, 1)]

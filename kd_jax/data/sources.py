@@ -8,8 +8,10 @@ pipeline) works on plain arrays. A source is found by name in ``SOURCES`` (``dat
   split: ``splits.make_splits`` carves one).
 - ``tfds``: a prepared TFDS dataset read through ``tfds.data_source`` (array_record files), so
   training needs no TensorFlow. Only preparing the dataset (``tfds build``) needs it.
-- ``image_folder``: ``train/<class>/*.png|jpg`` (and optionally ``test/<class>/*``) in a folder
-  or a tar archive, decoded with Pillow once and cached as one ``.npz``.
+- ``image_folder``: ``train/<class>/*.png|jpg`` (and optionally ``test/<class>/*`` or
+  ``val/<class>/*``) in a folder or a tar archive, decoded with Pillow once and cached as one
+  ``.npz``; with ``data.image_size`` > 0 (ImageNet) kept as files instead and decoded per step
+  by the streamed pipeline (``kd_jax.data.folder_files``).
 """
 from __future__ import annotations
 
