@@ -22,7 +22,9 @@ REPLICATED = P()
 def make_mesh(num_devices: int = 0) -> Mesh:
   """A 1-D mesh over the first ``num_devices`` devices (0 = all); on many hosts, all devices of
   all hosts (each host feeds its own)."""
-  devices = jax.devices()
+  # Each process's devices side by side: its streamed columns are one contiguous block of the
+  # global batch, as kd_jax.data.pipelines.HostStreamed hands them over.
+  devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
   if jax.process_count() > 1 and num_devices not in (0, len(devices)):
     raise ConfigError(f"run.num_devices={num_devices}, but a run on {jax.process_count()} "
                       f"processes uses all {len(devices)} devices; set run.num_devices=0")
