@@ -16,6 +16,7 @@ from ml_collections import ConfigDict
 from kd_jax import cka as cka_lib
 from kd_jax import cka_official
 from kd_jax import ensemble, landscape, losses, metrics, modeling, steps
+from kd_jax.distributed import is_primary
 
 Array = jax.Array
 
@@ -76,11 +77,12 @@ def line(student_model, batch_stats: Any, student: Any, teacher: Any, x: Array,
   fn = _fit_to_teacher(student_model, batch_stats, x, teacher_logprobs, temperature)
   ts = np.linspace(0.0, 1.0, int(points))
   values = landscape.evaluate_line(fn, student, teacher, ts, chunk=8)
-  out_dir.mkdir(parents=True, exist_ok=True)
-  np.savez(out_dir / "line.npz", ts=ts, **values)
-  for key, arr in values.items():
-    landscape.plot_line({key: arr}, ts, path=out_dir / f"line_{key}.png",
-                        labels=("student final", "teacher"), title=_TITLES[key], ylabel=key)
+  if is_primary():  # on many hosts process 0 alone writes files and plots
+    out_dir.mkdir(parents=True, exist_ok=True)
+    np.savez(out_dir / "line.npz", ts=ts, **values)
+    for key, arr in values.items():
+      landscape.plot_line({key: arr}, ts, path=out_dir / f"line_{key}.png",
+                          labels=("student final", "teacher"), title=_TITLES[key], ylabel=key)
   loss = values["distill_loss"]
   return {"barrier": float(loss.max() - max(loss[0], loss[-1])),
           "agreement_min": float(values["agreement"].min()), "points": int(points)}
@@ -99,13 +101,15 @@ def plane(student_model, batch_stats: Any, anchors: tuple[Any, Any, Any], x: Arr
   pl = landscape.plane_basis(*anchors)
   xs, ys = landscape.grid_around(pl, n=int(cfg.plane_points), margin=float(cfg.plane_margin))
   values = landscape.evaluate_plane(fn, pl, xs, ys, chunk=int(cfg.plane_chunk))
-  out_dir.mkdir(parents=True, exist_ok=True)
-  np.savez(out_dir / "plane.npz", xs=xs, ys=ys, anchors=pl.coords,
-           **{k: np.asarray(v) for k, v in values.items()})
+  if is_primary():  # on many hosts process 0 alone writes files and plots
+    out_dir.mkdir(parents=True, exist_ok=True)
+    np.savez(out_dir / "plane.npz", xs=xs, ys=ys, anchors=pl.coords,
+             **{k: np.asarray(v) for k, v in values.items()})
   # Each anchor as the plane's coordinates place it (the grid's own parameterization).
   anchor_values = {name: {k: float(v) for k, v in fn(landscape.plane_point(pl, *xy)).items()}
                    for name, xy in zip(_ANCHORS, pl.coords)}
-  draw_plane(out_dir, pl.coords, anchor_values, temperature)
+  if is_primary():
+    draw_plane(out_dir, pl.coords, anchor_values, temperature)
   return {"anchor_coords": pl.coords.tolist(), "anchors": anchor_values,
           "grid": [len(ys), len(xs)], "files": sorted(p.name for p in out_dir.glob("plane*"))}
 

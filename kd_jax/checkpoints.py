@@ -132,10 +132,13 @@ def find_teacher(store: os.PathLike | str, key: str, members: int) -> Optional[P
 
 
 def save_teacher(entry: Path, final_vars: Any, initial_vars: Any, meta: dict) -> None:
-  save_tree(entry / "final", {"final": final_vars, "initial": initial_vars})
-  tmp = entry / "teacher.json.tmp"
-  tmp.write_text(json.dumps(meta, indent=2, default=str))
-  tmp.replace(entry / "teacher.json")
+  from kd_jax import distributed
+  save_tree(entry / "final", {"final": final_vars, "initial": initial_vars})  # every process
+  if distributed.is_primary():
+    tmp = entry / "teacher.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=2, default=str))
+    tmp.replace(entry / "teacher.json")
+  distributed.barrier("kd_jax.save_teacher")  # the others may look for teacher.json next
 
 
 def load_teacher(entry: Path, like: dict) -> tuple[Any, Any, dict]:

@@ -58,6 +58,11 @@ def data_config() -> ConfigDict:
     path="",                  # image folder or tar
     data_dir="",              # tfds data_dir
     cache_dir="",             # decoded image-folder cache ('' = ~/.cache/kd_jax)
+    image_size=0,             # > 0: images stay files, decoded per step by the streamed
+                              # pipeline: random-resized crop + flip to this size (train),
+                              # resize + center crop (eval). ImageNet: 224
+    eval_resize=0,            # eval: shorter side resized to this first (0 = image_size·256/224)
+    crop_min_scale=0.08,      # train: smallest random-resized-crop area fraction
     split_seed=0,
     test_size=1000,           # sources without a test split: stratified test carved from train
     teacher_pool="train",     # train | d0
@@ -65,7 +70,7 @@ def data_config() -> ConfigDict:
     distill_pool="rest",      # rest | teacher | train | d0 | d1
     distill_subset=0,         # stratified subset of the distill pool; 0 = all
     max_test=0,               # stratified subset of test; 0 = all
-    normalization="unit_cube",  # unit_cube | zscore
+    normalization="unit_cube",  # unit_cube | zscore | imagenet (fixed ImageNet mean, std)
     emnist_transposed=False,  # tfds emnist (also as data.ood) as the official code fed it: H↔W
     ood=ConfigDict(dict(source="", name="", path="", num=0)),
     text=ConfigDict(dict(max_len=100, min_freq=10)),  # text sources: tokens kept, vocab cut
@@ -207,6 +212,8 @@ def teacher_key(config: ConfigDict) -> str:
   from kd_jax.data.text import TEXT_SOURCES  # local: keep config importable without JAX work
   if d.source in TEXT_SOURCES:  # only text keys change with the vocabulary
     ident["data"]["text"] = d.text.to_dict()
+  if d.image_size:  # only images decoded per step have these keys (older keys stay the same)
+    ident["data"].update({k: d[k] for k in ("image_size", "eval_resize", "crop_min_scale")})
   blob = json.dumps(ident, sort_keys=True, default=str)
   return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -230,6 +237,10 @@ def validate(config: ConfigDict) -> None:
                       "only, but data.source='tfds'; add --config.data.source=image_folder "
                       "(or drop data.path)")
   PIPELINES.check(config.data.pipeline)
+  if config.data.image_size and config.data.pipeline != "streamed":
+    raise ConfigError(f"data.image_size={config.data.image_size} decodes image files per step, "
+                      "which only the streamed pipeline does; add "
+                      "--config.data.pipeline=streamed")
   augment.check_normalization(config.data.normalization)
   for name in config.teacher.evals:
     evaluators.TEACHER_EVALS.check(name)

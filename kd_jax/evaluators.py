@@ -25,6 +25,7 @@ from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 
 from kd_jax import ensemble, metrics, parallel, steps
@@ -50,8 +51,9 @@ def predict(applies: tuple, var_list: tuple, pipeline: pipelines.Pipeline, mesh:
   outs = []
   for s, feed in enumerate(pipeline.eval_feeds(batch, limit=size)):
     fn = _predict_fn(applies, mesh, spec, len(var_list), jax.tree.structure(feed))
-    outs.append(fn(var_list, resident, feed, jnp.int32(seed), jnp.int32(s)))
-  return tuple(jnp.concatenate([o[j] for o in outs], axis=1)[:, :size]
+    # On the host at once: on many hosts a batch's logits span every process.
+    outs.append(parallel.host(fn(var_list, resident, feed, jnp.int32(seed), jnp.int32(s))))
+  return tuple(jnp.asarray(np.concatenate([o[j] for o in outs], axis=1)[:, :size])
                for j in range(len(var_list)))
 
 

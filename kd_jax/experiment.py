@@ -16,7 +16,7 @@ from typing import Any, Optional
 import numpy as np
 from ml_collections import ConfigDict
 
-from kd_jax import parallel, report, rundir, student as student_lib, teachers
+from kd_jax import distributed, parallel, report, rundir, student as student_lib, teachers
 from kd_jax.config import to_json, validate
 from kd_jax.data import inputs, splits as splits_lib
 from kd_jax.errors import ConfigError
@@ -49,16 +49,20 @@ def run(config: ConfigDict, workdir: str | Path, hook: Optional[Hook] = None,
   t0 = time.time()
   workdir = Path(workdir)
   validate(config)
-  check_workdir(workdir)
-  if restart:
+  primary = distributed.is_primary()  # on many hosts process 0 alone writes files
+  if primary:
+    check_workdir(workdir)
+  if restart and primary:
     gone = rundir.clear(config, workdir)
     if gone:
       print(f"[run] --restart: deleted {', '.join(gone)} in {workdir}", flush=True)
+  distributed.barrier("kd_jax.run.start")
   rundir.check(config, workdir)
   finished = _finished(workdir)
   if finished is not None:
     return finished
-  (workdir / rundir.CONFIG).write_text(to_json(config))
+  if primary:
+    (workdir / rundir.CONFIG).write_text(to_json(config))
   mesh = parallel.make_mesh(config.run.num_devices)
   host = inputs.load_splits(config)
   print(f"[data] {splits_lib.describe(host)}", flush=True)
@@ -86,10 +90,12 @@ def run(config: ConfigDict, workdir: str | Path, hook: Optional[Hook] = None,
       "devices": [str(d) for d in mesh.devices.flat],
       "wall_time_s": round(time.time() - t0, 1),
   }
-  tmp = workdir / (RESULTS + ".tmp")  # a kill while writing leaves no half results.json
-  tmp.write_text(json.dumps(results, indent=2, default=_json_default))
-  tmp.replace(workdir / RESULTS)
+  if primary:
+    tmp = workdir / (RESULTS + ".tmp")  # a kill while writing leaves no half results.json
+    tmp.write_text(json.dumps(results, indent=2, default=_json_default))
+    tmp.replace(workdir / RESULTS)
   _print_results(results, f"wrote {workdir / RESULTS}")
+  distributed.barrier("kd_jax.run.end")
   return results
 
 

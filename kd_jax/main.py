@@ -30,6 +30,9 @@ _PRINT_CONFIG = flags.DEFINE_bool(
     "print_config", False, "Print every key of the resolved config (overrides applied) with "
     "its value, then exit.")
 flags.mark_flags_as_required(["config"])
+from kd_jax.distributed import define_flags  # noqa: E402  (imports jax lazily)
+
+define_flags()
 
 
 def main(argv: list[str]) -> None:
@@ -44,8 +47,8 @@ def main(argv: list[str]) -> None:
   if not _WORKDIR.value:
     cli.fail("--workdir is required: the folder for checkpoints, metrics and results "
              "(--print_config needs none)")
-  import jax  # after flag parsing: --help stays fast
-  jax.distributed.initialize() if _multi_host() else None
+  from kd_jax import distributed  # after flag parsing: --help stays fast
+  distributed.initialize_from_flags()  # many hosts: from the flags or the environment
   _note_sweep_arms()  # imports kd_jax modules: after the multi-host initialization
   from kd_jax import cache, experiment
   cache.use_compile_cache()
@@ -66,12 +69,6 @@ def _note_sweep_arms() -> None:
   if arms:
     print(f"note: this file defines {arms} sweep arms; kd_jax.main runs the base config only; "
           "use python -m kd_jax.sweep to run the figure", file=sys.stderr, flush=True)
-
-
-def _multi_host() -> bool:
-  """Multi-host runs (TPU pods, SLURM) set these; a single machine needs no initialization."""
-  import os
-  return any(k in os.environ for k in ("JAX_COORDINATOR_ADDRESS", "SLURM_NTASKS_PER_NODE"))
 
 
 def run() -> None:

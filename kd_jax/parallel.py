@@ -20,8 +20,14 @@ REPLICATED = P()
 
 
 def make_mesh(num_devices: int = 0) -> Mesh:
-  """A 1-D mesh over the first ``num_devices`` local devices (0 = all)."""
-  devices = jax.local_devices()
+  """A 1-D mesh over the first ``num_devices`` devices (0 = all); on many hosts, all devices of
+  all hosts (each host feeds its own)."""
+  # Each process's devices side by side: its streamed columns are one contiguous block of the
+  # global batch, as kd_jax.data.pipelines.HostStreamed hands them over.
+  devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
+  if jax.process_count() > 1 and num_devices not in (0, len(devices)):
+    raise ConfigError(f"run.num_devices={num_devices}, but a run on {jax.process_count()} "
+                      f"processes uses all {len(devices)} devices; set run.num_devices=0")
   n = num_devices or len(devices)
   if n > len(devices):
     raise ConfigError(f"run.num_devices={num_devices} but only {len(devices)} devices are visible; "
@@ -59,3 +65,18 @@ def device_map(fn: Callable[..., Any], mesh: Mesh, in_specs: Sequence[Any], out_
 def local_positions(local_batch: int) -> jax.Array:
   """Global positions of this device's examples in the global batch (for per-example keys)."""
   return jax.lax.axis_index(AXIS) * local_batch + jax.numpy.arange(local_batch)
+
+
+def host(tree: Any) -> Any:
+  """Numpy copy of a pytree of device arrays, also of global arrays that span other processes
+  (replicated: the local copy; sharded: gathered from every process)."""
+
+  def one(x):
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+      if x.is_fully_replicated:
+        return np.asarray(x.addressable_data(0))
+      from jax.experimental import multihost_utils
+      return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return jax.device_get(x)
+
+  return jax.tree.map(one, tree)

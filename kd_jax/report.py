@@ -59,10 +59,13 @@ class MetricWriter:
   """Appends ``{"phase", "epoch", ...}`` records to ``metrics.jsonl`` and TensorBoard."""
 
   def __init__(self, workdir: Path, tensorboard: bool = True):
-    Path(workdir).mkdir(parents=True, exist_ok=True)
+    from kd_jax.distributed import is_primary
     self.path = Path(workdir) / "metrics.jsonl"
     self._tb = None
-    if tensorboard:
+    self.enabled = is_primary()  # on many hosts process 0 alone writes the log
+    if self.enabled:
+      Path(workdir).mkdir(parents=True, exist_ok=True)
+    if tensorboard and self.enabled:
       try:
         from tensorboardX import SummaryWriter
         self._tb = SummaryWriter(str(Path(workdir) / "tensorboard"))
@@ -71,7 +74,7 @@ class MetricWriter:
 
   def forget_after(self, phase: str, epoch: int) -> None:
     """On resume, drops records of ``phase`` past the restored epoch (they will be rewritten)."""
-    if not self.path.exists():
+    if not self.enabled or not self.path.exists():
       return
     keep = []
     for line in self.path.read_text().splitlines():
@@ -83,6 +86,8 @@ class MetricWriter:
 
   def write(self, phase: str, epoch: int, results: dict[str, dict[str, Any]]) -> None:
     """One record: ``{"phase", "epoch", split: {metric: value}, ...}``."""
+    if not self.enabled:
+      return
     rec = {"phase": phase, "epoch": epoch,
            **{split: {k: _plain(v) for k, v in m.items()} for split, m in results.items()}}
     with self.path.open("a") as f:

@@ -130,7 +130,7 @@ def _polish(config: ConfigDict, workdir: Path, data: ExperimentData, spec: steps
   phase = dataclasses.replace(base, name="polish", spec=pspec, epochs=p.epochs,
                               batch_size=batch_size,
                               checkpoint_dir=Path(workdir) / "checkpoints" / "polish")
-  start = jax.device_get(modeling.state_variables(state))
+  start = parallel.host(modeling.state_variables(state))
   print(f"[polish] {p.optim.name} on {data.distill.size} examples for {p.epochs} epochs "
         f"(batch {batch_size})", flush=True)
   state = parallel.replicate(modeling.make_state(start, tx), mesh)
@@ -200,5 +200,5 @@ def distill(config: ConfigDict, workdir: Path, data: ExperimentData, teacher: Te
   if int(d.polish.epochs):
     state, results = _polish(config, workdir, data, spec, dataclasses.replace(
         phase, teacher_vars=t_vars, evaluate=evaluate), state, model, mesh, writer, hook)
-  final = jax.device_get(modeling.state_variables(state))
+  final = parallel.host(modeling.state_variables(state))
   return Student(model, init_vars, final, results)

@@ -89,11 +89,9 @@ def run_sweep(config: ConfigDict, sweep: ConfigDict, workdir: str | Path, *,
     experiment.run(t.config, workdir / t.path, hook=hook)
     times.append(time.perf_counter() - t0)
     done += 1
-    rows = sweep_report.write_outputs(config.name, sweep, trials, workdir, command, chosen,
-                                      commit)
+    rows = _outputs(config, sweep, trials, workdir, command, chosen, commit)
   if rows is None:
-    rows = sweep_report.write_outputs(config.name, sweep, trials, workdir, command, chosen,
-                                      commit)
+    rows = _outputs(config, sweep, trials, workdir, command, chosen, commit)
   print(f"[sweep] {done}/{n} trials done; wrote {workdir / 'results.csv'}, results.md and the plot",
         flush=True)
   return rows
@@ -142,6 +140,8 @@ def _define_flags():
   from ml_collections import config_flags
   if "only" in flags.FLAGS:
     return
+  from kd_jax.distributed import define_flags
+  define_flags()
   config_flags.DEFINE_config_file(
       "config", None, "Figure config file, e.g. configs/fig3_augmentation.py:mini.",
       lock_config=True)
@@ -223,6 +223,19 @@ def figure_arms(config_flag) -> int:
   return len(arm_specs(sweep_of(path, arg)))
 
 
+def _outputs(config: ConfigDict, sweep: ConfigDict, trials, workdir: Path, command: str,
+             chosen, commit: str) -> list[dict[str, Any]]:
+  """Table, CSV and plot after a trial; on many hosts process 0 writes them, the others only
+  read the rows back."""
+  from kd_jax import distributed
+  rows = None
+  if distributed.is_primary():
+    rows = sweep_report.write_outputs(config.name, sweep, trials, workdir, command, chosen,
+                                      commit)
+  distributed.barrier("kd_jax.sweep.outputs")
+  return rows if rows is not None else sweep_report.collect_rows(trials, workdir)
+
+
 def default_workdir(config: ConfigDict) -> Path:
   return Path("runs") / config.name
 
@@ -262,6 +275,8 @@ def main(argv: list[str]) -> None:
       print(describe(config, sweep, workdir, f.only))
       return
     use_compile_cache(workdir)
+    from kd_jax import distributed
+    distributed.initialize_from_flags()  # many hosts: every host runs this same command
     LAUNCHERS[f.launcher](config, sweep, workdir, options, f.only, command_line(sys.argv))
   except UserFacingError as e:
     print(f"error: {e}", file=sys.stderr)

@@ -8,6 +8,7 @@ too.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from pathlib import Path
@@ -17,8 +18,8 @@ import jax
 from jax.sharding import Mesh
 from ml_collections import ConfigDict
 
-from kd_jax import (checkpoints, ensemble, evaluators, modeling, optim, parallel, report, steps,
-                    store_lock)
+from kd_jax import (checkpoints, distributed, ensemble, evaluators, modeling, optim, parallel,
+                    report, steps, store_lock)
 from kd_jax.config import teacher_key, to_json
 from kd_jax.data import pipelines
 from kd_jax.data.inputs import ExperimentData
@@ -68,14 +69,20 @@ def get_teacher(config: ConfigDict, workdir: Path, data: ExperimentData, mesh: M
   """Loads the teacher ensemble from the store, or trains it (resumably) and stores it."""
   model = modeling.build_model(config.teacher.model, data.num_classes, config,
                                data.model_options)
-  stored = load(config, workdir, model, data.input_shape)
-  if stored is not None:
-    return stored
-  with store_lock.hold(lock_path(config, workdir), f"teacher {teacher_key(config)}"):
-    stored = load(config, workdir, model, data.input_shape)  # trained while we waited
-    if stored is not None:
-      return stored
+  if distributed.agree(_stored(config, workdir)):   # process 0 looks; every process follows
+    return load(config, workdir, model, data.input_shape)
+  lock = (store_lock.hold(lock_path(config, workdir), f"teacher {teacher_key(config)}")
+          if distributed.is_primary() else contextlib.nullcontext())
+  with lock:  # one lock per job: process 0 holds it for all of them
+    if distributed.agree(_stored(config, workdir)):  # trained while we waited
+      return load(config, workdir, model, data.input_shape)
     return _train(config, workdir, data, mesh, writer, model, hook)
+
+
+def _stored(config: ConfigDict, workdir: Path) -> bool:
+  found = checkpoints.find_teacher(store_dir(config, workdir), teacher_key(config),
+                                   int(config.teacher.ensemble_size))
+  return found is not None
 
 
 def _train(config: ConfigDict, workdir: Path, data: ExperimentData, mesh: Mesh,
@@ -85,8 +92,9 @@ def _train(config: ConfigDict, workdir: Path, data: ExperimentData, mesh: Mesh,
   members = int(t.ensemble_size)
   key = teacher_key(config)
   entry = checkpoints.teacher_entry(store_dir(config, workdir), key, members)
-  entry.mkdir(parents=True, exist_ok=True)
-  (entry / "config.json").write_text(to_json(config.teacher))
+  if distributed.is_primary():
+    entry.mkdir(parents=True, exist_ok=True)
+    (entry / "config.json").write_text(to_json(config.teacher))
   initial = jax.device_get(modeling.init_variables(model, t.seed, steps.TEACHER_STREAM, members,
                                                    data.input_shape))
   spe = pipelines.steps_per_epoch(data.teacher.size, t.batch_size)
@@ -109,7 +117,7 @@ def _train(config: ConfigDict, workdir: Path, data: ExperimentData, mesh: Mesh,
   state, final_eval = fit(phase, state, mesh, writer, hook)
   if final_eval is None:
     final_eval = evaluate(state, {"running": writer.last("teacher").get("running", {})})
-  final = jax.device_get(modeling.state_variables(state))
+  final = parallel.host(modeling.state_variables(state))
   checkpoints.save_teacher(entry, final, initial,
                            {"key": key, "members": members, "final_eval": final_eval})
   return Teacher(model, final, initial, entry, trained_now=True)

@@ -74,7 +74,7 @@ def run_epoch(phase: Phase, state: steps.TrainState, mesh: Mesh, epoch: int,
                      jnp.int32(s), phase.teacher_vars)
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
     s += jax.tree.leaves(feed)[0].shape[0]
-  return state, jax.device_get(totals)
+  return state, parallel.host(totals)
 
 
 def running(phase: Phase, totals: dict[str, np.ndarray]) -> dict[str, float]:

@@ -82,6 +82,18 @@ def test_not_prepared_custom_name_says_not_in_this_data_dir(tmp_path):
                    + re.escape(str(tmp_path)), msg)
 
 
+def test_imagenet_not_prepared_is_one_line_naming_the_tars_and_the_command(tmp_path):
+  with pytest.raises(ConfigError) as err:
+    sources.load_source({"source": "tfds", "name": "imagenet2012", "data_dir": str(tmp_path),
+                         "image_size": 224})
+  msg = str(err.value)
+  assert "\n" not in msg
+  manual = f"{tmp_path}/downloads/manual"
+  assert f"ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar" in msg
+  assert msg.endswith(f"tfds build imagenet2012 --data_dir={tmp_path} "
+                      f"--file_format=array_record --manual_dir={manual}")
+
+
 def test_tfds_build_command_line_imports_in_the_prepare_environment():
   """`tfds build` imports apache_beam, mlcroissant and importlib_resources at start-up (tfds
   4.9.x); the prepare extra must bring them. Runs `tfds build --help` (no download)."""

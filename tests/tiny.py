@@ -5,6 +5,7 @@ from kd_jax import config as config_lib
 
 
 def tiny_config(store, *, devices=0, members=1, teacher_epochs=2, distill_epochs=2):
+  """``members`` teachers and one student on embedded MNIST, a few seconds of training."""
   c = config_lib.base_config()
   c.data.test_size = 200
   c.data.teacher_subset = 64
@@ -22,3 +23,13 @@ def tiny_config(store, *, devices=0, members=1, teacher_epochs=2, distill_epochs
   c.run.checkpoint_every = 1
   c.run.tensorboard = False
   return config_lib.lock(c)
+
+
+def multihost_config(store):
+  """tests/test_multihost.py's teacher (both sides): streamed data, 2 members, 2 epochs, the
+  test evaluation once (every evaluator is another compilation on each process)."""
+  c = tiny_config(store, members=2, teacher_epochs=2)
+  with c.unlocked():
+    c.data.pipeline = "streamed"
+    c.teacher.evals, c.teacher.eval_every = ("test",), 2
+  return c

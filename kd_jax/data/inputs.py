@@ -21,7 +21,8 @@ from ml_collections import ConfigDict
 from kd_jax import parallel
 from kd_jax.batch import Batch
 from kd_jax.data import augment as augment_lib
-from kd_jax.data import pipelines, sources, splits as splits_lib, text
+from kd_jax.data import image_files, pipelines, sources, splits as splits_lib, text
+from kd_jax.errors import ConfigError
 
 Array = jax.Array
 
@@ -49,6 +50,8 @@ class ExperimentData:
     """The first ``n`` (0 = all) host inputs as the model takes them (images scaled and
     normalized like the training inputs; text as ``(tokens, lengths)``)."""
     x = images_u8[:n] if n else images_u8
+    if image_files.is_lazy(x):  # files: the eval transform's pixels
+      x = x.decode(np.arange(len(x)))
     if self.modality == "text":
       tokens = jnp.asarray(x, jnp.int32)
       return tokens, text.lengths_of(tokens)
@@ -81,6 +84,10 @@ def normalizer(host: splits_lib.Splits, mode: str) -> Callable[[Array], Array]:
   augment_lib.check_normalization(mode)
   mean = std = None
   if mode == "zscore":
+    if image_files.is_lazy(host.teacher_x):
+      raise ConfigError("data.normalization='zscore' computes statistics over every teacher "
+                        "image in memory; images decoded per step (data.image_size > 0) "
+                        "use data.normalization='imagenet' (fixed ImageNet mean and std)")
     x = host.teacher_x.astype(np.float64) / 255.0
     mean = tuple(x.mean(axis=(0, 1, 2)).tolist())
     std = tuple(x.std(axis=(0, 1, 2)).tolist())

@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 from typing import Any, Callable, Iterator, Optional, Protocol
 
 import jax
@@ -40,6 +41,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from kd_jax import parallel
 from kd_jax.batch import Batch
+from kd_jax.data import image_files
+from kd_jax.errors import ConfigError
 from kd_jax.registry import Registry
 
 Feed = Any
@@ -146,23 +149,35 @@ class DeviceResident:
 
 
 class ArraySource:
-  """Random access to examples held in host memory (numpy), for the streamed pipeline.
+  """Random access to examples on the host, for the streamed pipeline: numpy arrays, or
+  encoded files (:class:`kd_jax.data.image_files.ImageFiles`) decoded on the grain threads.
 
   Any object with ``__len__`` and ``__getitem__(i) -> (input, label)`` works in its place
-  (e.g. a ``tfds.data_source`` behind a small adapter); ``take`` is the vectorized fast path.
+  (e.g. a ``tfds.data_source`` behind a small adapter); ``take`` is the vectorized fast path,
+  ``take_train`` the one that applies a random host transform (crop) seeded per example.
   """
 
-  def __init__(self, inputs: np.ndarray, labels: np.ndarray):
+  def __init__(self, inputs: Any, labels: np.ndarray):
     self.inputs, self.labels = inputs, np.asarray(labels, np.int32)
+    self.lazy = image_files.is_lazy(inputs)
 
   def __len__(self) -> int:
     return len(self.labels)
 
   def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
-    return self.inputs[i], int(self.labels[i])
+    x = self.inputs.decode(np.asarray([i]))[0] if self.lazy else self.inputs[i]
+    return x, int(self.labels[i])
 
   def take(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return self.inputs[idx], self.labels[idx]
+    x = self.inputs.decode(idx) if self.lazy else self.inputs[idx]
+    return x, self.labels[idx]
+
+  def take_train(self, idx: np.ndarray, seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Training examples: files get the train transform drawn from ``seeds`` (one row per
+    example); arrays are returned as stored (their augmentation runs on the devices)."""
+    if not self.lazy:
+      return self.take(idx)
+    return self.inputs.decode(idx, seeds), self.labels[idx]
 
 
 def _take(source: Any, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -172,6 +187,15 @@ def _take(source: Any, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   x = np.stack([np.asarray(p[0]) for p in pairs]).reshape(idx.shape + np.shape(pairs[0][0]))
   y = np.asarray([p[1] for p in pairs], np.int32).reshape(idx.shape)
   return x, y
+
+
+def _example_seeds(train_key: tuple[int, int, int], step: int, shape: tuple[int, int],
+                   first_col: int) -> np.ndarray:
+  """``[members, cols, 6]`` int rows (seed, stream, epoch, step, member, global position)."""
+  members, cols = shape
+  m, j = np.meshgrid(np.arange(members), first_col + np.arange(cols), indexing="ij")
+  head = np.broadcast_to(np.asarray(train_key + (step,), np.int64), (members, cols, 4))
+  return np.concatenate([head, m[..., None], j[..., None]], axis=-1)
 
 
 @dataclasses.dataclass
@@ -214,13 +238,23 @@ class HostStreamed:
       raise ValueError(f"a global batch of {cols} does not split over {n} processes")
     return slice(p * cols // n, (p + 1) * cols // n)
 
-  def _dataset(self, idx: np.ndarray, mask: np.ndarray, k: int):
-    """grain: step s → this process's examples of step s, batched k steps per call."""
+  def _dataset(self, idx: np.ndarray, mask: np.ndarray, k: int,
+               train_key: Optional[tuple[int, int, int]] = None):
+    """grain: step s → this process's examples of step s, batched k steps per call.
+
+    ``train_key`` = (seed, stream, epoch) when training: a source with a host transform draws
+    example j of member m at step s from seeds (seed, stream, epoch, s, m, global position of
+    j), the same whichever process reads it."""
     import grain  # the streamed path only
     cols = self._local(idx.shape[-1])
+    train = train_key is not None and hasattr(self.source, "take_train")
 
     def load(s: int) -> dict:
-      x, y = _take(self.source, idx[s][..., cols])
+      sel = idx[s][..., cols]
+      if train:
+        x, y = self.source.take_train(sel, _example_seeds(train_key, s, sel.shape, cols.start))
+      else:
+        x, y = _take(self.source, sel)
       out = {"inputs": x, "labels": y, "mask": mask[s][..., cols]}
       return self.host_transform(out) if self.host_transform else out
 
@@ -242,7 +276,7 @@ class HostStreamed:
   def epoch_feeds(self, seed: int, stream: int, members: int, epoch: int, batch_size: int,
                   steps_per_call: int) -> Iterator[Feed]:
     idx, mask = epoch_plan(seed, members, epoch, self.size, batch_size, stream)
-    for local in self._dataset(idx, mask, steps_per_call):
+    for local in self._dataset(idx, mask, steps_per_call, (seed, stream, epoch)):
       yield self._global(local, 2)
 
   def eval_feeds(self, batch_size: int, limit: int = 0) -> Iterator[Feed]:
@@ -257,9 +291,26 @@ class HostStreamed:
 
 
 PIPELINES: Registry[Callable[..., Pipeline]] = Registry("input pipeline", "data.pipeline")
-PIPELINES.register("device")(lambda inputs, labels, mesh: DeviceResident(inputs, labels, mesh))
-PIPELINES.register("streamed")(
-    lambda inputs, labels, mesh: HostStreamed(ArraySource(inputs, labels), mesh))
+def _device(inputs: Any, labels: np.ndarray, mesh: Mesh) -> DeviceResident:
+  if image_files.is_lazy(inputs):
+    raise ConfigError("data.pipeline='device' holds every image on the devices, but "
+                      "data.image_size > 0 decodes files per step; use "
+                      "data.pipeline='streamed'")
+  return DeviceResident(inputs, labels, mesh)
+
+
+PIPELINES.register("device")(_device)
+def _streamed(inputs: Any, labels: np.ndarray, mesh: Mesh) -> HostStreamed:
+  """Arrays: 2 threads copy slices. Files: one thread per core, each decoding one step's
+  local batch (Pillow releases the GIL while it decodes and resizes), as many steps ahead."""
+  if image_files.is_lazy(inputs):
+    threads = max(2, os.cpu_count() or 2)
+    return HostStreamed(ArraySource(inputs, labels), mesh, num_threads=threads,
+                        prefetch=threads)
+  return HostStreamed(ArraySource(inputs, labels), mesh)
+
+
+PIPELINES.register("streamed")(_streamed)
 
 
 def make_pipeline(kind: str, inputs: np.ndarray, labels: np.ndarray, mesh: Mesh) -> Pipeline:

@@ -8,8 +8,10 @@ pipeline) works on plain arrays. A source is found by name in ``SOURCES`` (``dat
   split: ``splits.make_splits`` carves one).
 - ``tfds``: a prepared TFDS dataset read through ``tfds.data_source`` (array_record files), so
   training needs no TensorFlow. Only preparing the dataset (``tfds build``) needs it.
-- ``image_folder``: ``train/<class>/*.png|jpg`` (and optionally ``test/<class>/*``) in a folder
-  or a tar archive, decoded with Pillow once and cached as one ``.npz``.
+- ``image_folder``: ``train/<class>/*.png|jpg`` (and optionally ``test/<class>/*`` or
+  ``val/<class>/*``) in a folder or a tar archive, decoded with Pillow once and cached as one
+  ``.npz``; with ``data.image_size`` > 0 (ImageNet) kept as files instead and decoded per step
+  by the streamed pipeline (``kd_jax.data.folder_files``).
 """
 from __future__ import annotations
 
@@ -33,6 +35,8 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 MNIST_EMBEDDED = ASSETS / "mnist_5k.npz"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 SPLIT_DIRS = ("train", "test")
+#: ImageNet's layout calls its test split val/ (val/<wnid>/*.JPEG).
+SPLIT_ALIASES = {"val": "test"}
 # Bump when the decoded layout changes so stale caches are ignored.
 _CACHE_FORMAT = 1
 
@@ -77,7 +81,7 @@ class ArrayDataset:
 
 
 def _check_pair(images: np.ndarray, labels: np.ndarray, split: str) -> None:
-  image = images.dtype == np.uint8 and images.ndim == 4
+  image = images.dtype == np.uint8 and images.ndim == 4  # arrays, or encoded ImageFiles
   tokens = images.dtype == np.int32 and images.ndim == 2  # text: padded token ids [N, L]
   if not (image or tokens):
     raise ValueError(f"{split} inputs must be uint8 NHWC images or int32 [N, L] tokens, "
@@ -151,12 +155,12 @@ def _default_cache_dir() -> Path:
 def _parse_member(relpath: str) -> tuple[str, str, str] | None:
   """``.../train/<class>/<file>.png`` → (split, class, relpath); anything else → None."""
   parts = [p for p in relpath.replace("\\", "/").split("/") if p not in ("", ".")]
-  if len(parts) < 3 or parts[-3] not in SPLIT_DIRS:
+  if len(parts) < 3 or parts[-3] not in SPLIT_DIRS + tuple(SPLIT_ALIASES) or ".." in parts:
     return None
   fname = parts[-1]
   if fname.startswith(".") or not fname.lower().endswith(IMAGE_SUFFIXES):
     return None  # Hidden files such as macOS "._x.jpg" resource forks are not images.
-  return parts[-3], parts[-2], "/".join(parts)
+  return SPLIT_ALIASES.get(parts[-3], parts[-3]), parts[-2], "/".join(parts)
 
 
 def _iter_folder(root: Path) -> Iterator[tuple[str, str, str, bytes]]:
@@ -308,10 +312,13 @@ HOW_TO_GET = {
 
 @SOURCES.register("image_folder")
 def load_image_folder(cfg_like: Any, prefix: str = "data") -> ArrayDataset:
-  """Loads ``train/<class>/*`` and ``test/<class>/*`` from a folder or tar archive.
+  """Loads ``train/<class>/*`` and ``test/<class>/*`` (or ``val/<class>/*``) from a folder or
+  tar archive.
 
   Labels are indices into the sorted class names. Decoded arrays are cached in
-  ``cache_dir`` (default ``~/.cache/kd_jax``) under a key of path, size and mtime.
+  ``cache_dir`` (default ``~/.cache/kd_jax``) under a key of path, size and mtime. With
+  ``image_size`` > 0 (ImageNet-sized folders) nothing is decoded here: the images stay files,
+  decoded and cropped per step by the streamed pipeline (``kd_jax.data.folder_files``).
   """
   raw = str(lookup(cfg_like, "path", "") or "")
   if not raw and lookup(cfg_like, "name", "") in HOW_TO_GET:
@@ -333,6 +340,9 @@ def load_image_folder(cfg_like: Any, prefix: str = "data") -> ArrayDataset:
   except OSError as e:
     raise ConfigError(f"data.cache_dir={str(cache_dir)!r} cannot be created ({e}); set "
                       "data.cache_dir to a writable folder") from e
+  if int(lookup(cfg_like, "image_size", 0) or 0) > 0:
+    from kd_jax.data import folder_files  # files decoded per step (ImageNet-sized folders)
+    return folder_files.load(path, cache_dir, cfg_like, prefix)
   cache = _cache_file(cache_dir, path)
   arrays = _read_cache(cache)
   hit = arrays is not None

@@ -225,6 +225,9 @@ def make_splits(ds: ArrayDataset, data_cfg: Any, ood: ArrayDataset | None = None
   distill_x = ds.train_images[train_idx[distill]]
   distill_y = train_y[distill]
   is_ood = np.zeros(distill_y.shape, bool)
+  if ood_n and not isinstance(distill_x, np.ndarray):
+    raise ConfigError("data.ood.num > 0 appends OOD images to the distillation array, but "
+                      "data.image_size > 0 keeps images as files; set data.ood.num=0")
   if ood_n:
     distill_x = np.concatenate([distill_x, _ood_images(ood, ood_n, seed, ds.image_shape)])
     distill_y = np.concatenate([distill_y, np.full((ood_n,), OOD_LABEL, np.int32)])

@@ -42,14 +42,33 @@ def _builder(tfds: Any, name: str, data_dir: str | None, root: str, prefix: str)
         f"use a catalog name ({EXAMPLES})") from e
 
 
+#: What a manually downloaded set needs in ``<data_dir>/downloads/manual/`` before ``tfds build``.
+MANUAL_FILES = {"imagenet2012": "ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar "
+                                "(from image-net.org, after registering)"}
+
+
+def not_prepared(builder: Any, name: str, root: str, prefix: str) -> str:
+  """The one line for a set that is not there: where its files go (manual downloads) and the
+  one command that prepares it."""
+  if getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None):
+    manual = f"{root}/downloads/manual"
+    files = MANUAL_FILES.get(builder.name, "the files tfds names in its manual-download "
+                             f"instructions for {builder.name}")
+    return (f"{prefix}.name={name!r}: the tfds dataset is not prepared in {root}; put "
+            f"{files} in {manual}/ and prepare it with: "
+            f"{prepare_command(build_name(builder), root)} --manual_dir={manual}")
+  return (f"{prefix}.name={name!r}: the tfds dataset is not prepared in {root}; "
+          f"prepare it with: {prepare_command(build_name(builder), root)}")
+
+
 def _open_split(tfds: Any, builder: Any, name: str, split: str, data_dir: str | None,
-                root: str, prefix: str) -> Any:
+                root: str, prefix: str, decoders: Any = None) -> Any:
   try:
-    return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+    return tfds.data_source(name, split=split, data_dir=data_dir, download=False,
+                            decoders=decoders)
   except Exception as e:  # tfds raises several types for "not there"; diagnose below.
     if not builder.is_prepared():
-      raise ConfigError(f"{prefix}.name={name!r}: the tfds dataset is not prepared in {root}; "
-                        f"prepare it with: {prepare_command(build_name(builder), root)}") from e
+      raise ConfigError(not_prepared(builder, name, root, prefix)) from e
     if "file format" in str(e).lower():
       # `tfds convert_format` in place adds array_record files that tfds ignores for catalog
       # names (it trusts dataset_info.json), so the same error would come back: rebuild.
@@ -80,7 +99,13 @@ def load_tfds(cfg_like: Any, prefix: str = "data") -> ArrayDataset:
     raise ConfigError(f"{prefix}.name={name!r} has no 'image'/'label' features; the tfds "
                       "source reads image-classification datasets only")
 
-  def read(split: str) -> tuple[np.ndarray, np.ndarray]:
+  lazy = int(lookup(cfg_like, "image_size", 0) or 0) > 0
+
+  def read(split: str) -> tuple[Any, np.ndarray]:
+    if lazy:  # ImageNet: records stay encoded, decoded per step by the streamed pipeline
+      opened = _open_split(tfds, builder, name, split, data_dir, root, prefix,
+                           decoders={"image": tfds.decode.SkipDecoding()})
+      return _record_files(opened, cfg_like)
     return _read_records(_open_split(tfds, builder, name, split, data_dir, root, prefix),
                          prefix, name)
 
@@ -115,6 +140,15 @@ def _emnist_orientation(cfg_like: Any, train: np.ndarray, test: np.ndarray | Non
   meta["orientation"] = "transposed to MNIST orientation"
   flip = lambda a: a.transpose(0, 2, 1, 3).copy()  # noqa: E731
   return flip(train), (None if test is None else flip(test))
+
+
+def _record_files(source: Any, cfg_like: Any) -> tuple[Any, np.ndarray]:
+  """Encoded images of a tfds data source as ImageFiles, and every label (read once)."""
+  from kd_jax.data.folder_files import transform_from
+  from kd_jax.data.image_files import ImageFiles, RecordReader
+  labels = np.fromiter((int(source[i]["label"]) for i in range(len(source))), np.int32,
+                       count=len(source))
+  return ImageFiles(RecordReader(source), transform_from(cfg_like)), labels
 
 
 def _read_records(source: Any, prefix: str, name: str) -> tuple[np.ndarray, np.ndarray]:

@@ -35,4 +35,5 @@ def get_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
 from kd_jax.models import lenet  # noqa: E402,F401
 from kd_jax.models import lstm  # noqa: E402,F401
 from kd_jax.models import preresnet  # noqa: E402,F401
+from kd_jax.models import resnet  # noqa: E402,F401
 from kd_jax.models import vgg  # noqa: E402,F401
