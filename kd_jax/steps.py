@@ -69,6 +69,9 @@ class StepSpec:
                                               # cross-device BatchNorm axis
   l2: float = 0.0                             # weight decay put in the loss (line search only)
   member_mode: str = "auto"                   # how stacked members run (ensemble.MEMBER_MODES)
+  synth: Any = None                           # synthetic.SynthSpec: GAN rows appended to each
+                                              # batch; teacher_vars is then {"teacher",
+                                              # "generator"}
 
 
 def step_key(seed: Array, stream: int, member: Array, epoch: Array, step: Array) -> Array:
@@ -91,12 +94,14 @@ def teacher_logprobs(teacher_apply: Callable[..., Any], teacher_vars: Any, x: Ar
 
 
 def per_example_loss(spec: StepSpec, logits: Array, labels: Array, is_real: Array,
-                     targets: Optional[Array]) -> Array:
+                     targets: Optional[Array], temperature: Any = None) -> Array:
+  """``temperature``: None = ``spec.temperature``, or one τ per row (synthetic rows)."""
   chex.assert_rank(logits, 2)
   if spec.objective == "ce":
     return losses.cross_entropy(logits, jnp.where(is_real, labels, -1))
   chex.assert_equal_shape([logits, targets])  # teacher and student must share the classes
-  return losses.distill_loss(logits, targets, labels, is_real, spec.temperature, spec.alpha,
+  t = spec.temperature if temperature is None else temperature
+  return losses.distill_loss(logits, targets, labels, is_real, t, spec.alpha,
                              kind=spec.objective)
 
 
@@ -114,6 +119,12 @@ def train_step(state: TrainState, batch: Batch, key: Array, spec: StepSpec,
   """
   x, is_real = spec.prepare(batch, key)
   labels, mask = batch.labels, batch.mask
+  temperature = None
+  if spec.synth is not None:  # fresh GAN samples after the (augmented) real rows
+    from kd_jax import synthetic
+    x, is_real, labels, mask, temperature = synthetic.append_rows(
+        spec.synth, teacher_vars["generator"], key, x, is_real, labels, mask, spec.temperature)
+    teacher_vars = teacher_vars["teacher"]
   if spec.line_search:
     # Every device fits the whole (gathered) batch itself: a line search branches on loss
     # values, and with no collective inside it every device takes the same branches (an
@@ -141,7 +152,7 @@ def train_step(state: TrainState, batch: Batch, key: Array, spec: StepSpec,
       new_bs = mut["batch_stats"]
     else:
       logits, new_bs = spec.apply_fn(v, x, train=True, rngs=rngs), state.batch_stats
-    per_ex = per_example_loss(spec, logits, labels, is_real, targets)
+    per_ex = per_example_loss(spec, logits, labels, is_real, targets, temperature)
     return jnp.sum(per_ex * weights), (logits, new_bs, per_ex)
 
   (loss, (logits, new_bs, per_ex)), grads = jax.value_and_grad(local_loss, has_aux=True)(

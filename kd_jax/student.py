@@ -11,7 +11,8 @@ import jax.numpy as jnp
 from jax.sharding import Mesh
 from ml_collections import ConfigDict
 
-from kd_jax import ensemble, evaluators, interpolate, modeling, optim, parallel, report, steps
+from kd_jax import (ensemble, evaluators, interpolate, modeling, optim, parallel, report, steps,
+                    synthetic)
 from kd_jax.data import pipelines
 from kd_jax.data.inputs import ExperimentData
 from kd_jax.errors import ConfigError
@@ -63,11 +64,11 @@ def refresh_bn(model, variables: dict, data: ExperimentData, config: ConfigDict)
                       {"params": new["params"], "batch_stats": new["batch_stats"]})
 
 
-def _optimizer(d: ConfigDict, data: ExperimentData, mesh: Mesh, lr: float):
+def _optimizer(d: ConfigDict, data: ExperimentData, mesh: Mesh, lr: float, batch_size: int):
   """(tx, batch size, line search?, l2 in the loss): L-BFGS runs full batch with L2 in the loss
-  so its line search sees the objective it minimizes."""
+  so its line search sees the objective it minimizes. ``batch_size``: real rows per step."""
   line_search = optim.needs_value_fn(d.optim)
-  batch_size, opt_cfg = int(d.batch_size), d.optim
+  opt_cfg = d.optim
   if line_search:  # full batch, rounded up to the device count
     n_dev = parallel.num_shards(mesh)
     batch_size = -(-data.distill.size // n_dev) * n_dev
@@ -78,41 +79,62 @@ def _optimizer(d: ConfigDict, data: ExperimentData, mesh: Mesh, lr: float):
   return tx, batch_size, line_search, float(d.optim.weight_decay) if line_search else 0.0
 
 
+def _synthetic(config: ConfigDict, data: ExperimentData, mesh: Mesh, gan, t_vars):
+  """(SynthSpec or None, the vars the steps read, the eval pipeline of samples or None)."""
+  if float(config.distill.synth_ratio) <= 0:
+    return None, t_vars, None
+  if gan is None or data.modality != "image":
+    raise ConfigError("distill.synth_ratio > 0 needs image data and a GAN (kd_jax.gans); "
+                      "set distill.synth_ratio=0")
+  spec = synthetic.make_spec(config, gan.generator, gan.z_dim, data.normalize,
+                             parallel.num_shards(mesh))
+  step_vars = {"teacher": t_vars, "generator": parallel.replicate(gan.variables, mesh)}
+  n_eval = int(config.distill.train_eval_size) or data.distill.size
+  return spec, step_vars, synthetic.eval_pipeline(gan, n_eval, mesh)
+
+
 def distill(config: ConfigDict, workdir: Path, data: ExperimentData, teacher: Teacher,
-            mesh: Mesh, writer: report.MetricWriter, hook: Optional[Hook] = None) -> Student:
-  """Distills one student from the (first k members of the) teacher."""
+            mesh: Mesh, writer: report.MetricWriter, hook: Optional[Hook] = None,
+            gan: Any = None) -> Student:
+  """Distills one student from the (first k members of the) teacher; with
+  ``distill.synth_ratio`` > 0 each batch also holds fresh samples of ``gan``."""
   d = config.distill
   k = int(d.teacher_members) or ensemble.num_members(teacher.final["params"])
   t_vars = parallel.replicate(modeling.as_flax(ensemble.take_members(teacher.final, k)), mesh)
+  synth, step_vars, synth_eval = _synthetic(config, data, mesh, gan, t_vars)
   model = modeling.build_model(d.model, data.num_classes, config, data.model_options)
   init_vars, lr = student_init(config, model, teacher, data)
   init_vars = jax.device_get(init_vars)  # host copy: the device state is donated to the steps
-  tx, batch_size, line_search, l2 = _optimizer(d, data, mesh, lr)
+  tx, batch_size, line_search, l2 = _optimizer(d, data, mesh, lr,
+                                               synthetic.real_batch_size(config))
   # A line search fits the gathered batch on each device: BatchNorm needs no device axis there.
   apply_fn = modeling.local(model).apply if line_search else model.apply
   spec = steps.StepSpec(apply_fn=apply_fn, tx=tx, prepare=data.prepare(d.augment),
                         materialize=data.distill.materialize, objective=d.loss,
                         temperature=float(d.temperature), alpha=float(d.alpha),
                         teacher_apply=teacher.model.apply, line_search=line_search, l2=l2,
-                        member_mode=config.run.member_mode)
+                        member_mode=config.run.member_mode, synth=synth)
   clean = dataclasses.replace(spec, prepare=data.prepare(""))
   ctx = evaluators.DistillContext(
       student_apply=model.apply, teacher_apply=teacher.model.apply, teacher_vars=t_vars,
       test=data.test, distill=data.distill, mesh=mesh, clean=clean,
       augmented=spec if d.augment else None, batch_size=config.run.eval_batch_size,
-      train_limit=int(d.train_eval_size), seed=config.seed)
+      train_limit=int(d.train_eval_size), seed=config.seed, synthetic=synth_eval)
   evaluate = evaluators.combine(evaluators.DISTILL_EVALS, d.evals, ctx)
   phase = Phase(name="distill", spec=spec, pipeline=data.distill, epochs=d.epochs,
                 batch_size=batch_size, seed=config.seed, stream=steps.STUDENT_STREAM,
                 checkpoint_dir=Path(workdir) / "checkpoints" / "student",
                 checkpoint_every=config.run.checkpoint_every, log_every=config.run.log_every,
                 steps_per_call=config.run.steps_per_call, eval_every=d.eval_every,
-                evaluate=evaluate, teacher_vars=t_vars)
+                evaluate=evaluate, teacher_vars=step_vars)
   state = parallel.replicate(modeling.make_state(init_vars, tx), mesh)
   print(f"[distill] {k}-member {teacher.model.__class__.__name__} teacher → "
         f"{d.model.name} student on {data.distill.size} examples for {d.epochs} epochs "
         f"(τ={d.temperature}, α={d.alpha}, augment={d.augment or 'none'!r}, init={d.init.mode})",
         flush=True)
+  if synth is not None:
+    print(f"[distill] each batch: {batch_size} real rows + {synthetic.synth_count(config)} "
+          f"GAN samples at τ={d.synth_temp} (from {gan.entry})", flush=True)
   state, results = fit(phase, state, mesh, writer, hook)
   if results is None:  # finished before this process: evaluate the restored student
     results = evaluate(state, {"running": writer.last("distill").get("running", {})})

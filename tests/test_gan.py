@@ -1,0 +1,157 @@
+"""SN-GAN: spectral norm against numpy's SVD, hinge losses against their closed forms, shapes,
+and exact resumption of a stored GAN training."""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from ml_collections import ConfigDict
+
+from kd_jax import checkpoints, gan_steps, gans
+from kd_jax.config import base_config
+from kd_jax.models.sngan import Discriminator, Generator, sngan
+
+
+def _kernels_and_sigmas(params, stats):
+  """(reshaped kernel, stored σ) of every spectrally normalized layer of a discriminator."""
+  out = []
+
+  def walk(p, s):
+    for name, sub in s.items():
+      if name.startswith("SpectralNorm"):
+        ((var, value),) = [(k, v) for k, v in sub.items() if k.endswith("/sigma")]
+        layer = var.split("/")[0]
+        kernel = np.asarray(p[name][layer]["kernel"])
+        out.append((kernel.reshape(-1, kernel.shape[-1]), float(value)))
+      else:
+        walk(p[name], sub)
+
+  walk(params, stats)
+  return out
+
+
+def test_spectral_norm_sigma_matches_svd_after_power_iterations():
+  d = Discriminator(k=8)
+  x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
+  v = d.init(jax.random.key(1), x, train=False)
+  stats = v["batch_stats"]
+  step = jax.jit(lambda s: d.apply({"params": v["params"], "batch_stats": s}, x, train=True,
+                                   mutable=["batch_stats"])[1]["batch_stats"])
+  for _ in range(60):  # one power iteration per training forward
+    stats = step(stats)
+  layers = _kernels_and_sigmas(v["params"], stats)
+  assert len(layers) == 10  # 3 + 2 + 2 + 2 convs (only the first block has a 1×1 bypass) + Dense
+  for w, sigma in layers:
+    top = np.linalg.svd(w, compute_uv=False)[0]
+    np.testing.assert_allclose(sigma, top, rtol=1e-3)
+    # the kernel the layer uses, W/σ, has top singular value 1
+    np.testing.assert_allclose(np.linalg.svd(w / sigma, compute_uv=False)[0], 1.0, rtol=1e-3)
+
+
+def test_spectral_norm_layer_output_uses_normalized_kernel():
+  layer = nn.SpectralNorm(nn.Dense(6, use_bias=False), n_steps=100)
+  eye = jnp.eye(4)
+  v = layer.init(jax.random.key(0), eye, update_stats=False)
+  out, _ = layer.apply(v, eye, update_stats=True, mutable=["batch_stats"])  # = W / σ
+  w = np.asarray(v["params"]["layer_instance"]["kernel"])
+  np.testing.assert_allclose(np.asarray(out), w / np.linalg.svd(w, compute_uv=False)[0],
+                             rtol=1e-4, atol=1e-6)
+
+
+def test_u_vector_is_state_and_updates_only_in_training():
+  d = Discriminator(k=8)
+  x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
+  v = d.init(jax.random.key(1), x, train=False)
+  flat_params = jax.tree_util.tree_flatten_with_path(v["params"])[0]
+  assert not any("/u" in jax.tree_util.keystr(p) for p, _ in flat_params)
+  assert any(k.endswith("/u") for k in v["batch_stats"]["DiscBlock_0"]["SpectralNorm_0"])
+  _, ev = d.apply(v, x, train=False, mutable=["batch_stats"])
+  _, tr = d.apply(v, x, train=True, mutable=["batch_stats"])
+  same = jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), v["batch_stats"],
+                      ev["batch_stats"])
+  assert all(jax.tree.leaves(same))
+  changed = jax.tree.map(lambda a, b: not np.array_equal(a, b), v["batch_stats"],
+                         tr["batch_stats"])
+  assert any(jax.tree.leaves(changed))
+
+
+def test_hinge_losses_closed_form():
+  real = jnp.array([2.0, 0.5, -1.0])
+  fake = jnp.array([-2.0, 0.0, 1.5])
+  # real: max(0, 1 − r) = 0, 0.5, 2; fake: max(0, 1 + f) = 0, 1, 2.5
+  np.testing.assert_allclose(gan_steps.disc_hinge(real, fake), 2.5 / 3 + 3.5 / 3, rtol=1e-6)
+  np.testing.assert_allclose(gan_steps.gen_hinge(jnp.array([1.0, 2.0, 3.0])), -2.0, rtol=1e-6)
+
+
+def test_generator_range_and_shapes():
+  g, d = sngan(z_dim=16, gen_width=8, disc_width=8)
+  z = 5.0 * jax.random.normal(jax.random.key(0), (3, 16))  # large z: saturate the tanh
+  vg = g.init(jax.random.key(1), z, train=False)
+  x, _ = g.apply(vg, z, train=True, mutable=["batch_stats"])
+  assert x.shape == (3, 32, 32, 3)
+  assert float(x.min()) >= -1.0 and float(x.max()) <= 1.0
+  vd = d.init(jax.random.key(2), x, train=False)
+  assert d.apply(vd, x, train=False).shape == (3,)
+  assert isinstance(g, Generator)
+  # no spectral norm (no u vectors) in the generator: its state is BatchNorm only
+  assert all(k.startswith(("BatchNorm", "GenBlock")) for k in vg["batch_stats"])
+
+
+def _tiny_config(store, gen_steps=4) -> ConfigDict:
+  c = base_config()
+  c.gan.model.z_dim = 8
+  c.gan.model.gen_width = 8
+  c.gan.model.disc_width = 8
+  c.gan.batch_size = 4
+  c.gan.disc_steps = 2
+  c.gan.gen_steps = gen_steps
+  c.gan.steps_per_call = 2
+  c.gan.eval_every = 2
+  c.gan.checkpoint_every = 2
+  c.gan.store = str(store)
+  c.run.tensorboard = False
+  return c
+
+
+def _final(gan):
+  return jax.tree.leaves(gan.variables)
+
+
+def test_gan_training_resumes_exactly(tmp_path, monkeypatch):
+  images = np.random.RandomState(0).randint(0, 256, (10, 32, 32, 3)).astype(np.uint8)
+  straight = gans.get_gan(_tiny_config(tmp_path / "a"), tmp_path, images)
+  assert (straight.entry / "gan.json").exists()
+  assert sorted(p.name for p in (straight.entry / "samples").iterdir()) == [
+      "step0000002.png", "step0000004.png"]
+
+  original = checkpoints.Checkpointer.save
+
+  def save_then_die(self, step, tree):
+    original(self, step, tree)
+    raise KeyboardInterrupt  # killed right after the first checkpoint
+
+  monkeypatch.setattr(checkpoints.Checkpointer, "save", save_then_die)
+  with pytest.raises(Exception):
+    gans.get_gan(_tiny_config(tmp_path / "b"), tmp_path, images)
+  monkeypatch.setattr(checkpoints.Checkpointer, "save", original)
+  resumed = gans.get_gan(_tiny_config(tmp_path / "b"), tmp_path, images)
+  assert resumed.trained_now
+  for a, b in zip(_final(straight), _final(resumed)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  # and the store is reused, not retrained
+  again = gans.get_gan(_tiny_config(tmp_path / "b"), tmp_path, images)
+  assert not again.trained_now
+
+
+def test_gan_key_ignores_reporting_knobs_not_recipe(tmp_path):
+  a, b = _tiny_config(tmp_path), _tiny_config(tmp_path)
+  b.gan.eval_every = 7
+  b.gan.store = "elsewhere"
+  assert gans.gan_key(a) == gans.gan_key(b)
+  b.gan.lr = 1e-3
+  assert gans.gan_key(a) != gans.gan_key(b)
+  b = _tiny_config(tmp_path)
+  b.teacher.epochs = 3          # the teacher's recipe is not the GAN's identity …
+  assert gans.gan_key(a) == gans.gan_key(b)
+  b.data.teacher_subset = 100   # … its data is
+  assert gans.gan_key(a) != gans.gan_key(b)
