@@ -15,14 +15,15 @@ real rows at τ = 4; the x axis is the GAN images per 50k-image epoch. One GAN, 
 2,000 images (recipes.mini_figure); a small SN-GAN (recipes.mini_gan: width 16, batch 16, 60
 generator updates, ≈10 min on 2 CPU cores) whose samples are noise and colour blobs, not
 objects: the mini shows the path runs end to end on real data, not the paper's effect.
-Arms: GAN images 0, 1,000 and 2,000 per 2,000-image epoch (synth_ratio 0, 1/3, 0.5) for the
-1-member and the 3-member teacher, one seed.
+Arms: GAN images 0, 1,200 and 2,000 per 2,000-image epoch (synth_ratio 0, 0.375, 0.5 of a
+batch of 32) for the 1-member and the 3-member teacher, one seed.
 """
 from kd_jax import recipes
 
 #: synth_ratio of the paper's GAN images per 50k-image epoch: r / (1 − r) · 50k.
 RATIOS = ((0, 0.0), (12_500, 0.2), (25_000, 1 / 3), (37_500, 3 / 7), (50_000, 0.5))
-MINI_RATIOS = ((0, 0.0), (1_000, 1 / 3), (2_000, 0.5))   # per 2,000-image epoch
+# per 2,000-image epoch at batch 32: 12 + 20 real rows (100 steps), 16 + 16 (125 steps)
+MINI_RATIOS = ((0, 0.0), (1_200, 0.375), (2_000, 0.5))
 # docs/paper.md, Fig 1: end points only (≈ = read off the plot), by teacher members and end
 # (no GAN images / the most GAN images of the variant).
 PAPER = (
@@ -61,7 +62,7 @@ def _figure(arg: str = ""):
     s.paper = paper_values(MINI_RATIOS)
     s.title = "Fig 1 mini: PreResNet-8 students on real + SN-GAN images (CIFAR-10)"
     s.paper_dataset = recipes.PAPER_DATASET
-    s.x_label = "synth_ratio (GAN share of a batch; 1/3, 0.5 = +1k, +2k images per 2k epoch)"
+    s.x_label = "synth_ratio (GAN share of a batch; 0.375, 0.5 = +1.2k, +2k images per 2k epoch)"
   else:
     c = recipes.paper_figure("fig1_gan")
     recipes.paper_gan(c)

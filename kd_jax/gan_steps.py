@@ -159,11 +159,19 @@ def gan_chunk(state: GanState, data: Array, seed: Array, *, spec: GanSpec, num: 
   return state, {"gen_loss_sum": g.sum(), "disc_loss_sum": d.sum()}
 
 
+@functools.partial(jax.jit, static_argnames=("spec", "image_shape"),
+                   compiler_options={"xla_backend_optimization_level": 0})
+def _init_variables(key: Array, spec: GanSpec, image_shape: tuple[int, ...]) -> tuple[dict, dict]:
+  """Runs once per run: compiled cheaply (as modeling.init_variables does), cached per spec."""
+  kg, kd = jax.random.split(key)
+  g = spec.generator.init(kg, jnp.zeros((2, spec.z_dim)), train=False)
+  d = spec.discriminator.init(kd, jnp.zeros((2,) + image_shape), train=False)
+  return g, d
+
+
 def init_state(spec: GanSpec, seed: int, image_shape: tuple[int, ...]) -> GanState:
   """Fresh generator/discriminator variables and optimizer states from ``seed``."""
-  kg, kd = jax.random.split(jax.random.fold_in(jax.random.key(seed), 0))
-  g = spec.generator.init(kg, jnp.zeros((2, spec.z_dim)), train=False)
-  d = spec.discriminator.init(kd, jnp.zeros((2,) + tuple(image_shape)), train=False)
+  g, d = _init_variables(jax.random.fold_in(jax.random.key(seed), 0), spec, tuple(image_shape))
   return GanState(step=jnp.int32(0), gen_params=g["params"], gen_stats=g["batch_stats"],
                   disc_params=d["params"], disc_stats=d["batch_stats"],
                   gen_opt=spec.gen_tx.init(g["params"]), disc_opt=spec.disc_tx.init(d["params"]))

@@ -14,6 +14,7 @@ under crop + flip on samples vs real images, and its predicted-class histogram o
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import time
@@ -85,7 +86,8 @@ def load(config: ConfigDict, workdir: Path, image_shape) -> Optional[Gan]:
   if not (entry / "gan.json").exists():
     return None
   generator, _ = sngan.get_gan(config.gan.model)
-  like = generator.init(jax.random.key(0), jnp.zeros((2, generator.z_dim)), train=False)
+  like = jax.eval_shape(lambda: generator.init(jax.random.key(0), jnp.zeros((2, generator.z_dim)),
+                                                train=False))
   variables = checkpoints.load_tree(entry / "final", {"params": like["params"],
                                                       "batch_stats": like["batch_stats"]})
   print(f"[gan] reusing the GAN in {entry}", flush=True)
@@ -179,15 +181,14 @@ def _next_multiple(x: int, k: int) -> int:
 
 def evaluate(config, spec, state, done, losses, writer, entry, view, elapsed) -> None:
   """Losses to metrics.jsonl/TensorBoard, an 8×8 sample grid, the teacher's view of samples."""
-  key = jax.random.fold_in(jax.random.key(int(config.gan.seed)), 10_000_019)
-  x, _ = gan_steps.sample(spec.generator, state.gen_params, state.gen_stats, key, 64, spec.z_dim)
   grid = entry / "samples" / f"step{done:07d}.png"
-  save_grid(to_uint8(x), grid)
+  gen_vars = {"params": state.gen_params, "batch_stats": state.gen_stats}
+  save_grid(generate(spec.generator, gen_vars, spec.z_dim, 64, seed=int(config.gan.seed),
+                     batch=64), grid)
   results: dict[str, dict[str, Any]] = {"running": dict(losses)}
   if view is not None:
-    samples = generate(spec.generator, {"params": state.gen_params,
-                                        "batch_stats": state.gen_stats},
-                       spec.z_dim, int(config.gan.eval_samples), seed=int(config.gan.seed))
+    samples = generate(spec.generator, gen_vars, spec.z_dim, int(config.gan.eval_samples),
+                       seed=int(config.gan.seed))
     results["quality"] = view(samples)
   writer.write(PHASE, done, results)
   shown = ", ".join(f"{k} {v:.3f}" for k, v in losses.items())
@@ -201,18 +202,18 @@ def evaluate(config, spec, state, done, losses, writer, entry, view, elapsed) ->
         f"{shown}{extra}; grid {grid}", flush=True)
 
 
-def to_uint8(x: jax.Array) -> np.ndarray:
-  """[−1, 1] samples → uint8 images, as a GAN's output is stored or shown."""
-  return np.asarray(jnp.clip(jnp.round((x + 1.0) * 127.5), 0, 255).astype(jnp.uint8))
+@functools.partial(jax.jit, static_argnames=("generator", "n", "z_dim"))
+def _sample_u8(generator, variables: dict, key: jax.Array, n: int, z_dim: int) -> jax.Array:
+  x, _ = gan_steps.sample(generator, variables["params"], variables["batch_stats"], key, n, z_dim)
+  return jnp.clip(jnp.round((x + 1.0) * 127.5), 0, 255).astype(jnp.uint8)
 
 
 def generate(generator, variables: dict, z_dim: int, n: int, seed: int,
              batch: int = 250) -> np.ndarray:
   """``n`` uint8 samples (train-mode BatchNorm per batch of ``batch``, as in distillation)."""
-  fn = jax.jit(lambda k: gan_steps.sample(generator, variables["params"],
-                                          variables["batch_stats"], k, batch, z_dim)[0])
   base = jax.random.fold_in(jax.random.key(seed), 20_000_003)
-  out = [to_uint8(fn(jax.random.fold_in(base, i))) for i in range(-(-n // batch))]
+  out = [np.asarray(_sample_u8(generator, variables, jax.random.fold_in(base, i), batch, z_dim))
+         for i in range(-(-n // batch))]
   return np.concatenate(out)[:n]
 
 
