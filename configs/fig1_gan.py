@@ -62,14 +62,14 @@ def _figure(arg: str = ""):
     s.paper = paper_values(MINI_RATIOS)
     s.title = "Fig 1 mini: PreResNet-8 students on real + SN-GAN images (CIFAR-10)"
     s.paper_dataset = recipes.PAPER_DATASET
-    s.x_label = "synth_ratio (GAN share of a batch; 0.375, 0.5 = +1.2k, +2k images per 2k epoch)"
+    s.x_label = "synth_ratio (0.375, 0.5: +1.2k, +2k GAN images/epoch)"
   else:
     c = recipes.paper_figure("fig1_gan")
     recipes.paper_gan(c)
     s.arms = arms(RATIOS)
     s.paper = paper_values(RATIOS)
     s.title = "Fig 1: PreResNet-56 students on real + SN-GAN images (CIFAR-100)"
-    s.x_label = "synth_ratio (0.2, 1/3, 3/7, 0.5 = +12.5k … 50k images per 50k epoch)"
+    s.x_label = "synth_ratio (0.2 … 0.5: +12.5k … 50k GAN images/epoch)"
   c.teacher.ensemble_size = 5 if arg == "mini" else 3   # mini: the shared 5-member store entry
   c.distill.synth_temp = 1.0             # official default for the synthetic rows
   s.x_key = "distill.synth_ratio"
