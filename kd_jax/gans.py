@@ -29,7 +29,7 @@ from ml_collections import ConfigDict
 from kd_jax import checkpoints, ensemble, gan_steps, modeling, report, store_lock
 from kd_jax.config import teacher_key
 from kd_jax.data import augment as augment_lib
-from kd_jax.errors import ConfigError, Interrupted
+from kd_jax.errors import Interrupted, TrainingDiverged
 from kd_jax.models import sngan
 
 PHASE = "gan"
@@ -120,22 +120,22 @@ def train(config: ConfigDict, workdir: Path, images_u8: np.ndarray,
   state = gan_steps.init_state(spec, int(g.seed), images_u8.shape[1:])
   ckpt = checkpoints.Checkpointer(entry / "ckpt")
   writer = report.MetricWriter(entry, tensorboard=config.run.tensorboard)
-  done = last_saved = 0
+  at = _At()
   try:
-    done = last_saved = ckpt.latest() or 0
-    if done:
-      state = ckpt.restore(done, state)
-      writer.forget_after(PHASE, done)
-      print(f"[gan] resumed from the checkpoint after generator update {done}", flush=True)
+    at.done = at.saved = ckpt.latest() or 0
+    if at.done:
+      state = ckpt.restore(at.done, state)
+      writer.forget_after(PHASE, at.done)
+      print(f"[gan] resumed from the checkpoint after generator update {at.done}", flush=True)
     print(f"[gan] training {g.model.name} (G width {g.model.gen_width}, D width "
           f"{g.model.disc_width}) on {len(images_u8)} images for {g.gen_steps} generator "
           f"updates × {g.disc_steps} D updates, batch {g.batch_size} → {entry}", flush=True)
     data = jnp.asarray(images_u8)
     seed = jnp.int32(g.seed)
-    state, done, last_saved = _loop(config, spec, state, data, seed, ckpt, writer, entry, view,
-                                    done)
-  except KeyboardInterrupt:
-    raise Interrupted(PHASE, done, int(g.gen_steps), last_saved) from None
+    state = _loop(config, spec, state, data, seed, ckpt, writer, entry, view, at)
+  except KeyboardInterrupt:  # counted in generator updates where a classifier counts epochs
+    raise Interrupted(f"{PHASE} (generator updates)", at.done, int(g.gen_steps),
+                      at.saved) from None
   finally:
     ckpt.close()
     writer.close()
@@ -148,10 +148,17 @@ def train(config: ConfigDict, workdir: Path, images_u8: np.ndarray,
   return Gan(spec.generator, variables, spec.z_dim, entry, trained_now=True)
 
 
-def _loop(config, spec, state, data, seed, ckpt, writer, entry, view, done):
+@dataclasses.dataclass
+class _At:
+  """Where training is: generator updates done and in the last checkpoint."""
+  done: int = 0
+  saved: int = 0
+
+
+def _loop(config, spec, state, data, seed, ckpt, writer, entry, view, at: _At):
   """Chunks of generator updates to ``gan.gen_steps``; evaluates and checkpoints between them."""
   g = config.gan
-  total, t0, sums, n_sum, last_saved = int(g.gen_steps), time.time(), None, 0, done
+  total, t0, sums, n_sum, done = int(g.gen_steps), time.time(), None, 0, at.done
   while done < total:
     # A chunk never crosses an evaluation or checkpoint boundary.
     nxt = min(total, _next_multiple(done, g.eval_every), _next_multiple(done, g.checkpoint_every))
@@ -161,18 +168,20 @@ def _loop(config, spec, state, data, seed, ckpt, writer, entry, view, done):
     sums = s if sums is None else {k: sums[k] + s[k] for k in s}
     n_sum += num
     done += num
+    at.done = done
     if not np.isfinite(s["gen_loss_sum"] + s["disc_loss_sum"]):
-      raise ConfigError(f"[gan] non-finite loss at generator update {done}; the last good "
-                        f"checkpoint (update {last_saved}) is kept in {entry / 'ckpt'}; lower "
-                        "gan.lr")
+      raise TrainingDiverged(f"[gan] non-finite loss by generator update {done}; the last good "
+                             f"checkpoint (update {at.saved}) is kept in {entry / 'ckpt'}; "
+                             "lower gan.lr")
     if done % g.eval_every == 0 or done == total:
-      losses = {"gen_loss": sums["gen_loss_sum"] / n_sum, "disc_loss": sums["disc_loss_sum"] / n_sum}
+      losses = {"gen_loss": sums["gen_loss_sum"] / n_sum,
+                "disc_loss": sums["disc_loss_sum"] / n_sum}
       evaluate(config, spec, state, done, losses, writer, entry, view, time.time() - t0)
       sums, n_sum = None, 0
     if done % g.checkpoint_every == 0 or done == total:
       ckpt.save(done, state)
-      last_saved = done
-  return state, done, last_saved
+      at.saved = done
+  return state
 
 
 def _next_multiple(x: int, k: int) -> int:

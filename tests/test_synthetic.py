@@ -1,6 +1,5 @@
 """Synthetic (GAN) rows in distillation batches: no hard label, their own τ, real rows per epoch
 unchanged; the per-row loss against a numpy reference written here."""
-import functools
 
 import jax
 import jax.numpy as jnp
