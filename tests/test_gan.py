@@ -24,7 +24,7 @@ class _TwoLayers(nn.Module):
 def test_spectral_norm_sigma_matches_svd_after_power_iterations():
   m = _TwoLayers()
   x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
-  v = m.init(jax.random.key(1), x, train=False)
+  v = jax.jit(lambda k: m.init(k, x, train=False))(jax.random.key(1))
   step = lambda _, s: m.apply({"params": v["params"], "batch_stats": s}, x, train=True,
                               mutable=["batch_stats"])[1]["batch_stats"]
   # one power iteration per training forward
@@ -40,7 +40,7 @@ def test_spectral_norm_sigma_matches_svd_after_power_iterations():
 
 def test_discriminator_normalizes_every_layer():
   d = Discriminator(k=8)
-  v = d.init(jax.random.key(1), jnp.zeros((1, 32, 32, 3)), train=False)
+  v = jax.eval_shape(lambda: d.init(jax.random.key(1), jnp.zeros((1, 32, 32, 3)), train=False))
   sigmas = [p for p, _ in jax.tree_util.tree_flatten_with_path(v["batch_stats"])[0]
             if jax.tree_util.keystr(p).endswith("/sigma']")]
   kernels = [p for p, _ in jax.tree_util.tree_flatten_with_path(v["params"])[0]
@@ -62,12 +62,13 @@ def test_spectral_norm_layer_output_uses_normalized_kernel():
 def test_u_vector_is_state_and_updates_only_in_training():
   d = Discriminator(k=8)
   x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
-  v = d.init(jax.random.key(1), x, train=False)
+  v = jax.jit(lambda k: d.init(k, x, train=False))(jax.random.key(1))
   flat_params = jax.tree_util.tree_flatten_with_path(v["params"])[0]
   assert not any("/u" in jax.tree_util.keystr(p) for p, _ in flat_params)
   assert any(k.endswith("/u") for k in v["batch_stats"]["DiscBlock_0"]["SpectralNorm_0"])
-  _, ev = d.apply(v, x, train=False, mutable=["batch_stats"])
-  _, tr = d.apply(v, x, train=True, mutable=["batch_stats"])
+  run = jax.jit(lambda v, train: d.apply(v, x, train=train, mutable=["batch_stats"])[1],
+                static_argnums=1)
+  ev, tr = run(v, False), run(v, True)
   same = jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), v["batch_stats"],
                       ev["batch_stats"])
   assert all(jax.tree.leaves(same))
@@ -87,12 +88,13 @@ def test_hinge_losses_closed_form():
 def test_generator_range_and_shapes():
   g, d = sngan(z_dim=16, gen_width=8, disc_width=8)
   z = 5.0 * jax.random.normal(jax.random.key(0), (3, 16))  # large z: saturate the tanh
-  vg = g.init(jax.random.key(1), z, train=False)
-  x, _ = g.apply(vg, z, train=True, mutable=["batch_stats"])
+  vg = jax.jit(lambda k: g.init(k, z, train=False))(jax.random.key(1))
+  x, _ = jax.jit(lambda v: g.apply(v, z, train=True, mutable=["batch_stats"]))(vg)
   assert x.shape == (3, 32, 32, 3)
   assert float(x.min()) >= -1.0 and float(x.max()) <= 1.0
-  vd = d.init(jax.random.key(2), x, train=False)
-  assert d.apply(vd, x, train=False).shape == (3,)
+  logits = jax.eval_shape(lambda: d.apply(d.init(jax.random.key(2), x, train=False), x,
+                                          train=False))
+  assert logits.shape == (3,)
   assert isinstance(g, Generator)
   # no spectral norm (no u vectors) in the generator: its state is BatchNorm only
   assert all(k.startswith(("BatchNorm", "GenBlock")) for k in vg["batch_stats"])
