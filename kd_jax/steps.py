@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from kd_jax import ensemble, losses, metrics, parallel
+from kd_jax import ensemble, losses, metrics, parallel, synthetic
 from kd_jax.batch import Batch
 
 AXIS = parallel.AXIS
@@ -121,7 +121,6 @@ def train_step(state: TrainState, batch: Batch, key: Array, spec: StepSpec,
   labels, mask = batch.labels, batch.mask
   temperature = None
   if spec.synth is not None:  # fresh GAN samples after the (augmented) real rows
-    from kd_jax import synthetic
     x, is_real, labels, mask, temperature = synthetic.append_rows(
         spec.synth, teacher_vars["generator"], key, x, is_real, labels, mask, spec.temperature)
     teacher_vars = teacher_vars["teacher"]
