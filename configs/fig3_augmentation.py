@@ -3,8 +3,11 @@
     python -m kd_jax.sweep --config=configs/fig3_augmentation.py --workdir=runs/fig3            # GPU/TPU
     python -m kd_jax.sweep --config=configs/fig3_augmentation.py:mini --workdir=runs/fig3_mini  # CPU
 
-One arm per policy of the Fig 3 table (kd_jax/data/augment.py POLICY_PRESETS) except GAN
-(no SN-GAN samples in kd_jax), plus CutMix (not in the paper). docs/paper.md names τ only for
+One arm per policy of the Fig 3 table (kd_jax/data/augment.py POLICY_PRESETS), plus CutMix
+(not in the paper). The GAN arm replaces a fraction 0.2 of every batch by fresh SN-GAN samples
+(distill.synth_ratio, kd_jax/synthetic.py; real rows at τ = 4, samples at τ = 1), the GAN
+trained once on the teacher's data and kept in the shared GAN store (kd_jax/gans.py); in
+`mini` it is the CPU-sized GAN of recipes.mini_gan, whose samples are poor. docs/paper.md names τ only for
 Baseline, MixUp and GAN; the other policies run at τ = 1, the setting their numbers sit next
 to (OOD and Noise land within a point of Baseline τ=1, five below Baseline τ=4). The OOD arm
 appends 10,000 SVHN images (tfds `svhn_cropped`) to the distillation set.
@@ -33,7 +36,10 @@ POLICIES = (
     ("ood", "baseline", 1.0),              # named per variant: ood_svhn / ood_mnist
     ("noise", "baseline+noise", 1.0),
     ("cutmix_t1", "baseline+cutmix", 1.0),
+    ("gan_t4", "baseline", 4.0),           # + GAN_ARM
 )
+#: docs/paper.md, Fig 3: "a fraction 0.2 of every batch replaced by SN-GAN samples".
+GAN_ARM = {"distill.synth_ratio": 0.2}
 # docs/paper.md, Fig 3 table: test accuracy / agreement (≈ = read off the plot).
 PAPER = (
     ("baseline_t1", {"test/student_acc": "≈72.5", "test/agreement": "≈79"}),
@@ -46,6 +52,7 @@ PAPER = (
     ("mixup_t4", {"test/student_acc": "≈74.5", "test/agreement": 86}),
     ("ood_svhn", {"test/student_acc": "≈72.5", "test/agreement": "≈79.5"}),
     ("noise", {"test/student_acc": "≈71.5", "test/agreement": "≈78.5"}),
+    ("gan_t4", {"test/student_acc": "≈74.5", "test/agreement": "≈83.5"}),
 )
 OOD_PAPER = {"data.ood.source": "tfds", "data.ood.name": "svhn_cropped",
              "data.ood.num": 10_000}                  # docs/paper.md: 10k SVHN images appended
@@ -60,6 +67,8 @@ def arms(ood: dict, ood_name: str) -> tuple:
     if name == "ood":  # OOD images come from data.ood; the policy is baseline
       overrides.update(ood)
       name = ood_name
+    if name == "gan_t4":
+      overrides.update(GAN_ARM)
     out.append((name, overrides))
   return tuple(out)
 
@@ -76,12 +85,14 @@ def _figure(arg: str = ""):
   if arg == "mini":
     c = recipes.paper_figure("fig3_augmentation_mini")
     recipes.mini_figure(c)
+    recipes.mini_gan(c)
     ood_name = "ood_mnist"
     s.arms = arms(OOD_MINI, ood_name)
     s.title = "Fig 3 mini: 3×PreResNet-8 → PreResNet-8, distillation policies (CIFAR-10)"
     s.paper_dataset = recipes.PAPER_DATASET  # the mini trains on CIFAR-10: order, not level
   else:
     c = recipes.paper_figure("fig3_augmentation")
+    recipes.paper_gan(c)
     ood_name = "ood_svhn"
     s.arms = arms(OOD_PAPER, ood_name)
     s.title = "Fig 3: 5×PreResNet-56 → PreResNet-56, distillation policies (CIFAR-100)"

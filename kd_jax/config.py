@@ -108,8 +108,11 @@ def distill_config() -> ConfigDict:
     alpha=0.0,
     loss="kd",               # kd | kl | reverse_kl | symmetric_kl | logit_mse | brier (losses.py)
     eval_every=10,
-    evals=("test", "train", "train_aug", "running"),  # kd_jax/evaluators.py DISTILL_EVALS
+    evals=("test", "train", "train_aug", "synth", "running"),  # evaluators.DISTILL_EVALS
     train_eval_size=0,       # distillation images used for train agreement; 0 = all
+    synth_ratio=0.0,         # fraction of each batch that is fresh generator samples (the
+                             # GAN of section gan, kd_jax/synthetic.py); 0 = real data only
+    synth_temp=1.0,          # teacher/student temperature on the synthetic rows
     init=ConfigDict(dict(
         mode="random",       # random | interpolate | teacher_initial | anneal (remedies.py)
         lam=0.0,             # θ = λ·θ_teacher + (1-λ)·θ_random
@@ -124,6 +127,27 @@ def distill_config() -> ConfigDict:
         epochs=0,
         optim=optim_config(name="lbfgs", lr=1.0, schedule="constant", lr_min=0.0),
     )),
+  ))
+
+
+def gan_config() -> ConfigDict:
+  """The SN-GAN whose samples are extra distillation data (kd_jax/gans.py); official recipe."""
+  return ConfigDict(dict(
+    model=model_config("sngan", z_dim=128, gen_width=256, disc_width=128),
+    seed=0,
+    gen_steps=100_000,       # generator updates
+    disc_steps=5,            # discriminator updates per generator update
+    batch_size=128,
+    lr=2e-4,                 # Adam, both networks; decayed linearly to lr_min over gen_steps
+    lr_min=1e-6,
+    b1=0.0, b2=0.9,
+    hflip=True,              # random horizontal flips of the real images
+    steps_per_call=10,       # generator updates fused in one jitted lax.scan
+    eval_every=1000,         # generator updates between evaluations (losses, sample grid)
+    checkpoint_every=1000,   # generator updates between checkpoints
+    eval_samples=1000,       # samples for the teacher-based quality numbers
+    inception_path="",       # local Inception weights for FID/IS; '' = skip them
+    store="",                # GAN store folder ('' = <workdir>/gans); shared across runs
   ))
 
 
@@ -166,6 +190,7 @@ def base_config() -> ConfigDict:
   c.data = data_config()
   c.teacher = teacher_config()
   c.distill = distill_config()
+  c.gan = gan_config()
   c.run = run_config()
   c.analysis = analysis_config()
   return c
@@ -273,6 +298,18 @@ def validate(config: ConfigDict) -> None:
   if (a.plane or a.line) and config.teacher.model.to_dict() != config.distill.model.to_dict():
     raise ConfigError("analysis.plane/analysis.line put the teacher into the student's weight "
                       "space; they need distill.model equal to teacher.model")
+  from kd_jax import synthetic
+  from kd_jax.models.sngan import GAN_MODELS
+  synthetic.check(config)
+  if config.distill.synth_ratio > 0:
+    GAN_MODELS.check(config.gan.model.name)
+    for key in ("gen_steps", "disc_steps", "batch_size", "steps_per_call", "eval_every",
+                "checkpoint_every"):
+      if int(config.gan[key]) <= 0:
+        raise ConfigError(f"gan.{key}={config.gan[key]} must be a positive integer")
+    if optim.needs_value_fn(config.distill.optim):
+      raise ConfigError("distill.synth_ratio > 0 needs a minibatch optimizer; L-BFGS fits the "
+                        "whole distillation set at once: set distill.synth_ratio=0")
   if config.analysis.cka_kernel not in ("linear", "rbf", "official"):
     raise ConfigError(f"analysis.cka_kernel={config.analysis.cka_kernel!r} is not known; "
                       "choose linear, rbf or official")

@@ -10,6 +10,8 @@ Splits of a distillation run:
 * ``train`` — on the distillation data, eval mode, clean inputs;
 * ``train_aug`` — on the distillation data as augmented for distillation (eval mode; teacher and
   student see the same augmented images); only when ``distill.augment`` is set;
+* ``synth`` — on fixed samples of the GAN whose rows were added to the batches
+  (``distill.synth_ratio`` > 0; agreement and KL: the samples have no labels);
 * ``running`` — the running loss and agreement of the last epoch, in train mode on the augmented
   batch before each update: what the official code reports as train agreement (docs/paper.md Fig 6
   and Table 1 numbers).
@@ -108,12 +110,15 @@ class DistillContext:
   batch_size: int
   train_limit: int
   seed: int
+  synthetic: Optional[pipelines.Pipeline] = None  # fixed GAN samples (kd_jax.synthetic)
 
   def __post_init__(self):
     t = functools.partial(predict, (self.teacher_apply,), (self.teacher_vars,), mesh=self.mesh,
                           spec=self.clean, batch_size=self.batch_size)
     self.teacher_test = ensemble.ensemble_logprobs(t(self.test)[0])
     self.teacher_train = ensemble.ensemble_logprobs(t(self.distill, limit=self.train_limit)[0])
+    self.teacher_synth = (None if self.synthetic is None
+                          else ensemble.ensemble_logprobs(t(self.synthetic)[0]))
 
   def student(self, state: steps.TrainState, pipeline: pipelines.Pipeline,
               limit: int = 0) -> jax.Array:
@@ -188,6 +193,20 @@ def _distill_train_aug(ctx: DistillContext) -> Optional[Evaluator]:
                            limit=ctx.train_limit)
     labels = ctx.distill.labels[: s_aug.shape[1]]
     return {"train_aug": split_metrics(ensemble.ensemble_logprobs(t_aug), s_aug[0], labels)}
+  return evaluate
+
+
+@DISTILL_EVALS.register("synth")
+def _distill_synth(ctx: DistillContext) -> Optional[Evaluator]:
+  """Teacher vs student on fixed GAN samples (clean, eval mode); only with synthetic rows.
+  The samples have no labels, so only the label-free metrics are kept."""
+  if ctx.synthetic is None:
+    return None
+
+  def evaluate(state, running):
+    s = ctx.student(state, ctx.synthetic)
+    m = split_metrics(ctx.teacher_synth, s, ctx.synthetic.labels[: s.shape[0]])
+    return {"synth": {k: m[k] for k in ("agreement", "kl")}}
   return evaluate
 
 

@@ -70,7 +70,11 @@ def run(config: ConfigDict, workdir: str | Path, hook: Optional[Hook] = None,
   writer = report.MetricWriter(workdir, tensorboard=config.run.tensorboard)
   try:
     teacher = teachers.get_teacher(config, workdir, data, mesh, writer, hook)
-    student = student_lib.distill(config, workdir, data, teacher, mesh, writer, hook)
+    gan, gan_info = None, None
+    if float(config.distill.synth_ratio) > 0:
+      from kd_jax import gans  # the SN-GAN only when its samples are used
+      gan, gan_info = gans.gan_for_run(config, workdir, data, teacher)
+    student = student_lib.distill(config, workdir, data, teacher, mesh, writer, hook, gan=gan)
   finally:
     writer.close()
   splits = dict(student.results)
@@ -80,6 +84,8 @@ def run(config: ConfigDict, workdir: str | Path, hook: Optional[Hook] = None,
     extra = analysis.run_analyses(config, workdir, data, teacher, student)
     if "cka" in extra:
       splits["cka"] = extra.pop("cka")
+  if gan_info is not None:
+    extra["gan"] = gan_info
   members_used = int(config.distill.teacher_members or config.teacher.ensemble_size)
   results = {
       "name": config.name,

@@ -73,10 +73,14 @@ def cross_entropy(logits: jnp.ndarray, labels: jnp.ndarray) -> jnp.ndarray:
 
 
 def _tempered(student_logits, teacher_logprobs, temperature):
-  """Teacher probabilities and both log-probabilities at temperature τ, in float32."""
+  """Teacher probabilities and both log-probabilities at temperature τ, in float32.
+
+  τ is a scalar or one value per example ([B]: e.g. synthetic rows at their own τ); the
+  returned τ has the shape of the per-example loss (scalar or [B])."""
   t = jnp.asarray(temperature, jnp.float32)
-  log_q = jax.nn.log_softmax(jnp.asarray(student_logits, jnp.float32) / t, axis=-1)
-  log_p = jax.nn.log_softmax(jnp.asarray(teacher_logprobs, jnp.float32) / t, axis=-1)
+  t_col = t[:, None] if t.ndim == 1 else t
+  log_q = jax.nn.log_softmax(jnp.asarray(student_logits, jnp.float32) / t_col, axis=-1)
+  log_p = jax.nn.log_softmax(jnp.asarray(teacher_logprobs, jnp.float32) / t_col, axis=-1)
   return t, jnp.exp(log_p), log_p, log_q
 
 

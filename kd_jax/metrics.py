@@ -245,6 +245,7 @@ SPLITS: dict[str, str] = {
     "train": "train",                       # the distillation data, eval mode, clean
     "train_aug": "train (augmented)",       # the distillation data as augmented, eval mode
     "running": "train (running)",           # train mode, augmented batches, last epoch
+    "synth": "GAN samples",                 # fixed samples of the distillation GAN, eval mode
     "members": "teacher members",
     "cka": "CKA",
     "run": "",

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from kd_jax import ensemble, interpolate, losses, metrics, parallel
+from kd_jax import ensemble, interpolate, losses, metrics, parallel, synthetic
 from kd_jax.batch import Batch
 
 AXIS = parallel.AXIS
@@ -72,6 +72,9 @@ class StepSpec:
   anneal: Optional[Callable[[Array], Array]] = None  # step → λ: the student applied is
                                               # λ·θ_anchor + (1−λ)·θ (remedies.anneal_spec);
                                               # teacher_vars is then (ensemble, anchor params)
+  synth: Any = None                           # synthetic.SynthSpec: GAN rows appended to each
+                                              # batch; teacher_vars is then {"teacher",
+                                              # "generator"}
 
 
 def step_key(seed: Array, stream: int, member: Array, epoch: Array, step: Array) -> Array:
@@ -94,12 +97,14 @@ def teacher_logprobs(teacher_apply: Callable[..., Any], teacher_vars: Any, x: Ar
 
 
 def per_example_loss(spec: StepSpec, logits: Array, labels: Array, is_real: Array,
-                     targets: Optional[Array]) -> Array:
+                     targets: Optional[Array], temperature: Any = None) -> Array:
+  """``temperature``: None = ``spec.temperature``, or one τ per row (synthetic rows)."""
   chex.assert_rank(logits, 2)
   if spec.objective == "ce":
     return losses.cross_entropy(logits, jnp.where(is_real, labels, -1))
   chex.assert_equal_shape([logits, targets])  # teacher and student must share the classes
-  return losses.distill_loss(logits, targets, labels, is_real, spec.temperature, spec.alpha,
+  t = spec.temperature if temperature is None else temperature
+  return losses.distill_loss(logits, targets, labels, is_real, t, spec.alpha,
                              kind=spec.objective)
 
 
@@ -120,6 +125,11 @@ def train_step(state: TrainState, batch: Batch, key: Array, spec: StepSpec,
   anchor = None
   if spec.anneal is not None:
     teacher_vars, anchor = teacher_vars
+  temperature = None
+  if spec.synth is not None:  # fresh GAN samples after the (augmented) real rows
+    x, is_real, labels, mask, temperature = synthetic.append_rows(
+        spec.synth, teacher_vars["generator"], key, x, is_real, labels, mask, spec.temperature)
+    teacher_vars = teacher_vars["teacher"]
   if spec.line_search:
     # Every device fits the whole (gathered) batch itself: a line search branches on loss
     # values, and with no collective inside it every device takes the same branches (an
@@ -149,7 +159,7 @@ def train_step(state: TrainState, batch: Batch, key: Array, spec: StepSpec,
       new_bs = mut["batch_stats"]
     else:
       logits, new_bs = spec.apply_fn(v, x, train=True, rngs=rngs), state.batch_stats
-    per_ex = per_example_loss(spec, logits, labels, is_real, targets)
+    per_ex = per_example_loss(spec, logits, labels, is_real, targets, temperature)
     return jnp.sum(per_ex * weights), (logits, new_bs, per_ex)
 
   (loss, (logits, new_bs, per_ex)), grads = jax.value_and_grad(local_loss, has_aux=True)(

@@ -12,7 +12,7 @@ from jax.sharding import Mesh
 from ml_collections import ConfigDict
 
 from kd_jax import (ensemble, evaluators, interpolate, modeling, optim, parallel, remedies, report,
-                    steps)
+                    steps, synthetic)
 from kd_jax.data import pipelines
 from kd_jax.data.inputs import ExperimentData
 from kd_jax.errors import ConfigError
@@ -65,11 +65,11 @@ def refresh_bn(model, variables: dict, data: ExperimentData, config: ConfigDict)
                       {"params": new["params"], "batch_stats": new["batch_stats"]})
 
 
-def _optimizer(d: ConfigDict, data: ExperimentData, mesh: Mesh, lr: float):
+def _optimizer(d: ConfigDict, data: ExperimentData, mesh: Mesh, lr: float, batch_size: int):
   """(tx, batch size, line search?, l2 in the loss): L-BFGS runs full batch with L2 in the loss
-  so its line search sees the objective it minimizes."""
+  so its line search sees the objective it minimizes. ``batch_size``: real rows per step."""
   line_search = optim.needs_value_fn(d.optim)
-  batch_size, opt_cfg = int(d.batch_size), d.optim
+  opt_cfg = d.optim
   if line_search:  # full batch, rounded up to the device count
     n_dev = parallel.num_shards(mesh)
     batch_size = -(-data.distill.size // n_dev) * n_dev
@@ -121,12 +121,13 @@ def _polish(config: ConfigDict, workdir: Path, data: ExperimentData, spec: steps
   """Full-batch second-order polish after the first-order run (``distill.polish``), on the
   clean distillation images."""
   p = remedies.polish_section(config.distill)
-  tx, batch_size, line_search, l2 = _optimizer(p, data, mesh, float(p.optim.lr))
+  tx, batch_size, line_search, l2 = _optimizer(p, data, mesh, float(p.optim.lr),
+                                               int(p.batch_size))
   apply_fn = modeling.local(model).apply if line_search else model.apply
   # A line search needs one objective: the clean distillation images, no fresh augmentation
   # per step (its running metrics are therefore on clean images).
   pspec = dataclasses.replace(spec, tx=tx, line_search=line_search, l2=l2, apply_fn=apply_fn,
-                              anneal=None, prepare=data.prepare(""))
+                              anneal=None, synth=None, prepare=data.prepare(""))
   phase = dataclasses.replace(base, name="polish", spec=pspec, epochs=p.epochs,
                               batch_size=batch_size,
                               checkpoint_dir=Path(workdir) / "checkpoints" / "polish")
@@ -140,9 +141,25 @@ def _polish(config: ConfigDict, workdir: Path, data: ExperimentData, spec: steps
   return state, results
 
 
+def _synthetic(config: ConfigDict, data: ExperimentData, mesh: Mesh, gan, t_vars):
+  """(SynthSpec or None, the vars the steps read, the eval pipeline of samples or None)."""
+  if float(config.distill.synth_ratio) <= 0:
+    return None, t_vars, None
+  if gan is None or data.modality != "image":
+    raise ConfigError("distill.synth_ratio > 0 needs image data and a GAN (kd_jax.gans); "
+                      "set distill.synth_ratio=0")
+  spec = synthetic.make_spec(config, gan.generator, gan.z_dim, data.normalize,
+                             parallel.num_shards(mesh))
+  step_vars = {"teacher": t_vars, "generator": parallel.replicate(gan.variables, mesh)}
+  n_eval = int(config.distill.train_eval_size) or data.distill.size
+  return spec, step_vars, synthetic.eval_pipeline(gan, n_eval, mesh)
+
+
 def distill(config: ConfigDict, workdir: Path, data: ExperimentData, teacher: Teacher,
-            mesh: Mesh, writer: report.MetricWriter, hook: Optional[Hook] = None) -> Student:
-  """Distills one student from the (first k members of the) teacher."""
+            mesh: Mesh, writer: report.MetricWriter, hook: Optional[Hook] = None,
+            gan: Any = None) -> Student:
+  """Distills one student from the (first k members of the) teacher; with
+  ``distill.synth_ratio`` > 0 each batch also holds fresh samples of ``gan``."""
   d = config.distill
   k = int(d.teacher_members) or ensemble.num_members(teacher.final["params"])
   # The frozen teacher may run with its BatchNorms folded into its convs (models/fold.py).
@@ -152,10 +169,12 @@ def distill(config: ConfigDict, workdir: Path, data: ExperimentData, teacher: Te
   t_vars = parallel.replicate(t_flax, mesh)
   to_device = lambda host: parallel.replicate(fold.teacher_for_inference(
       teacher.model, modeling.as_flax(host), fold_bn)[1], mesh)
+  synth, step_vars, synth_eval = _synthetic(config, data, mesh, gan, t_vars)
   model = modeling.build_model(d.model, data.num_classes, config, data.model_options)
   init_vars, lr = student_init(config, model, teacher, data)
   init_vars = jax.device_get(init_vars)  # host copy: the device state is donated to the steps
-  tx, batch_size, line_search, l2 = _optimizer(d, data, mesh, lr)
+  tx, batch_size, line_search, l2 = _optimizer(d, data, mesh, lr,
+                                               synthetic.real_batch_size(config))
   anneal, anchor = None, None
   if d.init.mode == remedies.ANNEAL_MODE:
     spe = pipelines.steps_per_epoch(data.distill.size, batch_size)
@@ -167,32 +186,41 @@ def distill(config: ConfigDict, workdir: Path, data: ExperimentData, teacher: Te
                         materialize=data.distill.materialize, objective=d.loss,
                         temperature=float(d.temperature), alpha=float(d.alpha),
                         teacher_apply=t_model.apply, line_search=line_search, l2=l2,
-                        member_mode=config.run.member_mode, anneal=anneal)
+                        member_mode=config.run.member_mode, anneal=anneal, synth=synth)
   clean = dataclasses.replace(spec, prepare=data.prepare(""), anneal=None)
   ctx = evaluators.DistillContext(
       student_apply=model.apply, teacher_apply=t_model.apply, teacher_vars=t_vars,
       test=data.test, distill=data.distill, mesh=mesh, clean=clean,
       augmented=dataclasses.replace(spec, anneal=None) if d.augment else None,
       batch_size=config.run.eval_batch_size, train_limit=int(d.train_eval_size),
-      seed=config.seed)
+      seed=config.seed, synthetic=synth_eval)
   evaluate = evaluators.combine(evaluators.DISTILL_EVALS, d.evals, ctx)
   phase = Phase(name="distill", spec=spec, pipeline=data.distill, epochs=d.epochs,
                 batch_size=batch_size, seed=config.seed, stream=steps.STUDENT_STREAM,
                 checkpoint_dir=Path(workdir) / "checkpoints" / "student",
                 checkpoint_every=config.run.checkpoint_every, log_every=config.run.log_every,
                 steps_per_call=config.run.steps_per_call, eval_every=d.eval_every,
-                evaluate=evaluate, teacher_vars=t_vars)
+                evaluate=evaluate, teacher_vars=step_vars)
   state = parallel.replicate(modeling.make_state(init_vars, tx), mesh)
   print(f"[distill] {k}-member {teacher.model.__class__.__name__} teacher → "
         f"{d.model.name} student on {data.distill.size} examples for {d.epochs} epochs "
         f"(τ={d.temperature}, α={d.alpha}, loss={d.loss}, augment={d.augment or 'none'!r}, "
         f"init={d.init.mode})", flush=True)
+  if synth is not None:
+    print(f"[distill] each batch: {batch_size} real rows + {synthetic.synth_count(config)} "
+          f"GAN samples at τ={d.synth_temp} (from {gan.entry})", flush=True)
+
+  def step_teacher(stage_vars):
+    """What the step reads as teacher_vars: the stage's teacher (+ generator, + anchor)."""
+    v = stage_vars if synth is None else {**step_vars, "teacher": stage_vars}
+    return v if anchor is None else (v, anchor)
+
   stages = _stages(config, teacher, k, t_vars, to_device)
   for i, stage in enumerate(stages):
     last = i == len(stages) - 1
-    tv = stage.teacher_vars if anchor is None else (stage.teacher_vars, anchor)
     stage_phase = dataclasses.replace(
-        phase, epochs=stage.end, teacher_vars=tv, evaluate=evaluate if last else _no_eval,
+        phase, epochs=stage.end, teacher_vars=step_teacher(stage.teacher_vars),
+        evaluate=evaluate if last else _no_eval,
         record={"trajectory": {"teacher_epoch": stage.teacher_epoch}} if d.trajectory else None)
     state, results = fit(stage_phase, state, mesh, writer, hook)
   if results is None:  # finished before this process: evaluate the restored student

@@ -38,7 +38,8 @@ def known_column(column: str) -> bool:
 
 def known_columns() -> list[str]:
   return ([f"{s}/{m}" for s in FIXED_SPLITS for m in metrics.SPLIT_METRICS]
-          + ["running/agreement", "running/loss", "cka/stage1", "cka/stage2", "cka/stage3"]
+          + ["running/agreement", "running/loss", "synth/agreement", "synth/kl",
+             "cka/stage1", "cka/stage2", "cka/stage3"]
           + list(RUN_COLUMNS))
 
 

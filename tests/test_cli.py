@@ -29,7 +29,7 @@ def _main(*args: str, module: str = "kd_jax.main", cwd: Path = REPO
      "distill.model.name='resnet9' is not a known model"),
     (["--config.model.name=lenet6"],
      "--config.model.name: the config has no key 'model' at its top level; did you mean "
-     "--config.distill.model.name or --config.teacher.model.name?"),
+     "--config.distill.model.name or --config.gan.model.name or --config.teacher.model.name?"),
     (["--config.temperature=2"], "did you mean --config.distill.temperature?"),
     (["--config.distill.model.widht=2"],
      "no key 'widht' in distill.model; --print_config lists every key"),
@@ -112,7 +112,7 @@ def test_figure_config_says_main_runs_the_base_config_only(tmp_path):
               "--config.distill.temperature=-1")
   assert out.returncode == 2
   note, error = out.stderr.strip().splitlines()
-  assert note == ("note: this file defines 11 sweep arms; kd_jax.main runs the base config "
+  assert note == ("note: this file defines 12 sweep arms; kd_jax.main runs the base config "
                   "only; use python -m kd_jax.sweep to run the figure")
   assert error.startswith("error: ") and "distill.temperature" in error
   plain = _main("--config=configs/mnist.py:tiny", f"--workdir={tmp_path / 'w'}",

@@ -25,6 +25,8 @@ Kinds (``data.pipeline``):
 * a third kind (samples from a generator network) plugs in by the same three methods:
   ``resident`` = the generator's variables, a feed = per-step noise keys, ``materialize`` =
   sample on device. Register it in :data:`PIPELINES`; the trainer needs no change.
+  (GAN rows *added* to real batches, Fig 1, are not a pipeline: the step appends them,
+  ``kd_jax/synthetic.py``, so the real rows of an epoch stay this pipeline's.)
 """
 from __future__ import annotations
 

@@ -1,0 +1,76 @@
+"""Command line for the GAN alone: ``python -m kd_jax.gan_main --config=configs/fig1_gan.py:mini
+--workdir=runs/gan``.
+
+Trains (or resumes, or reuses) the config's SN-GAN in its store (``gan.store``, default
+``<workdir>/gans``) on the teacher's training images, with progress lines, losses in
+``metrics.jsonl``/TensorBoard and a PNG grid of samples at each evaluation. When the config's
+teacher is already in its store, each evaluation also reports the teacher's view of the
+samples (``kd_jax.gans.TeacherView``); a distillation run with ``distill.synth_ratio > 0``
+trains the GAN itself when it is missing, so this command is optional.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from kd_jax.errors import UserFacingError
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file, e.g. configs/fig1_gan.py:mini.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run folder (the GAN store defaults to "
+                               "<workdir>/gans).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  logging.set_verbosity(logging.ERROR)
+  from kd_jax import cache, cli
+  config = cli.config_value(_CONFIG)
+  cache.use_compile_cache()
+  try:
+    train_gan(config, Path(_WORKDIR.value))
+  except UserFacingError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+def train_gan(config, workdir: Path):
+  """The GAN of ``config`` (trained here when the store lacks it) and its teacher view."""
+  from kd_jax import gans, parallel, teachers
+  from kd_jax.config import validate
+  from kd_jax.data import inputs, splits as splits_lib
+  validate(config)
+  mesh = parallel.make_mesh(config.run.num_devices)
+  host = inputs.load_splits(config)
+  print(f"[data] {splits_lib.describe(host)}", flush=True)
+  data = inputs.load(config, mesh, host)
+  from kd_jax import modeling
+  model = modeling.build_model(config.teacher.model, data.num_classes, config,
+                               data.model_options)
+  teacher = teachers.load(config, workdir, model, data.input_shape)
+  view = None if teacher is None else gans.teacher_view(teacher, data)
+  if teacher is None:
+    print("[gan] no stored teacher for this config: evaluations report losses and sample "
+          "grids only", flush=True)
+  print(gans.fid_is_line(config), flush=True)
+  gan = gans.get_gan(config, workdir, host.teacher_x, view)
+  if view is not None:
+    samples = gans.generate(gan.generator, gan.variables, gan.z_dim,
+                            int(config.gan.eval_samples), seed=int(config.gan.seed))
+    q = view(samples)
+    print(f"[gan] teacher's view of {len(samples)} samples: {q}", flush=True)
+  return gan
+
+
+def run() -> None:
+  from kd_jax import cli
+  cli.run_app(main)
+
+
+if __name__ == "__main__":
+  run()
