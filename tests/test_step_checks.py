@@ -6,7 +6,6 @@ import warnings
 
 import jax
 import jax.numpy as jnp
-import pytest
 from jax._src.array import ArrayImpl
 
 from benchmarks import jax_side

@@ -6,7 +6,6 @@ leaf by leaf with numpy.
 """
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys

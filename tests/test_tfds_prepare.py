@@ -89,7 +89,7 @@ def test_imagenet_not_prepared_is_one_line_naming_the_tars_and_the_command(tmp_p
   msg = str(err.value)
   assert "\n" not in msg
   manual = f"{tmp_path}/downloads/manual"
-  assert f"ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar" in msg
+  assert "ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar" in msg
   assert msg.endswith(f"tfds build imagenet2012 --data_dir={tmp_path} "
                       f"--file_format=array_record --manual_dir={manual}")
 
