@@ -150,7 +150,10 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
   proc = subprocess.Popen(
       [sys.executable, "-m", "kd_jax.main", "--config=configs/mnist.py:tiny",
        "--config.teacher.epochs=500", f"--workdir={tmp_path / 'w'}"], cwd=REPO, env=ENV,
-      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+      # A process started in the background by a non-interactive shell (as CI may start the
+      # suite) inherits SIGINT as ignored; a terminal's foreground process has the default.
+      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
   try:
     deadline = time.time() + 90
     for line in proc.stdout:  # the first epoch's progress line
