@@ -39,6 +39,15 @@ def check_workdir(workdir: Path) -> None:
                       "pass a folder you can write to") from None
 
 
+def load_data(config: ConfigDict) -> tuple[Any, inputs.ExperimentData]:
+  """The device mesh and the experiment's splits on it, announced with one ``[data]`` line:
+  the start of a run and of a teacher-only job (kd_jax.jobs)."""
+  mesh = parallel.make_mesh(config.run.num_devices)
+  host = inputs.load_splits(config)
+  print(f"[data] {splits_lib.describe(host)}", flush=True)
+  return mesh, inputs.load(config, mesh, host)
+
+
 def run(config: ConfigDict, workdir: str | Path, hook: Optional[Hook] = None,
         restart: bool = False) -> dict[str, Any]:
   """The whole experiment; returns (and writes) the results dict.
@@ -63,10 +72,7 @@ def run(config: ConfigDict, workdir: str | Path, hook: Optional[Hook] = None,
     return finished
   if primary:
     (workdir / rundir.CONFIG).write_text(to_json(config))
-  mesh = parallel.make_mesh(config.run.num_devices)
-  host = inputs.load_splits(config)
-  print(f"[data] {splits_lib.describe(host)}", flush=True)
-  data = inputs.load(config, mesh, host)
+  mesh, data = load_data(config)
   writer = report.MetricWriter(workdir, tensorboard=config.run.tensorboard)
   try:
     teacher = teachers.get_teacher(config, workdir, data, mesh, writer, hook)
@@ -92,7 +98,7 @@ def run(config: ConfigDict, workdir: str | Path, hook: Optional[Hook] = None,
       "splits": splits,
       **extra,
       "teacher": {"entry": str(teacher.entry), "members_used": members_used},
-      "sizes": host.info,
+      "sizes": data.host.info,
       "devices": [str(d) for d in mesh.devices.flat],
       "wall_time_s": round(time.time() - t0, 1),
   }

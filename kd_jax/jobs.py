@@ -91,15 +91,11 @@ class TeacherJob:
 
 def train_teacher(config: ConfigDict, workdir: Path, hook: Optional[Hook] = None) -> Path:
   """The teacher half of ``experiment.run``: data → ``teachers.get_teacher``; its store entry."""
-  from kd_jax import parallel, report, teachers
+  from kd_jax import experiment, report, teachers
   from kd_jax.config import validate
-  from kd_jax.data import inputs, splits
   validate(config)
   workdir.mkdir(parents=True, exist_ok=True)
-  mesh = parallel.make_mesh(config.run.num_devices)
-  host = inputs.load_splits(config)
-  print(f"[data] {splits.describe(host)}", flush=True)
-  data = inputs.load(config, mesh, host)
+  mesh, data = experiment.load_data(config)
   writer = report.MetricWriter(workdir, tensorboard=config.run.tensorboard)
   try:
     return teachers.get_teacher(config, workdir, data, mesh, writer, hook).entry

@@ -59,13 +59,11 @@ def trial_row(arm: str, seed: int, x: Optional[float], series: str,
 
 def collect_rows(trials: Sequence[Any], workdir: Path) -> list[dict[str, Any]]:
   """A row per finished trial, grouped by arm (in the sweep's arm order), then by seed."""
-  arm_order = {a: i for i, a in enumerate(dict.fromkeys(t.arm for t in trials))}
-  rows = []
-  for t in sorted(trials, key=lambda t: (arm_order[t.arm], t.seed)):
-    path = Path(workdir) / t.path / RESULTS
-    if path.exists():
-      rows.append(trial_row(t.arm, t.seed, t.x, t.series, json.loads(path.read_text())))
-  return rows
+  order = {a: i for i, a in enumerate(dict.fromkeys(t.arm for t in trials))}
+  found = ((t, Path(workdir) / t.path / RESULTS)
+           for t in sorted(trials, key=lambda t: (order[t.arm], t.seed)))
+  return [trial_row(t.arm, t.seed, t.x, t.series, json.loads(p.read_text()))
+          for t, p in found if p.exists()]
 
 
 def columns(sweep: ConfigDict, trials: Sequence[Any], rows: Sequence[dict]) -> list[str]:
