@@ -159,6 +159,31 @@ def test_trajectory_visits_checkpoints_in_order_and_resumes_exactly(tmp_path):
   assert [r["epoch"] for r in _records(tmp_path / "resumed", "distill")] == [1, 2, 3, 4]
 
 
+def test_anneal_resumes_exactly_mid_walk(tmp_path):
+  """Killed while λ is still moving (λ reaches 0 at epoch 2 of 4), the rerun ends bitwise where
+  one run straight through ends: λ(t) comes from the restored step, the anchor from the teacher."""
+  def config():
+    c = tiny_config(tmp_path / "store", distill_epochs=4)
+    with c.unlocked():
+      c.distill.init.mode, c.distill.init.lam, c.distill.init.anneal_until = "anneal", 1.0, 0.5
+      c.distill.eval_every = 4
+    return c
+
+  straight = experiment.run(config(), tmp_path / "straight")
+
+  def kill_mid_walk(phase, epoch):
+    if phase == "distill" and epoch == 1:
+      raise _Kill()
+
+  with pytest.raises(_Kill):
+    experiment.run(config(), tmp_path / "resumed", hook=kill_mid_walk)
+  resumed = experiment.run(config(), tmp_path / "resumed")
+  assert resumed["splits"] == straight["splits"]   # same program, same machine: bitwise
+  for a, b in zip(jax.tree.leaves(_final_params(tmp_path / "straight")),
+                  jax.tree.leaves(_final_params(tmp_path / "resumed"))):
+    np.testing.assert_array_equal(a, b)
+
+
 def test_trajectory_without_kept_checkpoints_is_one_clear_error(tmp_path):
   c = _trajectory_config(tmp_path / "store", stages=3)
   with c.unlocked():
