@@ -34,7 +34,7 @@ init, final student) is drawn for `baseline` and `anneal`.
 `mid_long`: the same teacher and distillation set with students trained until their train
 agreement levels off rather than 15 epochs: 100 epochs (1,600 steps; `long` and `consistent`
 300), and the `polish` arm (50 full-batch L-BFGS iterations). Sized for one GPU: each trial is
-about 7× a `mid` trial, which is most of a day for the 39 trials on 2 CPU cores.
+about 7× a `mid` trial (≈ 5 h for the 39 trials on 2 quiet CPU cores, by that ratio).
 """
 from kd_jax import recipes
 from kd_jax.config import optim_config
