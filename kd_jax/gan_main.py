@@ -64,6 +64,9 @@ def train_gan(config, workdir: Path):
                             int(config.gan.eval_samples), seed=int(config.gan.seed))
     q = view(samples)
     print(f"[gan] teacher's view of {len(samples)} samples: {q}", flush=True)
+  inception = gans.inception_quality(config, gan, host.teacher_x)
+  if inception is not None:
+    print(f"[gan] {gans.fid.describe(inception)}", flush=True)
   return gan
 
 
