@@ -149,7 +149,7 @@ def gan_config() -> ConfigDict:
     inception_path="",       # local FID Inception weights (.npz/.pth, kd_jax/inception_weights.py)
                              # for FID/IS at every evaluation; '' = skip them
     fid_samples=10_000,      # generated images for FID/IS, and the most real images for FID
-    fid_batch=50,            # images per Inception forward
+    fid_batch=50,            # images per Inception forward (pytorch-fid's default; more on a GPU)
     store="",                # GAN store folder ('' = <workdir>/gans); shared across runs
   ))
 
