@@ -3,10 +3,10 @@
 
 Trains (or resumes, or reuses) the config's SN-GAN in its store (``gan.store``, default
 ``<workdir>/gans``) on the teacher's training images, with progress lines, losses in
-``metrics.jsonl``/TensorBoard and a PNG grid of samples at each evaluation. When the config's
+``metrics.jsonl``/TensorBoard and a PNG grid of samples at each evaluation; FID/IS too when
+``gan.inception_path`` points to local Inception weights (``kd_jax/fid.py``). When the config's
 teacher is already in its store, each evaluation also reports the teacher's view of the
-samples (``kd_jax.gans.TeacherView``), and FID/IS when ``gan.inception_path`` points to local
-Inception weights (``kd_jax/fid.py``); a distillation run with ``distill.synth_ratio > 0``
+samples (``kd_jax.gans.TeacherView``); a distillation run with ``distill.synth_ratio > 0``
 trains the GAN itself when it is missing, so this command is optional.
 """
 from __future__ import annotations

@@ -214,9 +214,9 @@ def evaluate(config, spec, state, done, losses, writer, entry, judges, elapsed) 
   extra = f"; {fid.describe(results['inception'])}" if scorer is not None else ""
   if "quality" in results:
     q = results["quality"]
-    extra += (f"; teacher self-agreement under crop+flip: samples {q['self_agreement_samples']:.1f}%"
-             f" / real {q['self_agreement_real']:.1f}%, classes covered "
-             f"{q['effective_classes']:.1f} (perplexity of predicted classes)")
+    extra += (f"; teacher self-agreement under crop+flip: samples "
+              f"{q['self_agreement_samples']:.1f}% / real {q['self_agreement_real']:.1f}%, "
+              f"classes covered {q['effective_classes']:.1f} (perplexity of predicted classes)")
   print(f"[gan] update {done}/{config.gan.gen_steps} ({report.format_duration(elapsed)}): "
         f"{shown}{extra}; grid {grid}", flush=True)
 

@@ -28,16 +28,17 @@ from kd_jax.errors import ConfigError
 from kd_jax.models import inception
 
 KEY = "gan.inception_path"
-CONVERT = ("python -c \"import sys, numpy, torch; numpy.savez(sys.argv[2], **{k: v.numpy() for k, v "
-           "in torch.load(sys.argv[1], map_location='cpu').items()})\" IN.pth OUT.npz")
+CONVERT = ("python -c \"import sys, numpy, torch; numpy.savez(sys.argv[2], "
+           "**{k: v.numpy() for k, v in torch.load(sys.argv[1], map_location='cpu').items()})\" "
+           "IN.pth OUT.npz")
 #: (module kind, PyTorch leaf) → (flax collection, flax leaf, array PyTorch → flax).
 _LEAVES: dict[tuple[str, str], tuple[str, str, Callable[[np.ndarray], np.ndarray]]] = {
-    ("conv", "weight"): ("params", "kernel", lambda w: w.transpose(2, 3, 1, 0)),  # OIHW → HWIO
+    ("conv", "weight"): ("params", "kernel", lambda w: w.transpose(2, 3, 1, 0)),  # OIHW→HWIO
     ("bn", "weight"): ("params", "scale", lambda w: w),
     ("bn", "bias"): ("params", "bias", lambda w: w),
     ("bn", "running_mean"): ("batch_stats", "mean", lambda w: w),
     ("bn", "running_var"): ("batch_stats", "var", lambda w: w),
-    ("fc", "weight"): ("params", "kernel", lambda w: w.T),                        # (out, in) → (in, out)
+    ("fc", "weight"): ("params", "kernel", lambda w: w.T),                 # (out, in) → (in, out)
     ("fc", "bias"): ("params", "bias", lambda w: w),
 }
 _TO_TORCH = {(kind, coll, leaf): torch_leaf

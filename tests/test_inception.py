@@ -307,3 +307,10 @@ def test_whole_network_matches_pytorch_reference(tmp_path):
   pool_j, logits_j = jax.device_get(fid._forward(from_npz, jnp.asarray(images), 299))
   np.testing.assert_allclose(pool_j, pool_t, rtol=1e-4, atol=1e-4 * np.abs(pool_t).max())
   np.testing.assert_allclose(logits_j, logits_t, rtol=1e-4, atol=1e-4 * np.abs(logits_t).max())
+
+
+def test_readme_shows_the_conversion_one_liner_the_error_names():
+  from pathlib import Path
+  readme = (Path(__file__).parents[1] / "README.md").read_text()
+  assert W.CONVERT.replace("IN.pth", "pt_inception-2015-12-05-6726825d.pth").replace(
+      "OUT.npz", "pt_inception-2015-12-05.npz") in readme
