@@ -146,7 +146,10 @@ def gan_config() -> ConfigDict:
     eval_every=1000,         # generator updates between evaluations (losses, sample grid)
     checkpoint_every=1000,   # generator updates between checkpoints
     eval_samples=1000,       # samples for the teacher-based quality numbers
-    inception_path="",       # local Inception weights for FID/IS; '' = skip them
+    inception_path="",       # local FID Inception weights (.npz/.pth, kd_jax/inception_weights.py)
+                             # for FID/IS at every evaluation; '' = skip them
+    fid_samples=10_000,      # generated images for FID/IS, and the most real images for FID
+    fid_batch=50,            # images per Inception forward (pytorch-fid's default; more on a GPU)
     store="",                # GAN store folder ('' = <workdir>/gans); shared across runs
   ))
 
@@ -310,6 +313,9 @@ def validate(config: ConfigDict) -> None:
     if optim.needs_value_fn(config.distill.optim):
       raise ConfigError("distill.synth_ratio > 0 needs a minibatch optimizer; L-BFGS fits the "
                         "whole distillation set at once: set distill.synth_ratio=0")
+  if config.gan.inception_path:
+    from kd_jax import fid
+    fid.check(config)
   if config.analysis.cka_kernel not in ("linear", "rbf", "official"):
     raise ConfigError(f"analysis.cka_kernel={config.analysis.cka_kernel!r} is not known; "
                       "choose linear, rbf or official")

@@ -3,7 +3,8 @@
 
 Trains (or resumes, or reuses) the config's SN-GAN in its store (``gan.store``, default
 ``<workdir>/gans``) on the teacher's training images, with progress lines, losses in
-``metrics.jsonl``/TensorBoard and a PNG grid of samples at each evaluation. When the config's
+``metrics.jsonl``/TensorBoard and a PNG grid of samples at each evaluation; FID/IS too when
+``gan.inception_path`` points to local Inception weights (``kd_jax/fid.py``). When the config's
 teacher is already in its store, each evaluation also reports the teacher's view of the
 samples (``kd_jax.gans.TeacherView``); a distillation run with ``distill.synth_ratio > 0``
 trains the GAN itself when it is missing, so this command is optional.
@@ -64,6 +65,9 @@ def train_gan(config, workdir: Path):
                             int(config.gan.eval_samples), seed=int(config.gan.seed))
     q = view(samples)
     print(f"[gan] teacher's view of {len(samples)} samples: {q}", flush=True)
+  inception = gans.inception_quality(config, gan, host.teacher_x)
+  if inception is not None:
+    print(f"[gan] {gans.fid.describe(inception)}", flush=True)
   return gan
 
 

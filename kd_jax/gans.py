@@ -6,10 +6,12 @@ generator updates), ``metrics.jsonl`` (+ TensorBoard), ``samples/step<k>.png`` (
 every evaluation), ``final/`` and ``gan.json`` (written last: its presence marks the GAN done).
 The GAN learns the teacher's training images (the data the paper's GAN was trained on).
 
-Sample quality: FID and IS need Inception weights, which kd_jax does not ship; with none
-(``gan.inception_path`` empty) they are skipped with one line. What needs no weights is always
-reported when a teacher is at hand (:func:`teacher_view`): the teacher's agreement with itself
-under crop + flip on samples vs real images, and its predicted-class histogram on samples.
+Sample quality: FID and IS need Inception weights, which kd_jax does not ship: with
+``gan.inception_path`` pointing to a local copy of pytorch-fid's weights (kd_jax/fid.py), every
+evaluation reports them (against the GAN's training images, statistics cached in the entry);
+with none they are skipped with one line. What needs no weights is always reported when a
+teacher is at hand (:func:`teacher_view`): the teacher's agreement with itself under crop + flip
+on samples vs real images, and its predicted-class histogram on samples.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import ConfigDict
 
-from kd_jax import checkpoints, ensemble, gan_steps, modeling, report, store_lock
+from kd_jax import checkpoints, ensemble, fid, gan_steps, modeling, report, store_lock
 from kd_jax.config import teacher_key
 from kd_jax.data import augment as augment_lib
 from kd_jax.errors import Interrupted, TrainingDiverged
@@ -35,7 +37,7 @@ from kd_jax.models import sngan
 PHASE = "gan"
 #: gan keys that change how training is run or reported, not the trained GAN.
 NOT_KEY = ("store", "eval_every", "checkpoint_every", "steps_per_call", "eval_samples",
-           "inception_path")
+           "inception_path", "fid_samples", "fid_batch")
 
 
 @dataclasses.dataclass
@@ -113,6 +115,7 @@ def train(config: ConfigDict, workdir: Path, images_u8: np.ndarray,
   """Trains (or resumes) the GAN into its store entry; the caller holds the lock."""
   g = config.gan
   entry = entry_dir(config, workdir)
+  scorer = fid.scorer_for(config, entry, images_u8)  # a bad weights file fails before training
   entry.mkdir(parents=True, exist_ok=True)
   (entry / "config.json").write_text(json.dumps({"gan": g.to_dict(), "key": gan_key(config)},
                                                 indent=2, default=str))
@@ -132,7 +135,7 @@ def train(config: ConfigDict, workdir: Path, images_u8: np.ndarray,
           f"updates × {g.disc_steps} D updates, batch {g.batch_size} → {entry}", flush=True)
     data = jnp.asarray(images_u8)
     seed = jnp.int32(g.seed)
-    state = _loop(config, spec, state, data, seed, ckpt, writer, entry, view, at)
+    state = _loop(config, spec, state, data, seed, ckpt, writer, entry, (view, scorer), at)
   except KeyboardInterrupt:  # counted in generator updates where a classifier counts epochs
     raise Interrupted(f"{PHASE} (generator updates)", at.done, int(g.gen_steps),
                       at.saved) from None
@@ -155,7 +158,7 @@ class _At:
   saved: int = 0
 
 
-def _loop(config, spec, state, data, seed, ckpt, writer, entry, view, at: _At):
+def _loop(config, spec, state, data, seed, ckpt, writer, entry, judges, at: _At):
   """Chunks of generator updates to ``gan.gen_steps``; evaluates and checkpoints between them."""
   g = config.gan
   total, t0, sums, n_sum, done = int(g.gen_steps), time.time(), None, 0, at.done
@@ -176,7 +179,7 @@ def _loop(config, spec, state, data, seed, ckpt, writer, entry, view, at: _At):
     if done % g.eval_every == 0 or done == total:
       losses = {"gen_loss": sums["gen_loss_sum"] / n_sum,
                 "disc_loss": sums["disc_loss_sum"] / n_sum}
-      evaluate(config, spec, state, done, losses, writer, entry, view, time.time() - t0)
+      evaluate(config, spec, state, done, losses, writer, entry, judges, time.time() - t0)
       sums, n_sum = None, 0
     if done % g.checkpoint_every == 0 or done == total:
       ckpt.save(done, state)
@@ -188,8 +191,10 @@ def _next_multiple(x: int, k: int) -> int:
   return (x // k + 1) * k
 
 
-def evaluate(config, spec, state, done, losses, writer, entry, view, elapsed) -> None:
-  """Losses to metrics.jsonl/TensorBoard, an 8×8 sample grid, the teacher's view of samples."""
+def evaluate(config, spec, state, done, losses, writer, entry, judges, elapsed) -> None:
+  """Losses to metrics.jsonl/TensorBoard, an 8×8 sample grid, the teacher's view of samples
+  and FID/IS; ``judges`` = (TeacherView or None, fid.InceptionScorer or None)."""
+  view, scorer = judges
   grid = entry / "samples" / f"step{done:07d}.png"
   gen_vars = {"params": state.gen_params, "batch_stats": state.gen_stats}
   save_grid(generate(spec.generator, gen_vars, spec.z_dim, 64, seed=int(config.gan.seed),
@@ -199,14 +204,19 @@ def evaluate(config, spec, state, done, losses, writer, entry, view, elapsed) ->
     samples = generate(spec.generator, gen_vars, spec.z_dim, int(config.gan.eval_samples),
                        seed=int(config.gan.seed))
     results["quality"] = view(samples)
+  if scorer is not None:
+    results["inception"] = scorer(generate(spec.generator, gen_vars, spec.z_dim,
+                                           int(config.gan.fid_samples), seed=int(config.gan.seed)))
+    if done == int(config.gan.gen_steps):  # the finished GAN's numbers: later runs read them
+      _write_json(_inception_cache(config, entry, scorer.key), results["inception"])
   writer.write(PHASE, done, results)
   shown = ", ".join(f"{k} {v:.3f}" for k, v in losses.items())
-  extra = ""
+  extra = f"; {fid.describe(results['inception'])}" if scorer is not None else ""
   if "quality" in results:
     q = results["quality"]
-    extra = (f"; teacher self-agreement under crop+flip: samples {q['self_agreement_samples']:.1f}%"
-             f" / real {q['self_agreement_real']:.1f}%, classes covered "
-             f"{q['effective_classes']:.1f} (perplexity of predicted classes)")
+    extra += (f"; teacher self-agreement under crop+flip: samples "
+              f"{q['self_agreement_samples']:.1f}% / real {q['self_agreement_real']:.1f}%, "
+              f"classes covered {q['effective_classes']:.1f} (perplexity of predicted classes)")
   print(f"[gan] update {done}/{config.gan.gen_steps} ({report.format_duration(elapsed)}): "
         f"{shown}{extra}; grid {grid}", flush=True)
 
@@ -240,12 +250,38 @@ def save_grid(images_u8: np.ndarray, path: Path, cols: int = 8) -> None:
 
 
 def fid_is_line(config: ConfigDict) -> str:
-  """FID/IS need Inception weights; the one line saying why they are not reported."""
+  """The one line saying whether FID/IS are reported, and from which weights."""
   if not config.gan.inception_path:
     return ("[gan] FID/IS skipped: no Inception weights (set gan.inception_path to local "
             "weights); reporting the teacher's view of the samples instead")
-  return ("[gan] FID/IS skipped: gan.inception_path is set but kd_jax has no Inception network "
-          "to load it into yet; reporting the teacher's view of the samples instead")
+  return (f"[gan] FID/IS from the Inception weights {config.gan.inception_path} on "
+          f"{config.gan.fid_samples} samples (FID against as many training images at most)")
+
+
+def inception_quality(config: ConfigDict, gan: Gan, real_u8: np.ndarray) -> Optional[dict]:
+  """FID/IS of a finished GAN's samples (``gan.fid_samples``, seed ``gan.seed``), kept in its
+  entry so later runs read them; None without ``gan.inception_path``."""
+  scorer = fid.scorer_for(config, gan.entry, real_u8)
+  if scorer is None:
+    return None
+  path = _inception_cache(config, gan.entry, scorer.key)
+  if path.exists():
+    return json.loads(path.read_text())
+  quality = scorer(generate(gan.generator, gan.variables, gan.z_dim, int(config.gan.fid_samples),
+                            seed=int(config.gan.seed)))
+  _write_json(path, quality)
+  return quality
+
+
+def _inception_cache(config: ConfigDict, entry: Path, scorer_key: str) -> Path:
+  """Where the finished GAN's FID/IS for these weights, real images and sample count live."""
+  return entry / f"fid-is-{scorer_key}-n{config.gan.fid_samples}-seed{config.gan.seed}.json"
+
+
+def _write_json(path: Path, obj: Any) -> None:
+  tmp = path.with_suffix(".tmp")
+  tmp.write_text(json.dumps(obj, indent=2))
+  tmp.replace(path)
 
 
 class TeacherView:
@@ -307,4 +343,8 @@ def gan_for_run(config: ConfigDict, workdir: Path, data, teacher) -> tuple[Gan, 
         f"{quality['self_agreement_samples']:.1f}% (real images "
         f"{quality['self_agreement_real']:.1f}%), predicted classes: perplexity "
         f"{quality['effective_classes']:.2f} of {data.num_classes}", flush=True)
+  inception = inception_quality(config, gan, data.host.teacher_x)
+  if inception is not None:
+    quality["inception"] = inception
+    print(f"[gan] {fid.describe(inception)}", flush=True)
   return gan, {"entry": str(gan.entry), "key": gan_key(config), "quality": quality}

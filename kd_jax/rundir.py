@@ -25,7 +25,7 @@ NOT_IDENTITY = ("data.pipeline", "teacher.store", "teacher.evals", "distill.eval
                 "run.num_devices", "run.steps_per_call",
                 "run.checkpoint_every", "run.log_every", "run.eval_batch_size", "run.tensorboard",
                 "gan.store", "gan.eval_every", "gan.checkpoint_every", "gan.steps_per_call",
-                "gan.eval_samples", "gan.inception_path")
+                "gan.eval_samples", "gan.inception_path", "gan.fid_samples", "gan.fid_batch")
 CONFIG = "config.json"
 RESULTS = "results.json"
 #: What a run leaves in its workdir besides config.json (any of them: the workdir holds a run).
