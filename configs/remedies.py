@@ -28,8 +28,9 @@ wall time. Arms:
 
 `mid`: kd_jax.recipes.mid_optimization, shrunk further to fit the CPU: the 50k-image
 LayerNorm PreResNet-8 teacher; students distilled 15 epochs (batch 64) on 1,000 of its
-images, 3 seeds, without the `polish` arm (too slow here: see below). The plane (teacher,
-init, final student) is drawn for `baseline` and `anneal`.
+images, 3 seeds; the `polish` arm runs L-BFGS with a backtracking line search
+(`lbfgs_backtracking`: XLA:CPU runs the zoom search's in-loop gradients far too slowly). The
+plane (teacher, init, final student) is drawn for `baseline` and `anneal`.
 
 `mid_long`: the same teacher and distillation set with students trained until their train
 agreement levels off rather than 15 epochs: 100 epochs (1,600 steps; `long` and `consistent`
@@ -43,9 +44,9 @@ ADAM = optim_config(name="adam", lr=1e-3, weight_decay=1e-4, schedule="cosine", 
 MIXUP = "crop|hflip|mixup(1.0)"
 
 
-def _arms(epochs: int, trajectory: int, polish_epochs: int) -> tuple:
-  """(name, overrides) of every arm, for a baseline of ``epochs`` epochs; no polish arm when
-  ``polish_epochs`` is 0."""
+def _arms(epochs: int, trajectory: int, polish_epochs: int, polish_optim: str = "lbfgs") -> tuple:
+  """(name, overrides) of every arm, for a baseline of ``epochs`` epochs and a polish of
+  ``polish_epochs`` iterations of ``polish_optim``."""
   long = 3 * epochs
   plane = {"analysis.plane": True}
   return (
@@ -63,7 +64,9 @@ def _arms(epochs: int, trajectory: int, polish_epochs: int) -> tuple:
       ("trajectory", {"distill.trajectory": trajectory}),
       ("anneal", {"distill.init.mode": "anneal", "distill.init.lam": 1.0,
                   "distill.init.anneal_until": 0.5, **plane}),
-  ) + ((("polish", {"distill.polish.epochs": polish_epochs}),) if polish_epochs else ())
+      ("polish", {"distill.polish.epochs": polish_epochs,
+                  "distill.polish.optim.name": polish_optim}),
+  )
 
 
 def _figure(arg: str = ""):
@@ -82,9 +85,9 @@ def _figure(arg: str = ""):
     s.arms = _arms(epochs=100, trajectory=4, polish_epochs=50)
     s.title = "Optimization remedies, mid, 100-epoch students (LayerNorm PreResNet-8, CIFAR-10)"
   elif arg == "mid":
-    # No polish arm: on this CPU one full-batch L-BFGS step on the 1,000 images (its zoom line
-    # search) had not finished after 13 minutes, longer than all other arms of a seed together.
-    s.arms = _arms(epochs=15, trajectory=4, polish_epochs=0)
+    # The polish searches by backtracking: the zoom search's gradients inside a loop are ~100x
+    # slower on XLA:CPU (kd_jax/optim.py); one zoom iteration on the 1,000 images took > 13 min.
+    s.arms = _arms(epochs=15, trajectory=4, polish_epochs=50, polish_optim="lbfgs_backtracking")
     s.title = "Optimization remedies, mid (LayerNorm PreResNet-8, CIFAR-10)"
   else:
     c = recipes.paper_optimization("remedies")

@@ -27,7 +27,7 @@ def lookup(cfg: Any, key: str, default: Any = None) -> Any:
 def optim_config(**overrides: Any) -> ConfigDict:
   """optax optimizer + schedule (see kd_jax/optim.py)."""
   c = ConfigDict(dict(
-      name="sgd",           # sgd | adam | lbfgs
+      name="sgd",           # sgd | adam | lbfgs | lbfgs_backtracking (kd_jax/optim.py)
       lr=0.1,
       momentum=0.9,         # sgd
       nesterov=False,       # sgd

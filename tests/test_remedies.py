@@ -192,12 +192,14 @@ def test_trajectory_without_kept_checkpoints_is_one_clear_error(tmp_path):
     experiment.run(c, tmp_path / "run")
 
 
-def test_polish_runs_lbfgs_after_sgd_and_lowers_the_loss(tmp_path):
+@pytest.mark.parametrize("name", ["lbfgs", "lbfgs_backtracking"])
+def test_polish_runs_lbfgs_after_sgd_and_lowers_the_loss(tmp_path, name):
   c = tiny_config(tmp_path / "store", teacher_epochs=6, distill_epochs=2)
   with c.unlocked():
     c.data.teacher_subset = 200
     c.distill.loss = "kl"
     c.distill.polish.epochs = 6
+    c.distill.polish.optim.name = name
   res = experiment.run(c, tmp_path / "run")
   sgd = _records(tmp_path / "run", "distill")
   polish = _records(tmp_path / "run", "polish")
