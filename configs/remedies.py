@@ -18,6 +18,8 @@ wall time. Arms:
   `tau_1` / `tau_10`;
 - `consistent`: function matching (Beyer et al. 2022), teacher and student on the same
   aggressive view (crop + flip + MixUp), 3× the epochs like `long` (patience is half the recipe);
+  `consistent_short`: the same views at the baseline's epochs, to separate the views from the
+  patience (added after `mid_long` had run: its table has no such row);
 - `trajectory`: route-constrained distillation (Jin et al. 2019), 4 stages through the teacher's
   stored checkpoints (the teacher keeps one per epoch, `teacher.keep_every`);
 - `anneal`: start *as* the teacher (λ = 1) and move the weights away: the student is
@@ -61,6 +63,7 @@ def _arms(epochs: int, trajectory: int, polish_epochs: int, polish_optim: str = 
       ("tau_10", {"distill.temperature": 10.0}),
       ("consistent", {"distill.augment": MIXUP, "distill.epochs": long,
                       "distill.eval_every": long}),
+      ("consistent_short", {"distill.augment": MIXUP}),
       ("trajectory", {"distill.trajectory": trajectory}),
       ("anneal", {"distill.init.mode": "anneal", "distill.init.lam": 1.0,
                   "distill.init.anneal_until": 0.5, **plane}),
