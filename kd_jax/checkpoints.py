@@ -110,6 +110,15 @@ def read_host(directory: os.PathLike | str, step: Optional[int] = None) -> tuple
 _ENTRY = re.compile(r"^(?P<key>[0-9a-f]+)-m(?P<m>\d+)$")
 
 
+def write_json(path: os.PathLike | str, obj: Any) -> None:
+  """Writes ``obj`` as JSON through a temporary file and a rename, so a kill while writing leaves
+  the old file or none, never half of one (readers take these files' presence as "done")."""
+  path = Path(path)
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text(json.dumps(obj, indent=2, default=str))
+  tmp.replace(path)
+
+
 def teacher_entry(store: os.PathLike | str, key: str, members: int) -> Path:
   return Path(store) / f"{key}-m{members}"
 
@@ -135,9 +144,7 @@ def save_teacher(entry: Path, final_vars: Any, initial_vars: Any, meta: dict) ->
   from kd_jax import distributed
   save_tree(entry / "final", {"final": final_vars, "initial": initial_vars})  # every process
   if distributed.is_primary():
-    tmp = entry / "teacher.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2, default=str))
-    tmp.replace(entry / "teacher.json")
+    write_json(entry / "teacher.json", meta)
   distributed.barrier("kd_jax.save_teacher")  # the others may look for teacher.json next
 
 

@@ -145,9 +145,7 @@ def train(config: ConfigDict, workdir: Path, images_u8: np.ndarray,
   variables = jax.device_get({"params": state.gen_params, "batch_stats": state.gen_stats})
   checkpoints.save_tree(entry / "final", variables)
   meta = {"key": gan_key(config), "gen_steps": int(g.gen_steps), "images": len(images_u8)}
-  tmp = entry / "gan.json.tmp"
-  tmp.write_text(json.dumps(meta, indent=2))
-  tmp.replace(entry / "gan.json")
+  checkpoints.write_json(entry / "gan.json", meta)
   return Gan(spec.generator, variables, spec.z_dim, entry, trained_now=True)
 
 
@@ -208,7 +206,7 @@ def evaluate(config, spec, state, done, losses, writer, entry, judges, elapsed) 
     results["inception"] = scorer(generate(spec.generator, gen_vars, spec.z_dim,
                                            int(config.gan.fid_samples), seed=int(config.gan.seed)))
     if done == int(config.gan.gen_steps):  # the finished GAN's numbers: later runs read them
-      _write_json(_inception_cache(config, entry, scorer.key), results["inception"])
+      checkpoints.write_json(_inception_cache(config, entry, scorer.key), results["inception"])
   writer.write(PHASE, done, results)
   shown = ", ".join(f"{k} {v:.3f}" for k, v in losses.items())
   extra = f"; {fid.describe(results['inception'])}" if scorer is not None else ""
@@ -269,7 +267,7 @@ def inception_quality(config: ConfigDict, gan: Gan, real_u8: np.ndarray) -> Opti
     return json.loads(path.read_text())
   quality = scorer(generate(gan.generator, gan.variables, gan.z_dim, int(config.gan.fid_samples),
                             seed=int(config.gan.seed)))
-  _write_json(path, quality)
+  checkpoints.write_json(path, quality)
   return quality
 
 
@@ -277,11 +275,6 @@ def _inception_cache(config: ConfigDict, entry: Path, scorer_key: str) -> Path:
   """Where the finished GAN's FID/IS for these weights, real images and sample count live."""
   return entry / f"fid-is-{scorer_key}-n{config.gan.fid_samples}-seed{config.gan.seed}.json"
 
-
-def _write_json(path: Path, obj: Any) -> None:
-  tmp = path.with_suffix(".tmp")
-  tmp.write_text(json.dumps(obj, indent=2))
-  tmp.replace(path)
 
 
 class TeacherView:
