@@ -27,13 +27,22 @@ POLL_S = 1.0
 
 
 def _marker(path: Path) -> Optional[tuple[dict[str, str], tuple[int, int]]]:
-  """The holder's fields (pid, host, ...) and the marker's (mtime, inode); None when free."""
+  """The holder's fields (pid, host, ...) and the marker's (mtime, inode); None when free or
+  not yet complete.
+
+  The holder creates the marker and then writes its lines, so a reader can find it empty or
+  half-written; such a read counts as "unknown yet" (the caller polls again), never as a
+  holder with missing fields. Complete = ends with a newline and names pid and host.
+  """
   try:
-    st = path.stat()
-    text = path.read_text()
+    with path.open("rb") as f:
+      st = os.fstat(f.fileno())
+      text = f.read().decode()
   except (OSError, UnicodeDecodeError):
     return None
   fields = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+  if not text.endswith("\n") or not fields.get("pid") or not fields.get("host"):
+    return None
   return fields, (st.st_mtime_ns, st.st_ino)
 
 

@@ -44,6 +44,26 @@ def start_holder(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, Path, P
   return p, lock, gate
 
 
+def test_a_marker_is_read_completely_or_not_at_all(tmp_path):
+  """The holder creates its marker and then writes it: a waiter reading at any byte of that
+  write sees "no holder yet" or the holder's true pid and host, never a holder with '?'."""
+  holder, lock, gate = start_holder(tmp_path, "node-x")
+  full = lock.read_bytes()
+  gate.write_text("go")
+  holder.wait(timeout=30)
+  assert full.endswith(b"\n") and b"pid=%d" % holder.pid in full
+  partial = tmp_path / "partial.lock"
+  complete = 0
+  for n in range(len(full) + 1):
+    partial.write_bytes(full[:n])
+    got = store_lock._marker(partial)
+    if got is not None:
+      complete += 1
+      assert got[0]["pid"] == str(holder.pid) and got[0]["host"] == "node-x", (n, got)
+      assert store_lock._who(got[0]) == f"pid {holder.pid} on host node-x"
+  assert complete >= 1  # the whole marker is read
+
+
 def test_a_live_holder_is_waited_for_then_the_lock_is_ours(tmp_path):
   holder, lock, gate = start_holder(tmp_path)
   said = []
@@ -158,6 +178,7 @@ def test_two_processes_needing_one_untrained_teacher_train_it_once(tmp_path):
   trainer = 0 if "[teacher] training" in logs[0] else 1
   assert "[teacher] reusing 2-member ensemble" in logs[1 - trainer]
   assert f"pid {procs[trainer].pid}" in logs[1 - trainer]  # it named who it waited for
+  assert "pid ?" not in logs[1 - trainer] and "host ?" not in logs[1 - trainer]
   a, b = (np.load(tmp_path / n / "final.npz") for n in ("a", "b"))
   assert len(a.files) == len(b.files) > 0
   for k in a.files:
