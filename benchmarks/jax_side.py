@@ -1,8 +1,8 @@
 """kd_jax's side of each benchmark row, built through the code path a run uses.
 
-Steps run through ``kd_jax.trainer.run_epoch`` (the jitted ``steps.train_chunk`` under
+Steps run through ``kd_jax.train.trainer.run_epoch`` (the jitted ``steps.train_chunk`` under
 ``parallel.device_map``, with the state donated) fed by ``pipelines.DeviceResident``; evaluation
-runs through ``kd_jax.evaluators.predict``. Nothing here re-implements a step. Every case takes
+runs through ``kd_jax.train.evaluators.predict``. Nothing here re-implements a step. Every case takes
 the options a run sets: ``member_mode``, the compute ``dtype``, ``steps_per_call`` and (teacher
 forward) ``fold``, the teacher's BatchNorms folded into its convs (``run.fold_teacher_bn``).
 """
@@ -18,7 +18,8 @@ import numpy as np
 from ml_collections import ConfigDict
 
 from kd_jax import config as config_lib
-from kd_jax import evaluators, modeling, optim, parallel, steps, trainer
+from kd_jax.train import evaluators, modeling, optim, steps, trainer
+from kd_jax.core import parallel
 from kd_jax.data import augment as augment_lib
 from kd_jax.data import inputs, pipelines
 from kd_jax.models import fold as fold_lib

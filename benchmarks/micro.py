@@ -84,7 +84,7 @@ def _jax_data_fn(images: np.ndarray, labels: np.ndarray):
   from jax.sharding import PartitionSpec as P
 
   from benchmarks import jax_side
-  from kd_jax import parallel
+  from kd_jax.core import parallel
   from kd_jax.data import pipelines
   mesh = parallel.make_mesh(1)
   pipe = pipelines.DeviceResident(images, labels, mesh)

@@ -122,7 +122,7 @@ def prepare(images_u8: torch.Tensor, augment: bool, gen: torch.Generator) -> tor
 
 
 def teacher_logprobs(teachers: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
-  """log of the mean member probability, as kd_jax.ensemble.ensemble_logprobs."""
+  """log of the mean member probability, as kd_jax.kd.ensemble.ensemble_logprobs."""
   with torch.no_grad():
     logp = torch.stack([F.log_softmax(t(x), -1) for t in teachers])
     return torch.logsumexp(logp, 0) - math.log(len(teachers))

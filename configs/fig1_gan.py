@@ -7,7 +7,7 @@ PreResNet-56 → PreResNet-56 on CIFAR-100, self-distillation (1 teacher) and 3�
 PreResNet-56, each distilled on the train set plus {0, 12.5k, 25k, 37.5k, 50k} GAN images per
 epoch: every batch of 128 holds synth_ratio·128 fresh samples of an SN-GAN trained on the
 teacher's data (official recipe: 100k generator updates), synth_ratio = 0, 0.2, 1/3, 3/7, 0.5
-(kd_jax/synthetic.py). Samples are labelled by the teacher at τ = 1 (``distill.synth_temp``),
+(kd_jax/train/synthetic.py). Samples are labelled by the teacher at τ = 1 (``distill.synth_temp``),
 real rows at τ = 4; the x axis is the GAN images per 50k-image epoch. One GAN, stored under
 ``gan.store`` (default runs/gans, $KD_JAX_GANS), serves every arm (and Fig 3/5's GAN arms).
 

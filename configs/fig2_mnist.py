@@ -31,10 +31,9 @@ students collapse.
 does (1,000 test, 200 teacher, 3,800 distillation pool); its arms distill on stratified
 subsets of 475, 950, 1,900 and 3,800 images of that pool, plotted against the set size.
 """
-import importlib.util
 from pathlib import Path
 
-from kd_jax import recipes
+from kd_jax import config_files, recipes
 from kd_jax.config import optim_config
 
 # EMNIST byclass train has 697,932 images; the paper's 25/50/100% of it (docs/paper.md, Fig 2).
@@ -44,11 +43,7 @@ MINI_SIZES = (475, 950, 1_900, 3_800)  # 1/8, 1/4, 1/2 and all of the embedded 3
 
 def _mnist_config(arg: str = ""):
   """configs/mnist.py's get_config, loaded from beside this file as config_flags would."""
-  path = Path(__file__).with_name("mnist.py")
-  spec = importlib.util.spec_from_file_location("kd_jax_configs_mnist", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return config_files.get_config(config_files.load_module(Path(__file__).with_name("mnist.py")), arg)
 
 
 def _emnist(num: int) -> dict:

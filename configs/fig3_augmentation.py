@@ -5,8 +5,8 @@
 
 One arm per policy of the Fig 3 table (kd_jax/data/augment.py POLICY_PRESETS), plus CutMix
 (not in the paper). The GAN arm replaces a fraction 0.2 of every batch by fresh SN-GAN samples
-(distill.synth_ratio, kd_jax/synthetic.py; real rows at τ = 4, samples at τ = 1), the GAN
-trained once on the teacher's data and kept in the shared GAN store (kd_jax/gans.py); in
+(distill.synth_ratio, kd_jax/train/synthetic.py; real rows at τ = 4, samples at τ = 1), the GAN
+trained once on the teacher's data and kept in the shared GAN store (kd_jax/runner/gans.py); in
 `mini` it is the CPU-sized GAN of recipes.mini_gan, whose samples are poor. docs/paper.md names τ only for
 Baseline, MixUp and GAN; the other policies run at τ = 1, the setting their numbers sit next
 to (OOD and Noise land within a point of Baseline τ=1, five below Baseline τ=4). The OOD arm

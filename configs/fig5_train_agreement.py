@@ -8,8 +8,8 @@ policies (configs/fig3_augmentation.py, same τ per arm), read for train agreeme
 `train_aug_agreement` on the distillation images as the student saw them (docs/paper.md's "train
 agreement") and `train_agreement` on the same images without augmentation. The GAN panel is the
 paper's "50k GAN images" student (Fig 1's largest arm: synth_ratio 0.5, real rows at τ = 4,
-samples at τ = 1, kd_jax/synthetic.py), read also for `synth_agreement`, the agreement on
-fixed samples of the same GAN (kd_jax/gans.py; in `mini` the CPU-sized, poor GAN of
+samples at τ = 1, kd_jax/train/synthetic.py), read also for `synth_agreement`, the agreement on
+fixed samples of the same GAN (kd_jax/runner/gans.py; in `mini` the CPU-sized, poor GAN of
 recipes.mini_gan). These trials repeat fig3's settings; a
 sweep cannot borrow another figure's trials, but the teacher comes from the shared store.
 

@@ -6,7 +6,7 @@ student's initialization and the final student.
 
 The Fig 6a SGD-300 student (configs/fig6_optimization.py: ResNet-20 LayerNorm
 self-distillation on CIFAR-100, no distillation augmentation) from a random start; after
-distillation kd_jax/analysis.py evaluates a 21×21 grid on 1,000 distillation images and writes
+distillation kd_jax/runner/analysis.py evaluates a 21×21 grid on 1,000 distillation images and writes
 `<workdir>/random_init/seed<k>/plane/plane.npz` and one plot per quantity: a cell per grid
 point (no contour interpolation, which smears a ridge narrower than the grid spacing), each
 anchor labelled with its value measured at the anchor itself.

@@ -1,4 +1,4 @@
-"""Beyond the paper: can better optimization close the fidelity gap? (kd_jax/remedies.py)
+"""Beyond the paper: can better optimization close the fidelity gap? (kd_jax/runner/remedies.py)
 
     python -m kd_jax.sweep --config=configs/remedies.py --workdir=runs/remedies          # GPU/TPU
     python -m kd_jax.sweep --config=configs/remedies.py:mid --workdir=runs/remedies_mid  # CPU
@@ -89,7 +89,7 @@ def _figure(arg: str = ""):
     s.title = "Optimization remedies, mid, 100-epoch students (LayerNorm PreResNet-8, CIFAR-10)"
   elif arg == "mid":
     # The polish searches by backtracking: the zoom search's gradients inside a loop are ~100x
-    # slower on XLA:CPU (kd_jax/optim.py); one zoom iteration on the 1,000 images took > 13 min.
+    # slower on XLA:CPU (kd_jax/train/optim.py); one zoom iteration on the 1,000 images took > 13 min.
     s.arms = _arms(epochs=15, trajectory=4, polish_epochs=50, polish_optim="lbfgs_backtracking")
     s.title = "Optimization remedies, mid (LayerNorm PreResNet-8, CIFAR-10)"
   else:

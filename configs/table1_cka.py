@@ -9,7 +9,7 @@ crop + flip). Two arms: a fresh random init, and the teacher's initial
 weights (`distill.init.mode="teacher_initial"`). After distillation, CKA between teacher and
 student outputs of the three stages on 1,000 test images, computed as the official code does
 (`analysis.cka_kernel="official"`: per batch of 128, a W×W RBF CKA of column profiles; see
-kd_jax/cka_official.py), so the paper column compares like with like; `linear` and `rbf` give
+kd_jax/kd/cka_official.py), so the paper column compares like with like; `linear` and `rbf` give
 standard CKA over examples. 10 trials (docs/paper.md).
 
 `mini`: the fig6 mini setting (CIFAR-10 JPEGs, LayerNorm PreResNet-8 at quarter width, 1,000
@@ -41,7 +41,7 @@ def _figure(arg: str = ""):
     s.seeds = tuple(range(10))              # docs/paper.md, Table 1: 10 trials
     s.title = "Table 1: random vs teacher-initial init, CKA (ResNet-20 LN, CIFAR-100)"
   c.analysis.cka = True
-  c.analysis.cka_kernel = "official"        # the paper's numbers (kd_jax/cka_official.py)
+  c.analysis.cka_kernel = "official"        # the paper's numbers (kd_jax/kd/cka_official.py)
   c.analysis.cka_examples = 1_000
   s.arms = (("random_init", {"distill.init.mode": "random"}),
                   ("teacher_initial_init", {"distill.init.mode": "teacher_initial"}))

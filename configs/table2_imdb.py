@@ -100,5 +100,5 @@ def get_config(arg: str = ""):
 
 
 def get_sweep(arg: str = ""):
-  """Arms, seeds, table and paper values for kd_jax.sweep."""
+  """Arms, seeds, table and paper values for kd_jax.sweeps.sweep."""
   return _figure(arg)[1]

@@ -1,6 +1,6 @@
 """kd_jax from Python: run experiments and figures, load what they trained, measure fidelity.
 
-The command lines (``kd_jax.main``, ``kd_jax.sweep``) do the same through flags; this is the
+The command lines (``kd_jax.main``, ``kd_jax.sweeps.sweep``) do the same through flags; this is the
 notebook's way in. Loading needs only a run's workdir (its ``config.json``, ``results.json``
 and checkpoints), so a run trained on a TPU can be examined on a laptop::
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Union
@@ -27,10 +26,14 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import ConfigDict
 
-from kd_jax import checkpoints, ensemble, metrics, modeling
-from kd_jax.config import lock, teacher_key
+from kd_jax.core import checkpoints
+from kd_jax.kd import ensemble, metrics
+from kd_jax.train import modeling
+from kd_jax import config_files
+from kd_jax.config import lock
+from kd_jax.runner.identity import teacher_key
 from kd_jax.data import inputs, splits as splits_lib
-from kd_jax.errors import ConfigError
+from kd_jax.core.errors import ConfigError
 
 PathLike = Union[str, Path]
 #: Split name → the ``Splits`` arrays (images, labels) that hold it.
@@ -41,36 +44,17 @@ SPLIT_ARRAYS = {"test": ("test_x", "test_y"), "teacher": ("teacher_x", "teacher_
 # ------------------------------------------------------------------------- configs and runs
 
 
-def _module(path: str):
-  if not Path(path).is_file():
-    raise ConfigError(f"config file {path!r} does not exist; give a path such as "
-                      "'configs/mnist.py' (relative to the current directory or absolute)")
-  spec = importlib.util.spec_from_file_location(f"kd_jax_config_{Path(path).stem}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def load_config(spec: str) -> ConfigDict:
   """``get_config(arg)`` of a config file named as on the command line, ``path.py[:arg]``.
 
   Locked like the command line's: setting a value works, a misspelt key is an error.
   """
-  path, _, arg = str(spec).partition(":")
-  module = _module(path)
-  try:
-    config = module.get_config(arg) if arg else module.get_config()
-  except ValueError as e:  # an unknown variant, as the config files report it
-    raise ConfigError(f"{spec}: {e}") from None
-  return lock(config)
+  return config_files.load(spec)
 
 
 def load_sweep(spec: str) -> ConfigDict:
   """``get_sweep(arg)`` of a figure file (arms, seeds, plot); one arm for a plain config."""
-  from kd_jax import sweep
-  path, _, arg = str(spec).partition(":")
-  _module(path)  # the same one-line error for a missing file
-  return sweep.sweep_of(path, arg)
+  return config_files.load_sweep(spec)
 
 
 def run(config: ConfigDict, workdir: PathLike, *, compile_cache: bool = True,
@@ -78,10 +62,11 @@ def run(config: ConfigDict, workdir: PathLike, *, compile_cache: bool = True,
   """One experiment, as ``python -m kd_jax.main`` runs it; returns the results dict.
 
   Rerunning into the same workdir reuses the stored teacher and resumes the student.
-  ``compile_cache`` keeps compiled steps on disk (``kd_jax.cache``) so a rerun skips
-  compiling; ``options`` go to ``kd_jax.experiment.run``.
+  ``compile_cache`` keeps compiled steps on disk (``kd_jax.core.cache``) so a rerun skips
+  compiling; ``options`` go to ``kd_jax.runner.experiment.run``.
   """
-  from kd_jax import cache, experiment
+  from kd_jax.core import cache
+  from kd_jax.runner import experiment
   if compile_cache:
     cache.use_compile_cache()
   return experiment.run(config, workdir, **options)
@@ -93,7 +78,8 @@ def run_sweep(config: ConfigDict, sweep: ConfigDict, workdir: PathLike, *,
 
   Writes ``results.csv``, ``results.md`` and the plot into ``workdir``; returns the CSV rows.
   """
-  from kd_jax import cache, sweep as sweep_lib
+  from kd_jax.core import cache
+  from kd_jax.sweeps import sweep as sweep_lib
   if compile_cache:
     cache.use_compile_cache()
   return sweep_lib.run_sweep(config, sweep, workdir, only=only,
@@ -256,14 +242,14 @@ def _predictor(role: str, workdir: Path, config: ConfigDict, variables: dict,
 
 def _teacher_entry(workdir: Path, config: ConfigDict, members: int) -> Path:
   """The stored ensemble a run used: results.json's entry, else a lookup in the store."""
-  from kd_jax import teachers
+  from kd_jax.runner import teachers
   tried = []
   results = workdir / "results.json"
   if results.is_file():
     entry = Path(json.loads(results.read_text())["teacher"]["entry"])
     tried += [entry, workdir / "teachers" / entry.name]  # entries are relative to the run's cwd
   store = teachers.store_dir(config, workdir)
-  found = checkpoints.find_teacher(store, teacher_key(config), members)
+  found = checkpoints.find_teacher(store, teacher_key(config.data, config.teacher), members)
   tried += [found] if found is not None else []
   for path in tried:
     if (path / "teacher.json").is_file():
@@ -315,7 +301,7 @@ def _outputs(p: Any, images: Optional[np.ndarray], name: str) -> np.ndarray:
 def fidelity(teacher: Any, student: Any, images: Optional[np.ndarray] = None,
              labels: Optional[np.ndarray] = None, *, split: Optional[str] = None,
              num_bins: int = 10) -> dict[str, float]:
-  """Every split metric of ``kd_jax.metrics`` between a teacher and a student.
+  """Every split metric of ``kd_jax.kd.metrics`` between a teacher and a student.
 
   Each of ``teacher``/``student`` is a predictor (any callable images → [N, C] logits or
   log-probs) or an [N, C] array of them. Give ``images`` (and ``labels``: int [N], −1 = none,
@@ -343,7 +329,7 @@ def reliability(logits: np.ndarray, labels: np.ndarray,
                 num_bins: int = 10) -> dict[str, np.ndarray]:
   """Per-bin count, mean confidence and accuracy: the reliability diagram behind ECE.
 
-  Bins and confidences are those of ``kd_jax.metrics`` (empty bins: NaN), so the diagram
+  Bins and confidences are those of ``kd_jax.kd.metrics`` (empty bins: NaN), so the diagram
   and the reported ECE agree.
   """
   z = np.asarray(logits, np.float32)

@@ -1,4 +1,4 @@
-"""What the two entry points (``kd_jax.main``, ``kd_jax.sweep``) share: flag parsing and errors.
+"""What the two entry points (``kd_jax.main``, ``kd_jax.sweeps.sweep``) share: flag parsing and errors.
 
 A bad config path, variant or override (``--config.distill.temprature=2``) fails while absl
 parses flags, deep inside ml_collections; users get one line naming it, not a traceback.
@@ -6,12 +6,11 @@ parses flags, deep inside ml_collections; users get one line naming it, not a tr
 from __future__ import annotations
 
 import difflib
-import importlib.util
 import re
 import sys
 from typing import Callable, NoReturn, Optional
 
-from kd_jax.errors import ConfigError, UserFacingError
+from kd_jax.core.errors import ConfigError, UserFacingError
 
 HELP_FLAGS = ("--help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml")
 #: Exit status after Ctrl-C, as shells report a process ended by SIGINT (128 + 2).
@@ -54,16 +53,15 @@ def explain(message: str, argv: list[str]) -> str:
 
 def load_config_file(spec: str):
   """``get_config(arg)`` of ``path[:arg]``, for messages about its keys (no flags involved)."""
-  path, _, arg = spec.partition(":")
-  module_spec = importlib.util.spec_from_file_location("kd_jax_config_file", path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(arg) if arg else module.get_config()
+  from kd_jax import config_files
+  path, arg = config_files.split_spec(spec)
+  return config_files.get_config(config_files.load_module(path), arg, path)
 
 
 def _schema_keys(argv: list[str]) -> list[str]:
   """Every dotted key and section of the config named by ``--config=`` (else the base one)."""
-  from kd_jax import config as config_lib, rundir
+  from kd_jax import config as config_lib
+  from kd_jax.runner import identity as rundir
   files = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
   try:
     config = load_config_file(files[0])
@@ -121,7 +119,7 @@ def config_value(holder) -> object:
 def print_config(config) -> None:
   """Every key of the resolved config with its value, one ``key = value`` a line: each is
   what ``--config.<key>=<value>`` sets."""
-  from kd_jax import rundir
+  from kd_jax.runner import identity as rundir
   for key, value in rundir.flat(config.to_dict()).items():
     print(f"{key} = {value!r}")
 
@@ -132,7 +130,7 @@ def run_app(main: Callable[[list[str]], None]) -> None:
     app.run(main, flags_parser=parse_flags)
   except UserFacingError as e:
     fail(str(e))
-  except KeyboardInterrupt as e:  # Ctrl-C: one line (kd_jax.errors.Interrupted says where)
+  except KeyboardInterrupt as e:  # Ctrl-C: one line (kd_jax.core.errors.Interrupted says where)
     text = str(e) if str(e) else "interrupted; rerun the same command to resume"
     print(text, file=sys.stderr)
     sys.exit(INTERRUPTED)

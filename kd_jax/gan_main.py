@@ -4,9 +4,9 @@
 Trains (or resumes, or reuses) the config's SN-GAN in its store (``gan.store``, default
 ``<workdir>/gans``) on the teacher's training images, with progress lines, losses in
 ``metrics.jsonl``/TensorBoard and a PNG grid of samples at each evaluation; FID/IS too when
-``gan.inception_path`` points to local Inception weights (``kd_jax/fid.py``). When the config's
+``gan.inception_path`` points to local Inception weights (``kd_jax/runner/fid.py``). When the config's
 teacher is already in its store, each evaluation also reports the teacher's view of the
-samples (``kd_jax.gans.TeacherView``); a distillation run with ``distill.synth_ratio > 0``
+samples (``kd_jax.runner.gans.TeacherView``); a distillation run with ``distill.synth_ratio > 0``
 trains the GAN itself when it is missing, so this command is optional.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from kd_jax.errors import UserFacingError
+from kd_jax.core.errors import UserFacingError
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, e.g. configs/fig1_gan.py:mini.", lock_config=True)
@@ -30,7 +30,8 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   logging.set_verbosity(logging.ERROR)
-  from kd_jax import cache, cli
+  from kd_jax import cli
+  from kd_jax.core import cache
   config = cli.config_value(_CONFIG)
   cache.use_compile_cache()
   try:
@@ -42,15 +43,16 @@ def main(argv: list[str]) -> None:
 
 def train_gan(config, workdir: Path):
   """The GAN of ``config`` (trained here when the store lacks it) and its teacher view."""
-  from kd_jax import gans, parallel, teachers
-  from kd_jax.config import validate
+  from kd_jax.runner import gans, teachers
+  from kd_jax.core import parallel
+  from kd_jax.runner.validate import validate
   from kd_jax.data import inputs, splits as splits_lib
   validate(config)
   mesh = parallel.make_mesh(config.run.num_devices)
   host = inputs.load_splits(config)
   print(f"[data] {splits_lib.describe(host)}", flush=True)
   data = inputs.load(config, mesh, host)
-  from kd_jax import modeling
+  from kd_jax.train import modeling
   model = modeling.build_model(config.teacher.model, data.num_classes, config,
                                data.model_options)
   teacher = teachers.load(config, workdir, model, data.input_shape)

@@ -17,7 +17,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from kd_jax.errors import UserFacingError
+from kd_jax.core.errors import UserFacingError
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, e.g. configs/mnist.py or configs/cifar100.py:mini.",
@@ -30,7 +30,7 @@ _PRINT_CONFIG = flags.DEFINE_bool(
     "print_config", False, "Print every key of the resolved config (overrides applied) with "
     "its value, then exit.")
 flags.mark_flags_as_required(["config"])
-from kd_jax.distributed import define_flags  # noqa: E402  (imports jax lazily)
+from kd_jax.core.distributed import define_flags  # noqa: E402  (imports jax lazily)
 
 define_flags()
 
@@ -47,10 +47,11 @@ def main(argv: list[str]) -> None:
   if not _WORKDIR.value:
     cli.fail("--workdir is required: the folder for checkpoints, metrics and results "
              "(--print_config needs none)")
-  from kd_jax import distributed  # after flag parsing: --help stays fast
+  from kd_jax.core import distributed  # after flag parsing: --help stays fast
   distributed.initialize_from_flags()  # many hosts: from the flags or the environment
   _note_sweep_arms()  # imports kd_jax modules: after the multi-host initialization
-  from kd_jax import cache, experiment
+  from kd_jax.core import cache
+  from kd_jax.runner import experiment
   cache.use_compile_cache()
   try:
     experiment.run(config, _WORKDIR.value, restart=_RESTART.value)
@@ -61,9 +62,10 @@ def main(argv: list[str]) -> None:
 
 def _note_sweep_arms() -> None:
   """A figure file's arms are the sweep's to run: say so rather than ignore them silently."""
-  from kd_jax import sweep
+  from kd_jax.sweeps import sweep
   try:
-    arms = sweep.figure_arms(flags.FLAGS["config"])
+    from ml_collections import config_flags
+    arms = sweep.figure_arms(config_flags.get_config_filename(flags.FLAGS["config"]))
   except UserFacingError:
     return  # a broken get_sweep is the sweep's error to report; main runs get_config only
   if arms:

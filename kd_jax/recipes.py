@@ -141,7 +141,7 @@ PAPER_DATASET = "CIFAR-100"
 #: Student seeds of a paper-scale figure (docs/paper.md, "Seeds": 3 trials per arm).
 PAPER_SEEDS = (0, 1, 2)
 #: The default teacher store of every figure (:func:`teacher_store`): figures whose teachers
-#: share a recipe (kd_jax.config.teacher_key) reuse one trained ensemble instead of each
+#: share a recipe (kd_jax.runner.identity.teacher_key) reuse one trained ensemble instead of each
 #: training its own.
 SHARED_TEACHERS = "runs/teachers"
 
@@ -162,7 +162,7 @@ def entry_points(figure):
     return figure(arg)[0]
 
   def get_sweep(arg: str = ""):
-    """Arms, seeds, plot and paper values for kd_jax.sweep."""
+    """Arms, seeds, plot and paper values for kd_jax.sweeps.sweep."""
     return figure(arg)[1]
 
   return get_config, get_sweep

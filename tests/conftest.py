@@ -8,6 +8,6 @@ if _flag not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _flag).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-from kd_jax import cache  # noqa: E402  (after the flags above)
+from kd_jax.core import cache  # noqa: E402  (after the flags above)
 
 cache.use_compile_cache(tempfile.mkdtemp(prefix="kd_jax_test_cache_"))

@@ -11,7 +11,9 @@ os.environ["JAX_PLATFORMS"] = "cpu"
 
 import numpy as np  # noqa: E402
 
-from kd_jax import distributed, parallel, report, teachers  # noqa: E402
+from kd_jax.core import distributed, parallel  # noqa: E402
+from kd_jax.train import writer as report
+from kd_jax.runner import teachers
 from kd_jax.data import inputs  # noqa: E402
 from kd_jax.data import pipelines  # noqa: E402
 from tiny import multihost_config  # noqa: E402

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kd_jax import inception_weights
+from kd_jax.runner import inception_weights
 
 
 def random_state_dict(seed: int = 0, fc_scale: float = 0.05) -> dict[str, np.ndarray]:

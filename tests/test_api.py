@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import kd_jax
-from kd_jax.errors import ConfigError
+from kd_jax.core.errors import ConfigError
 from tiny import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]

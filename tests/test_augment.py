@@ -11,7 +11,7 @@ import pytest
 import scipy.ndimage
 
 from kd_jax.data import augment, augment_ops
-from kd_jax.errors import ConfigError
+from kd_jax.core.errors import ConfigError
 
 
 def _keys(n: int, seed: int = 0, start: int = 0) -> jax.Array:

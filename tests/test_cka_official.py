@@ -1,4 +1,4 @@
-"""kd_jax.cka_official against a float64 numpy transcription of the official computation."""
+"""kd_jax.kd.cka_official against a float64 numpy transcription of the official computation."""
 from __future__ import annotations
 
 import math
@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kd_jax import cka_official
+from kd_jax.kd import cka_official
 
 
 # ------------------------------------------------------- the official steps, in numpy float64
@@ -145,7 +145,7 @@ def test_kernel_bandwidth_is_the_median_squared_distance():
 def test_analysis_official_kernel_uses_column_profiles_of_stage_outputs():
   """The wiring: analysis.cka(kernel="official") on two PreResNets equals the numpy
   transcription above applied to the models' own stage outputs."""
-  from kd_jax import analysis
+  from kd_jax.runner import analysis
   from kd_jax.models import get_model
   model = get_model("preresnet", 10, depth=8, norm="layer", width=0.25)
   x = np.random.default_rng(0).uniform(-1, 1, (150, 32, 32, 3)).astype(np.float32)

@@ -80,7 +80,8 @@ def test_print_config_lists_every_key_without_a_workdir(tmp_path):
   assert out.returncode == 0, out.stderr
   lines = out.stdout.splitlines()
   assert "distill.temperature = 2.0" in lines and "teacher.epochs = 6" in lines
-  from kd_jax import config as config_lib, rundir
+  from kd_jax import config as config_lib
+  from kd_jax.runner import identity as rundir
   every = rundir.flat(config_lib.base_config().to_dict())
   shown = {l.split(" = ")[0] for l in lines}
   assert set(every) <= shown  # every key of the schema, each as --config.<key> sets it
@@ -122,7 +123,7 @@ def test_figure_config_says_main_runs_the_base_config_only(tmp_path):
 
 def test_sweep_dry_run_needs_no_workdir(tmp_path):
   out = _main(f"--config={REPO / 'configs/fig3_augmentation.py'}:mini", "--dry_run",
-              module="kd_jax.sweep", cwd=tmp_path)
+              module="kd_jax.sweeps.sweep", cwd=tmp_path)
   assert out.returncode == 0, out.stderr
   default = Path("runs") / "fig3_augmentation_mini"
   assert out.stdout.splitlines()[0] == (f"[sweep] no --workdir given: using {default} "

@@ -14,9 +14,10 @@ from absl import flags
 from ml_collections import ConfigDict, config_flags
 
 from kd_jax import config as config_lib
-from kd_jax import sweep
-from kd_jax import trials as trials_lib
-from kd_jax.config import teacher_key
+from kd_jax import config_files
+from kd_jax.sweeps import sweep
+from kd_jax.sweeps import trials as trials_lib
+from kd_jax.runner.identity import teacher_key
 from kd_jax.models import get_model
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -36,11 +37,11 @@ def cases():
 
 
 def load_sweep(path: Path, variant: str) -> ConfigDict:
-  return sweep.sweep_of(path, variant)
+  return config_files.load_sweep(f"{path}:{variant}" if variant else path)
 
 
 def load(path: Path, variant: str) -> ConfigDict:
-  """Parses --config=<path>[:<variant>] with ml_collections' own flag, as kd_jax.sweep does."""
+  """Parses --config=<path>[:<variant>] with ml_collections' own flag, as kd_jax.sweeps.sweep does."""
   values = flags.FlagValues()
   config_flags.DEFINE_config_file("config", None, "config file", flag_values=values,
                                   lock_config=True)
@@ -61,7 +62,7 @@ def flat_keys(c: ConfigDict, prefix: str = "") -> set[str]:
 @pytest.fixture
 def no_data(monkeypatch):
   """Any attempt to read a dataset fails the test."""
-  from kd_jax import experiment
+  from kd_jax.runner import experiment
   from kd_jax.data import inputs, sources, splits
 
   def refuse(*args, **kwargs):
@@ -145,6 +146,6 @@ def test_figures_share_one_teacher(variant, members):
   groups = {}
   for f in files:
     for t in trials_lib.resolve_arms(load(CONFIGS / f, variant), load_sweep(CONFIGS / f, variant)):
-      groups.setdefault((teacher_key(t.config), t.config.teacher.store), set()).add(f)
+      groups.setdefault((teacher_key(t.config.data, t.config.teacher), t.config.teacher.store), set()).add(f)
       assert t.config.teacher.ensemble_size <= members
   assert len(groups) == 1, groups

@@ -1,5 +1,5 @@
 """When a process joins a multi-process job, and that a single process stays alone."""
-from kd_jax import distributed
+from kd_jax.core import distributed
 
 
 def test_detects_the_multi_process_environments():

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kd_jax import ensemble
-from kd_jax.errors import ConfigError
+from kd_jax.kd import ensemble
+from kd_jax.core.errors import ConfigError
 
 
 def np_softmax(z):
@@ -122,8 +122,9 @@ def test_member_mode_rejects_unknown_names():
 
 def test_config_validation_names_a_bad_member_mode():
   from kd_jax import config as config_lib
+  from kd_jax.runner.validate import validate
   c = config_lib.base_config()
-  config_lib.validate(c)  # the default passes
+  validate(c)  # the default passes
   c.run.member_mode = "unrolled"
   with pytest.raises(ConfigError, match="run.member_mode='unrolled' is not known"):
-    config_lib.validate(c)
+    validate(c)

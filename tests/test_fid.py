@@ -8,9 +8,9 @@ import scipy.linalg
 import scipy.special
 import scipy.stats
 
-from kd_jax import fid, gans
-from kd_jax.config import validate
-from kd_jax.errors import ConfigError
+from kd_jax.runner import fid, gans
+from kd_jax.runner.validate import validate
+from kd_jax.core.errors import ConfigError
 from random_inception import random_state_dict
 from test_gan import _tiny_config
 

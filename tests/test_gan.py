@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
-from kd_jax import checkpoints, gan_steps, gans
+from kd_jax.core import checkpoints
+from kd_jax.train import gan_steps
+from kd_jax.runner import gans
 from kd_jax.config import base_config
 from kd_jax.models.sngan import Discriminator, Generator, conv, dense, sn, sngan
 

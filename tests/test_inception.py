@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kd_jax import fid, inception_weights as W
-from kd_jax.errors import ConfigError
+from kd_jax.runner import fid, inception_weights as W
+from kd_jax.core.errors import ConfigError
 from kd_jax.models import inception
 from random_inception import random_state_dict
 

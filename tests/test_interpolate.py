@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from flax.core import FrozenDict
 
-from kd_jax.errors import ConfigError
-from kd_jax.interpolate import interpolate, refresh_batch_stats, scaled_lr
+from kd_jax.core.errors import ConfigError
+from kd_jax.kd.interpolate import interpolate, refresh_batch_stats, scaled_lr
 
 
 def _trees(seed: int = 0):

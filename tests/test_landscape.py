@@ -7,8 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kd_jax.landscape import (evaluate_line, evaluate_plane, grid_around, plane_basis,
-                              plane_point, plot_line, plot_plane)
+from kd_jax.kd.landscape import (evaluate_line, evaluate_plane, grid_around, plane_basis, plane_point, plot_line, plot_plane)
 
 
 class _MLP(nn.Module):

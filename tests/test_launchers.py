@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from kd_jax import jobs, launchers, sweep
+from kd_jax.sweeps import jobs, launchers, sweep
 from test_sweep import FIGURE, fig
 
 TESTS = Path(__file__).parent
@@ -181,7 +181,7 @@ def test_teachers_run_first_and_a_failed_teacher_fails_its_trials(figure_file, t
     calls.append(("trial", Path(workdir).relative_to(tmp_path).as_posix()))
     raise RuntimeError("stop here")  # results are not the point of this test
 
-  from kd_jax import experiment
+  from kd_jax.runner import experiment
   monkeypatch.setattr(jobs, "train_teacher", train_teacher)
   monkeypatch.setattr(experiment, "run", run)
   options = launchers.LaunchOptions(cluster="debug", poll_s=0.01)
@@ -199,7 +199,7 @@ def test_teachers_run_first_and_a_failed_teacher_fails_its_trials(figure_file, t
 
 def test_submitit_flags_without_the_launcher_are_one_clear_error(figure_file, tmp_path):
   import subprocess
-  cmd = [sys.executable, "-m", "kd_jax.sweep", f"--config={figure_file}",
+  cmd = [sys.executable, "-m", "kd_jax.sweeps.sweep", f"--config={figure_file}",
          f"--workdir={tmp_path}", "--parallel=4", "--dry_run"]
   out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
   assert out.returncode == 2 and out.stderr.strip().count("\n") == 0, out.stderr

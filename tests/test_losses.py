@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kd_jax import losses
-from kd_jax.errors import ConfigError
+from kd_jax.kd import losses
+from kd_jax.core.errors import ConfigError
 
 
 def np_log_softmax(z: np.ndarray) -> np.ndarray:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import pdist, squareform
 
-from kd_jax import cka, metrics
-from kd_jax.errors import ConfigError
+from kd_jax.kd import cka, metrics
+from kd_jax.core.errors import ConfigError
 
 KEYS = {"student_acc", "teacher_acc", "agreement", "kl", "student_nll", "teacher_nll",
         "student_ece", "teacher_ece"}

@@ -13,7 +13,7 @@ import numpy as np
 import optax
 import pytest
 
-from kd_jax.errors import ConfigError
+from kd_jax.core.errors import ConfigError
 from kd_jax.models import get_model
 from kd_jax.models.init import torch_conv, torch_dense
 from kd_jax.models.preresnet import BasicBlock, BottleneckBlock, conv_layer, norm_layer

@@ -17,7 +17,9 @@ import jax
 import numpy as np
 
 from equivalence import assert_same_training
-from kd_jax import checkpoints, parallel, report, teachers
+from kd_jax.core import checkpoints, parallel
+from kd_jax.train import writer as report
+from kd_jax.runner import teachers
 from kd_jax.data import inputs, pipelines
 from tiny import multihost_config
 

@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kd_jax import optim
+from kd_jax.train import optim
 from kd_jax.config import optim_config
-from kd_jax.errors import ConfigError
+from kd_jax.core.errors import ConfigError
 
 
 def test_cosine_schedule_with_floor():

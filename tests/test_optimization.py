@@ -7,7 +7,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kd_jax import analysis, experiment, modeling, parallel, report, steps, student, teachers
+from kd_jax.runner import analysis, experiment, student, teachers
+from kd_jax.train import modeling, writer as report, steps
+from kd_jax.core import parallel
 from kd_jax.data import inputs
 from tiny import tiny_config
 

@@ -12,8 +12,10 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from equivalence import assert_same_training
-from kd_jax import checkpoints, experiment, parallel, report, teachers
-from kd_jax.batch import Batch, sharded_specs
+from kd_jax.core import checkpoints, parallel
+from kd_jax.runner import experiment, teachers
+from kd_jax.train import writer as report
+from kd_jax.core.batch import Batch, sharded_specs
 from kd_jax.data import inputs, pipelines
 from tiny import tiny_config
 

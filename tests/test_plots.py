@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from matplotlib.container import BarContainer, ErrorbarContainer
 
-from kd_jax import landscape, plots, sweep_report
+from kd_jax.kd import landscape
+from kd_jax.sweeps import plots, rebuild, report as sweep_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,7 +114,7 @@ def test_rebuild_a_committed_result_from_its_csv(tmp_path, monkeypatch):
   with (src / "results.csv").open() as f:
     old = list(csv.DictReader(f))
   monkeypatch.chdir(ROOT)  # the command in results.md names configs/ relative to the clone
-  sweep_report.rebuild(out)
+  rebuild.rebuild(out)
   with (out / "results.csv").open() as f:
     new = list(csv.DictReader(f))
   assert len(new) == len(old)

@@ -1,4 +1,4 @@
-"""Optimization remedies (kd_jax/remedies.py) on real tiny runs: annealed interpolation reduces
+"""Optimization remedies (kd_jax/runner/remedies.py) on real tiny runs: annealed interpolation reduces
 to the existing modes at its ends, the teacher's trajectory is visited in order and resumes
 exactly, and the second-order polish lowers the full-batch loss."""
 from __future__ import annotations
@@ -12,8 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kd_jax import checkpoints, experiment, remedies, steps
-from kd_jax.errors import ConfigError
+from kd_jax.core import checkpoints
+from kd_jax.runner import experiment, remedies
+from kd_jax.train import steps
+from kd_jax.core.errors import ConfigError
 from tiny import tiny_config
 
 import equivalence
@@ -47,8 +49,10 @@ def test_anneal_lambda_closed_form():
 def _step_pair(tmp_path, lam0):
   """One train step of the tiny LayerNorm student, plain and with the annealed anchor at λ₀."""
   from jax.sharding import PartitionSpec as P
-  from kd_jax import modeling, optim, parallel, report, student, teachers
-  from kd_jax.batch import Batch
+  from kd_jax.train import modeling, optim, writer as report
+  from kd_jax.core import parallel
+  from kd_jax.runner import student, teachers
+  from kd_jax.core.batch import Batch
   from kd_jax.data import inputs
   c = tiny_config(tmp_path / "store")
   with c.unlocked():

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kd_jax.errors import ConfigError
+from kd_jax.core.errors import ConfigError
 from kd_jax.models import get_model
 from kd_jax.models.init import he_fan_out_normal
 from kd_jax.models.resnet import Bottleneck

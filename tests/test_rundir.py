@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
-from kd_jax import experiment, rundir
+from kd_jax.runner import experiment, identity as rundir
 from kd_jax.config import base_config, to_json
-from kd_jax.errors import ConfigError, Interrupted
+from kd_jax.core.errors import ConfigError, Interrupted
 from tiny import tiny_config
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from kd_jax import recipes
 from kd_jax.data import sources
-from kd_jax.errors import ConfigError
+from kd_jax.core.errors import ConfigError
 
 # The real CIFAR-10 JPEG tarball, where the CIFAR mini configs look for it.
 CIFAR_TAR = Path(os.environ.get(recipes.CIFAR10_ENV, "") or recipes.SIBLING_CIFAR10)
@@ -345,7 +345,8 @@ def test_cifar_mini_without_cifar10_stops_with_one_line(monkeypatch, tmp_path):
 
 
 def test_data_path_beside_tfds_is_refused_not_ignored():
-  from kd_jax.config import base_config, validate
+  from kd_jax.config import base_config
+  from kd_jax.runner.validate import validate
   c = base_config()
   recipes.tfds_cifar(c, "cifar10")
   c.data.path = "/data/c10.tar"
@@ -355,7 +356,7 @@ def test_data_path_beside_tfds_is_refused_not_ignored():
 
 
 def test_teacher_store_is_set_by_one_variable_and_printed_absolute(monkeypatch, tmp_path):
-  from kd_jax import teachers
+  from kd_jax.runner import teachers
   monkeypatch.delenv(recipes.TEACHERS_ENV, raising=False)
   assert recipes.teacher_store() == "runs/teachers"
   monkeypatch.setenv(recipes.TEACHERS_ENV, str(tmp_path / "store"))

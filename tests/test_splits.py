@@ -7,7 +7,7 @@ from ml_collections import ConfigDict
 
 from kd_jax.data import splits
 from kd_jax.data.sources import ArrayDataset
-from kd_jax.errors import ConfigError
+from kd_jax.core.errors import ConfigError
 
 
 def _cfg(**overrides) -> ConfigDict:

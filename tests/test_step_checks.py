@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from jax._src.array import ArrayImpl
 
 from benchmarks import jax_side
-from kd_jax import trainer
+from kd_jax.train import trainer
 
 #: Convolution layers per model, counted from the architectures: LeNet-5 has two; PreResNet-20
 #: has the stem, two per basic block (3 stages × 3 blocks) and two 1x1 projections.

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 import pytest
 
-from kd_jax import store_lock
+from kd_jax.core import store_lock
 
 TESTS = Path(__file__).parent
 

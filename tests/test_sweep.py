@@ -18,10 +18,12 @@ import numpy as np
 import pytest
 from jax.experimental.compilation_cache import compilation_cache
 
-from kd_jax import experiment, sweep
-from kd_jax import trials as trials_lib
+from kd_jax.runner import experiment
+from kd_jax import config_files
+from kd_jax.sweeps import sweep
+from kd_jax.sweeps import trials as trials_lib
 from kd_jax.config import lock
-from kd_jax.errors import ConfigError
+from kd_jax.core.errors import ConfigError
 
 # tests/tiny.py's settings; two arms that share one 2-member teacher (m=1 and m=2).
 FIGURE = '''
@@ -80,7 +82,7 @@ def load(figure_file: Path, **changes):
 
 
 def load_sweep(figure_file: Path):
-  return sweep.sweep_of(figure_file)
+  return config_files.load_sweep(figure_file)
 
 
 def fig(figure_file: Path, **changes):
@@ -340,7 +342,7 @@ def test_no_arms_is_one_default_arm(figure_file):
 
 
 def test_command_line_dry_run_and_errors(figure_file, tmp_path):
-  cmd = [sys.executable, "-m", "kd_jax.sweep", f"--config={figure_file}", f"--workdir={tmp_path}"]
+  cmd = [sys.executable, "-m", "kd_jax.sweeps.sweep", f"--config={figure_file}", f"--workdir={tmp_path}"]
   env = dict(os.environ, PYTHONPATH=os.pathsep.join(
       [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))  # the figure imports tiny
   out = subprocess.run(cmd + ["--dry_run"], capture_output=True, text=True, timeout=120, env=env)

@@ -6,10 +6,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kd_jax import parallel, steps, synthetic
-from kd_jax.config import base_config, validate
+from kd_jax.core import parallel
+from kd_jax.train import steps, synthetic
+from kd_jax.config import base_config
+from kd_jax.runner.validate import validate
 from kd_jax.data import pipelines
-from kd_jax.errors import ConfigError
+from kd_jax.core.errors import ConfigError
 from kd_jax.models.sngan import sngan
 
 

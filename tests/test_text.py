@@ -9,10 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kd_jax import config as config_lib, ensemble, experiment, losses, metrics, modeling
-from kd_jax.batch import Batch
+from kd_jax import config as config_lib
+from kd_jax.kd import ensemble, losses, metrics
+from kd_jax.runner import experiment
+from kd_jax.train import modeling
+from kd_jax.core.batch import Batch
 from kd_jax.data import text
-from kd_jax.errors import ConfigError
+from kd_jax.core.errors import ConfigError
 from kd_jax.models import get_model
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from kd_jax.data import sources, splits
-from kd_jax.errors import ConfigError
+from kd_jax.core.errors import ConfigError
 
 tfds = pytest.importorskip("tensorflow_datasets")
 

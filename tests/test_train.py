@@ -13,9 +13,12 @@ import numpy as np
 import pytest
 
 from equivalence import assert_same_training, update_gaps
-from kd_jax import ensemble, experiment, parallel, report, teachers
+from kd_jax.kd import ensemble
+from kd_jax.runner import experiment, teachers
+from kd_jax.core import parallel
+from kd_jax.train import writer as report
 from kd_jax.data import inputs
-from kd_jax.errors import ConfigError, TrainingDiverged
+from kd_jax.core.errors import ConfigError, TrainingDiverged
 from tiny import tiny_config
 
 

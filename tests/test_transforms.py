@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kd_jax import parallel
+from kd_jax.core import parallel
 from kd_jax.data import folder_files, image_files, pipelines, sources
 from kd_jax.data.transforms import ImageTransform, random_resized_box
-from kd_jax.errors import ConfigError
+from kd_jax.core.errors import ConfigError
 
 
 def _image(w: int, h: int, seed: int = 0) -> Image.Image:

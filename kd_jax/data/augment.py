@@ -21,8 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from kd_jax.data.augment_ops import AUGMENTATIONS, _BadArg
-from kd_jax.errors import ConfigError
-from kd_jax.registry import Registry
+from kd_jax.core.errors import ConfigError
+from kd_jax.core.registry import Registry
 
 Array = jax.Array
 ParsedPolicy = tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]

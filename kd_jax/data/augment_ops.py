@@ -17,7 +17,7 @@ from typing import Any, Callable, Union
 import jax
 import jax.numpy as jnp
 
-from kd_jax.registry import Registry
+from kd_jax.core.registry import Registry
 
 Array = jax.Array
 # op(images, is_real, example_keys, batch_key) -> (images, is_real)

@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from kd_jax.config import lookup
-from kd_jax.data import sources
+from kd_jax.core.registry import lookup
+from kd_jax.data import core as data_core
 from kd_jax.data.image_files import FileReader, ImageFiles
 from kd_jax.data.transforms import ImageTransform
-from kd_jax.errors import ConfigError
+from kd_jax.core.errors import ConfigError
 
 
 def transform_from(cfg_like: Any) -> ImageTransform:
@@ -40,12 +40,12 @@ def transform_from(cfg_like: Any) -> ImageTransform:
 
 def _list(root: Path) -> dict[str, list[tuple[str, str]]]:
   """{split: sorted [(class, relpath)]} of every image under ``root`` (os.walk: fast on 1M)."""
-  found: dict[str, list[tuple[str, str]]] = {split: [] for split in sources.SPLIT_DIRS}
+  found: dict[str, list[tuple[str, str]]] = {split: [] for split in data_core.SPLIT_DIRS}
   for folder, dirs, files in os.walk(root):
     dirs.sort()
     rel_dir = Path(folder).relative_to(root).as_posix()
     for name in files:
-      parsed = sources._parse_member(f"{rel_dir}/{name}")
+      parsed = data_core.parse_member(f"{rel_dir}/{name}")
       if parsed:
         found[parsed[0]].append((parsed[1], parsed[2]))
   return {split: sorted(items, key=lambda t: t[1]) for split, items in found.items()}
@@ -53,7 +53,7 @@ def _list(root: Path) -> dict[str, list[tuple[str, str]]]:
 
 def _extract(archive: Path, cache_dir: Path) -> Path:
   """The archive's images as a folder in ``cache_dir`` (extracted on first use)."""
-  target = cache_dir / (sources._cache_file(cache_dir, archive).stem + ".files")
+  target = cache_dir / (data_core.cache_file(cache_dir, archive).stem + ".files")
   if target.is_dir():
     return target
   print(f"[data] extracting {archive} into {target} (once)", flush=True)
@@ -61,7 +61,7 @@ def _extract(archive: Path, cache_dir: Path) -> Path:
   try:
     with tarfile.open(archive, mode="r|*") as tf:
       for member in tf:
-        parsed = sources._parse_member(member.name) if member.isfile() else None
+        parsed = data_core.parse_member(member.name) if member.isfile() else None
         if parsed:
           dest = tmp / parsed[2]
           dest.parent.mkdir(parents=True, exist_ok=True)
@@ -73,7 +73,7 @@ def _extract(archive: Path, cache_dir: Path) -> Path:
   return target
 
 
-def load(path: Path, cache_dir: Path, cfg_like: Any, prefix: str) -> sources.ArrayDataset:
+def load(path: Path, cache_dir: Path, cfg_like: Any, prefix: str) -> data_core.ArrayDataset:
   """The folder (or extracted tar) as encoded ImageFiles with labels (module docstring)."""
   transform = transform_from(cfg_like)
   root = _extract(path, cache_dir) if path.is_file() else path
@@ -99,5 +99,5 @@ def load(path: Path, cache_dir: Path, cfg_like: Any, prefix: str) -> sources.Arr
   meta = dict(source="image_folder", path=str(path), decoded="per step",
               num_files=str(len(listed["train"]) + len(listed["test"])),
               transform=str(transform))
-  return sources.ArrayDataset(train_x, train_y, test_x, test_y, num_classes=len(class_names),
+  return data_core.ArrayDataset(train_x, train_y, test_x, test_y, num_classes=len(class_names),
                               class_names=class_names, meta=meta)

@@ -18,11 +18,11 @@ import numpy as np
 from jax.sharding import Mesh
 from ml_collections import ConfigDict
 
-from kd_jax import parallel
-from kd_jax.batch import Batch
+from kd_jax.core import parallel
+from kd_jax.core.batch import Batch
 from kd_jax.data import augment as augment_lib
 from kd_jax.data import image_files, pipelines, sources, splits as splits_lib, text
-from kd_jax.errors import ConfigError
+from kd_jax.core.errors import ConfigError
 
 Array = jax.Array
 

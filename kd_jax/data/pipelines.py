@@ -7,7 +7,7 @@ Every pipeline answers the same three questions, so the trainer never knows whic
 * ``epoch_feeds(...)`` — per call of the jitted step chunk, a *feed*: a pytree whose leaves are
   ``[steps, members, batch, ...]`` and are split over the devices along the batch axis;
 * ``materialize(resident, feed)`` — traced inside the step, turns one step's feed into the
-  :class:`kd_jax.batch.Batch` the step trains on.
+  :class:`kd_jax.core.batch.Batch` the step trains on.
 
 Which example a member sees at (epoch, step) is a pure function of ``(seed + member, stream,
 epoch)`` (:func:`epoch_plan`), identical for every pipeline; resuming from the checkpoint after
@@ -26,7 +26,7 @@ Kinds (``data.pipeline``):
   ``resident`` = the generator's variables, a feed = per-step noise keys, ``materialize`` =
   sample on device. Register it in :data:`PIPELINES`; the trainer needs no change.
   (GAN rows *added* to real batches, Fig 1, are not a pipeline: the step appends them,
-  ``kd_jax/synthetic.py``, so the real rows of an epoch stay this pipeline's.)
+  ``kd_jax/train/synthetic.py``, so the real rows of an epoch stay this pipeline's.)
 """
 from __future__ import annotations
 
@@ -41,11 +41,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from kd_jax import parallel
-from kd_jax.batch import Batch
+from kd_jax.core import parallel
+from kd_jax.core.batch import Batch
 from kd_jax.data import image_files
-from kd_jax.errors import ConfigError
-from kd_jax.registry import Registry
+from kd_jax.core.errors import ConfigError
+from kd_jax.core.registry import Registry
 
 Feed = Any
 

@@ -15,7 +15,6 @@ pipeline) works on plain arrays. A source is found by name in ``SOURCES`` (``dat
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import json
@@ -23,78 +22,19 @@ import os
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
-from kd_jax.config import lookup
-from kd_jax.errors import ConfigError
-from kd_jax.registry import Registry
+from kd_jax.core.errors import ConfigError
+from kd_jax.core.registry import lookup
+# The registration list: each source module adds its sources to SOURCES when imported.
+from kd_jax.data import tfds_source, text_sources  # noqa: F401
+from kd_jax.data.core import (CACHE_FORMAT, SOURCES, SPLIT_DIRS, ArrayDataset, cache_file,
+                              default_cache_dir, parse_member, sha256_file)
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 MNIST_EMBEDDED = ASSETS / "mnist_5k.npz"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-SPLIT_DIRS = ("train", "test")
-#: ImageNet's layout calls its test split val/ (val/<wnid>/*.JPEG).
-SPLIT_ALIASES = {"val": "test"}
-# Bump when the decoded layout changes so stale caches are ignored.
-_CACHE_FORMAT = 1
-
-
-@dataclasses.dataclass
-class ArrayDataset:
-  """A labelled image (or token-sequence) dataset held in host memory.
-
-  Images are ``uint8`` NHWC (always 4-D, grayscale has C=1), text ``int32`` [N, L] token ids
-  (``kd_jax.data.text``), labels ``int32``. ``test_*`` are
-  ``None`` when the source has no test split. ``meta`` holds provenance strings (file, sha256,
-  tfds version, ...) that the run log records.
-  """
-  train_images: np.ndarray
-  train_labels: np.ndarray
-  test_images: np.ndarray | None
-  test_labels: np.ndarray | None
-  num_classes: int
-  class_names: list[str]
-  meta: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-  def __post_init__(self):
-    # Catch a source that hands back the wrong layout here, not deep inside a jitted step.
-    _check_pair(self.train_images, self.train_labels, "train")
-    if (self.test_images is None) != (self.test_labels is None):
-      raise ValueError("test_images and test_labels must both be set or both be None")
-    if self.test_images is not None:
-      _check_pair(self.test_images, self.test_labels, "test")
-      if self.test_images.shape[1:] != self.train_images.shape[1:]:
-        raise ValueError(f"test images {self.test_images.shape[1:]} differ from train images "
-                         f"{self.train_images.shape[1:]}")
-    if len(self.class_names) != self.num_classes:
-      raise ValueError(f"{len(self.class_names)} class names for {self.num_classes} classes")
-
-  @property
-  def image_shape(self) -> tuple[int, int, int]:
-    return tuple(self.train_images.shape[1:])  # type: ignore[return-value]
-
-  @property
-  def has_test(self) -> bool:
-    return self.test_images is not None
-
-
-def _check_pair(images: np.ndarray, labels: np.ndarray, split: str) -> None:
-  image = images.dtype == np.uint8 and images.ndim == 4  # arrays, or encoded ImageFiles
-  tokens = images.dtype == np.int32 and images.ndim == 2  # text: padded token ids [N, L]
-  if not (image or tokens):
-    raise ValueError(f"{split} inputs must be uint8 NHWC images or int32 [N, L] tokens, "
-                     f"got {images.dtype} {images.shape}")
-  if labels.dtype != np.int32 or labels.shape != (images.shape[0],):
-    raise ValueError(f"{split} labels must be int32 [{images.shape[0]}], "
-                     f"got {labels.dtype} {labels.shape}")
-
-
-SourceFn = Callable[[Any, str], ArrayDataset]
-SOURCES: Registry[SourceFn] = Registry("data source", "data.source")
-
-
 
 
 def load_source(cfg_like: Any, prefix: str = "data") -> ArrayDataset:
@@ -148,24 +88,9 @@ def load_mnist_embedded(cfg_like: Any = None, prefix: str = "data") -> ArrayData
 # ------------------------------------------------------------------ image_folder
 
 
-def _default_cache_dir() -> Path:
-  return Path("~/.cache/kd_jax").expanduser()
-
-
-def _parse_member(relpath: str) -> tuple[str, str, str] | None:
-  """``.../train/<class>/<file>.png`` → (split, class, relpath); anything else → None."""
-  parts = [p for p in relpath.replace("\\", "/").split("/") if p not in ("", ".")]
-  if len(parts) < 3 or parts[-3] not in SPLIT_DIRS + tuple(SPLIT_ALIASES) or ".." in parts:
-    return None
-  fname = parts[-1]
-  if fname.startswith(".") or not fname.lower().endswith(IMAGE_SUFFIXES):
-    return None  # Hidden files such as macOS "._x.jpg" resource forks are not images.
-  return SPLIT_ALIASES.get(parts[-3], parts[-3]), parts[-2], "/".join(parts)
-
-
 def _iter_folder(root: Path) -> Iterator[tuple[str, str, str, bytes]]:
   for path in sorted(root.rglob("*")):
-    if path.is_file() and (parsed := _parse_member(path.relative_to(root).as_posix())):
+    if path.is_file() and (parsed := parse_member(path.relative_to(root).as_posix())):
       yield (*parsed, path.read_bytes())
 
 
@@ -174,7 +99,7 @@ def _iter_tar(archive: Path) -> Iterator[tuple[str, str, str, bytes]]:
   # nothing is extracted to disk and the archive is never seeked.
   with tarfile.open(archive, mode="r|*") as tf:
     for member in tf:
-      if member.isfile() and (parsed := _parse_member(member.name)):
+      if member.isfile() and (parsed := parse_member(member.name)):
         f = tf.extractfile(member)
         assert f is not None
         yield (*parsed, f.read())
@@ -189,27 +114,6 @@ def _decode_image(data: bytes) -> np.ndarray:
     mode = "L" if gray else "RGB"
     arr = np.asarray(im if im.mode == mode else im.convert(mode), dtype=np.uint8)
   return arr[..., None] if arr.ndim == 2 else arr
-
-
-def _fingerprint(path: Path) -> str:
-  """Changes whenever the data changes: size + mtime of the archive, or of every file."""
-  h = hashlib.sha256(f"v{_CACHE_FORMAT}|{path}".encode())
-  if path.is_file():
-    st = path.stat()
-    h.update(f"|{st.st_size}|{st.st_mtime_ns}".encode())
-  else:
-    for p in sorted(path.rglob("*")):
-      if p.is_file():
-        st = p.stat()
-        h.update(f"|{p.relative_to(path).as_posix()}|{st.st_size}|{st.st_mtime_ns}".encode())
-  return h.hexdigest()
-
-
-def _cache_file(cache_dir: Path, path: Path) -> Path:
-  # Name = <archive name>-<hash of its path>-<hash of its state>: a changed archive gets a new
-  # file, and the old one (same path hash) is removed when the new one is written.
-  path_key = hashlib.sha256(str(path).encode()).hexdigest()[:8]
-  return cache_dir / f"{path.name}-{path_key}-{_fingerprint(path)[:16]}.npz"
 
 
 def _stack(items: list[tuple[str, np.ndarray]], channels: int, path: Path,
@@ -255,19 +159,11 @@ def _decode_folder(path: Path, prefix: str) -> dict[str, Any]:
   arrays["class_names"] = np.array(class_names)
   meta = dict(source="image_folder", path=str(path))
   if path.is_file():
-    meta["sha256"] = _sha256_file(path)
+    meta["sha256"] = sha256_file(path)
   meta["num_files"] = str(len(decoded))
   arrays["meta"] = np.array(json.dumps(meta))
-  arrays["format"] = np.array(_CACHE_FORMAT)
+  arrays["format"] = np.array(CACHE_FORMAT)
   return arrays
-
-
-def _sha256_file(path: Path) -> str:
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      h.update(block)
-  return h.hexdigest()
 
 
 def _read_cache(cache: Path) -> dict[str, Any] | None:
@@ -277,7 +173,7 @@ def _read_cache(cache: Path) -> dict[str, Any] | None:
   try:
     with np.load(cache, allow_pickle=False) as z:
       arrays = {k: z[k] for k in z.files}
-    if int(arrays["format"]) != _CACHE_FORMAT:
+    if int(arrays["format"]) != CACHE_FORMAT:
       return None
     return arrays
   except (OSError, ValueError, KeyError, EOFError):  # Truncated or foreign file.
@@ -334,7 +230,7 @@ def load_image_folder(cfg_like: Any, prefix: str = "data") -> ArrayDataset:
     raise ConfigError(f"{prefix}.path={raw!r} is neither a folder nor a tar archive "
                       "(.tar, .tar.gz)")
   cache_dir = Path(str(lookup(cfg_like, "cache_dir", "") or "")
-                   or _default_cache_dir()).expanduser()
+                   or default_cache_dir()).expanduser()
   try:
     cache_dir.mkdir(parents=True, exist_ok=True)
   except OSError as e:
@@ -343,7 +239,7 @@ def load_image_folder(cfg_like: Any, prefix: str = "data") -> ArrayDataset:
   if int(lookup(cfg_like, "image_size", 0) or 0) > 0:
     from kd_jax.data import folder_files  # files decoded per step (ImageNet-sized folders)
     return folder_files.load(path, cache_dir, cfg_like, prefix)
-  cache = _cache_file(cache_dir, path)
+  cache = cache_file(cache_dir, path)
   arrays = _read_cache(cache)
   hit = arrays is not None
   if arrays is None:
@@ -362,8 +258,3 @@ def load_image_folder(cfg_like: Any, prefix: str = "data") -> ArrayDataset:
       test_images=arrays["test_images"] if has_test else None,
       test_labels=arrays["test_labels"] if has_test else None,
       num_classes=len(class_names), class_names=class_names, meta=meta)
-
-
-from kd_jax.data import tfds_source  # noqa: E402,F401  registers "tfds" (needs SOURCES above)
-# Text sources register themselves here, so the registry is the same whatever imports first.
-from kd_jax.data import text_sources  # noqa: E402,F401

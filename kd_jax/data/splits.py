@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from kd_jax.data.sources import ArrayDataset
-from kd_jax.config import lookup
-from kd_jax.errors import ConfigError
+from kd_jax.data.core import ArrayDataset
+from kd_jax.core.registry import lookup
+from kd_jax.core.errors import ConfigError
 
 TEACHER_POOLS = ("train", "d0")
 DISTILL_POOLS = ("rest", "teacher", "train", "d0", "d1")

@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kd_jax.batch import Batch
-from kd_jax.errors import ConfigError
+from kd_jax.core.batch import Batch
+from kd_jax.core.errors import ConfigError
 
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1

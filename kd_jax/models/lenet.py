@@ -9,7 +9,7 @@ from typing import Optional
 import flax.linen as nn
 import jax.numpy as jnp
 
-from kd_jax.models import MODELS
+from kd_jax.models.registry import MODELS
 from kd_jax.models.init import torch_conv, torch_dense
 
 

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from kd_jax.models import MODELS
+from kd_jax.models.registry import MODELS
 from kd_jax.models.init import torch_dense
 
 

@@ -17,8 +17,8 @@ from typing import Any, Callable, Optional
 import flax.linen as nn
 import jax.numpy as jnp
 
-from kd_jax.errors import ConfigError
-from kd_jax.models import MODELS
+from kd_jax.core.errors import ConfigError
+from kd_jax.models.registry import MODELS
 from kd_jax.models.init import he_fan_out_normal, torch_dense
 
 NORMS = ("batch", "layer")

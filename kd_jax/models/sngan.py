@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from kd_jax.models.init import torch_default_bias
-from kd_jax.registry import Registry
+from kd_jax.core.registry import Registry
 
 #: GAN families by name (``gan.model.name``): each builds a (generator, discriminator) pair.
 GAN_MODELS: Registry[Callable[..., tuple[nn.Module, nn.Module]]] = Registry(
@@ -135,7 +135,7 @@ def sngan(z_dim: int = 128, gen_width: int = 256, disc_width: int = 128,
 def get_gan(model_cfg: Any) -> tuple[nn.Module, nn.Module]:
   """(generator, discriminator) from ``gan.model`` (``name`` plus constructor options)."""
   opts = {k: v for k, v in dict(model_cfg).items() if k != "name"}
-  from kd_jax.models import check_options  # the shared "unknown option" error
+  from kd_jax.models.registry import check_options  # the shared "unknown option" error
   ctor = GAN_MODELS.get(model_cfg["name"])
   check_options(ctor, opts, model_cfg["name"], "gan.model")
   return ctor(**opts)

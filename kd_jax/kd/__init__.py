@@ -1,0 +1,1 @@
+"""Distillation maths: losses, ensembles, interpolation, CKA, loss landscapes, the metric table."""

@@ -1,0 +1,346 @@
+"""The SN-GAN as a stored artifact, like a teacher: trained once per (data, recipe), kept in a
+store under its key, resumed exactly after a kill, reused by every run that needs samples.
+
+``<store>/gan-<key>/`` holds ``ckpt/`` (training state, every ``gan.checkpoint_every``
+generator updates), ``metrics.jsonl`` (+ TensorBoard), ``samples/step<k>.png`` (an 8×8 grid at
+every evaluation), ``final/`` and ``gan.json`` (written last: its presence marks the GAN done).
+The GAN learns the teacher's training images (the data the paper's GAN was trained on).
+
+Sample quality: FID and IS need Inception weights, which kd_jax does not ship: with
+``gan.inception_path`` pointing to a local copy of pytorch-fid's weights (kd_jax/runner/fid.py), every
+evaluation reports them (against the GAN's training images, statistics cached in the entry);
+with none they are skipped with one line. What needs no weights is always reported when a
+teacher is at hand (:func:`teacher_view`): the teacher's agreement with itself under crop + flip
+on samples vs real images, and its predicted-class histogram on samples.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from ml_collections import ConfigDict
+
+from kd_jax.core import checkpoints, store_lock
+from kd_jax.kd import ensemble
+from kd_jax.runner import fid
+from kd_jax.train import gan_steps, modeling, synthetic, writer as report
+from kd_jax.config import NOT_IDENTITY, teacher_config
+from kd_jax.runner.identity import teacher_key
+from kd_jax.data import augment as augment_lib, pipelines
+from kd_jax.core.errors import Interrupted, TrainingDiverged
+from kd_jax.models import sngan
+
+PHASE = "gan"
+#: gan keys that change how training is run or reported, not the trained GAN (the schema's list).
+NOT_KEY = tuple(k[len("gan."):] for k in NOT_IDENTITY if k.startswith("gan."))
+
+
+@dataclasses.dataclass
+class Gan:
+  generator: Any
+  variables: dict      # {"params", "batch_stats"} of the generator, on the host
+  z_dim: int
+  entry: Path
+  trained_now: bool
+
+
+def gan_key(config: ConfigDict) -> str:
+  """Identity of a GAN: the teacher's data (teacher_key's data part) and the GAN recipe."""
+  recipe = {k: v for k, v in config.gan.to_dict().items() if k not in NOT_KEY}
+  ident = {"data": teacher_key(config.data, teacher_config()), "gan": recipe}
+  return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def store_dir(config: ConfigDict, workdir: Path) -> Path:
+  if config.gan.store:
+    return Path(config.gan.store).expanduser().resolve()
+  return Path(workdir) / "gans"
+
+
+def entry_dir(config: ConfigDict, workdir: Path) -> Path:
+  return store_dir(config, workdir) / f"gan-{gan_key(config)}"
+
+
+def make_spec(config: ConfigDict, num_real: int) -> gan_steps.GanSpec:
+  g = config.gan
+  generator, discriminator = sngan.get_gan(g.model)
+  gen_tx, disc_tx = gan_steps.make_optimizers(g.lr, g.lr_min, g.b1, g.b2, g.gen_steps,
+                                              g.disc_steps)
+  return gan_steps.GanSpec(generator, discriminator, gen_tx, disc_tx, int(g.batch_size),
+                           int(g.disc_steps), int(generator.z_dim), bool(g.hflip), num_real)
+
+
+def load(config: ConfigDict, workdir: Path, image_shape) -> Optional[Gan]:
+  entry = entry_dir(config, workdir)
+  if not (entry / "gan.json").exists():
+    return None
+  generator, _ = sngan.get_gan(config.gan.model)
+  like = jax.eval_shape(lambda: generator.init(jax.random.key(0), jnp.zeros((2, generator.z_dim)),
+                                                train=False))
+  variables = checkpoints.load_tree(entry / "final", {"params": like["params"],
+                                                      "batch_stats": like["batch_stats"]})
+  print(f"[gan] reusing the GAN in {entry}", flush=True)
+  return Gan(generator, jax.device_get(variables), generator.z_dim, entry, trained_now=False)
+
+
+def get_gan(config: ConfigDict, workdir: Path, images_u8: np.ndarray,
+            view: Optional["TeacherView"] = None) -> Gan:
+  """Loads the GAN of this config from its store, or trains it (resumably) on ``images_u8``."""
+  stored = load(config, workdir, images_u8.shape[1:])
+  if stored is not None:
+    return stored
+  lock = store_dir(config, workdir) / f"gan-{gan_key(config)}.lock"
+  with store_lock.hold(lock, f"GAN {gan_key(config)}"):
+    stored = load(config, workdir, images_u8.shape[1:])
+    if stored is not None:
+      return stored
+    return train(config, workdir, images_u8, view)
+
+
+def train(config: ConfigDict, workdir: Path, images_u8: np.ndarray,
+          view: Optional["TeacherView"] = None) -> Gan:
+  """Trains (or resumes) the GAN into its store entry; the caller holds the lock."""
+  g = config.gan
+  entry = entry_dir(config, workdir)
+  scorer = fid.scorer_for(config, entry, images_u8)  # a bad weights file fails before training
+  entry.mkdir(parents=True, exist_ok=True)
+  (entry / "config.json").write_text(json.dumps({"gan": g.to_dict(), "key": gan_key(config)},
+                                                indent=2, default=str))
+  spec = make_spec(config, len(images_u8))
+  state = gan_steps.init_state(spec, int(g.seed), images_u8.shape[1:])
+  ckpt = checkpoints.Checkpointer(entry / "ckpt")
+  writer = report.MetricWriter(entry, tensorboard=config.run.tensorboard)
+  at = _At()
+  try:
+    at.done = at.saved = ckpt.latest() or 0
+    if at.done:
+      state = ckpt.restore(at.done, state)
+      writer.forget_after(PHASE, at.done)
+      print(f"[gan] resumed from the checkpoint after generator update {at.done}", flush=True)
+    print(f"[gan] training {g.model.name} (G width {g.model.gen_width}, D width "
+          f"{g.model.disc_width}) on {len(images_u8)} images for {g.gen_steps} generator "
+          f"updates × {g.disc_steps} D updates, batch {g.batch_size} → {entry}", flush=True)
+    data = jnp.asarray(images_u8)
+    seed = jnp.int32(g.seed)
+    state = _loop(config, spec, state, data, seed, ckpt, writer, entry, (view, scorer), at)
+  except KeyboardInterrupt:  # counted in generator updates where a classifier counts epochs
+    raise Interrupted(f"{PHASE} (generator updates)", at.done, int(g.gen_steps),
+                      at.saved) from None
+  finally:
+    ckpt.close()
+    writer.close()
+  variables = jax.device_get({"params": state.gen_params, "batch_stats": state.gen_stats})
+  checkpoints.save_tree(entry / "final", variables)
+  meta = {"key": gan_key(config), "gen_steps": int(g.gen_steps), "images": len(images_u8)}
+  checkpoints.write_json(entry / "gan.json", meta)
+  return Gan(spec.generator, variables, spec.z_dim, entry, trained_now=True)
+
+
+@dataclasses.dataclass
+class _At:
+  """Where training is: generator updates done and in the last checkpoint."""
+  done: int = 0
+  saved: int = 0
+
+
+def _loop(config, spec, state, data, seed, ckpt, writer, entry, judges, at: _At):
+  """Chunks of generator updates to ``gan.gen_steps``; evaluates and checkpoints between them."""
+  g = config.gan
+  total, t0, sums, n_sum, done = int(g.gen_steps), time.time(), None, 0, at.done
+  while done < total:
+    # A chunk never crosses an evaluation or checkpoint boundary.
+    nxt = min(total, _next_multiple(done, g.eval_every), _next_multiple(done, g.checkpoint_every))
+    num = min(int(g.steps_per_call), nxt - done)
+    state, s = gan_steps.gan_chunk(state, data, seed, spec=spec, num=num)
+    s = jax.device_get(s)
+    sums = s if sums is None else {k: sums[k] + s[k] for k in s}
+    n_sum += num
+    done += num
+    at.done = done
+    if not np.isfinite(s["gen_loss_sum"] + s["disc_loss_sum"]):
+      raise TrainingDiverged(f"[gan] non-finite loss by generator update {done}; the last good "
+                             f"checkpoint (update {at.saved}) is kept in {entry / 'ckpt'}; "
+                             "lower gan.lr")
+    if done % g.eval_every == 0 or done == total:
+      losses = {"gen_loss": sums["gen_loss_sum"] / n_sum,
+                "disc_loss": sums["disc_loss_sum"] / n_sum}
+      evaluate(config, spec, state, done, losses, writer, entry, judges, time.time() - t0)
+      sums, n_sum = None, 0
+    if done % g.checkpoint_every == 0 or done == total:
+      ckpt.save(done, state)
+      at.saved = done
+  return state
+
+
+def _next_multiple(x: int, k: int) -> int:
+  return (x // k + 1) * k
+
+
+def evaluate(config, spec, state, done, losses, writer, entry, judges, elapsed) -> None:
+  """Losses to metrics.jsonl/TensorBoard, an 8×8 sample grid, the teacher's view of samples
+  and FID/IS; ``judges`` = (TeacherView or None, fid.InceptionScorer or None)."""
+  view, scorer = judges
+  grid = entry / "samples" / f"step{done:07d}.png"
+  gen_vars = {"params": state.gen_params, "batch_stats": state.gen_stats}
+  save_grid(generate(spec.generator, gen_vars, spec.z_dim, 64, seed=int(config.gan.seed),
+                     batch=64), grid)
+  results: dict[str, dict[str, Any]] = {"running": dict(losses)}
+  if view is not None:
+    samples = generate(spec.generator, gen_vars, spec.z_dim, int(config.gan.eval_samples),
+                       seed=int(config.gan.seed))
+    results["quality"] = view(samples)
+  if scorer is not None:
+    results["inception"] = scorer(generate(spec.generator, gen_vars, spec.z_dim,
+                                           int(config.gan.fid_samples), seed=int(config.gan.seed)))
+    if done == int(config.gan.gen_steps):  # the finished GAN's numbers: later runs read them
+      checkpoints.write_json(_inception_cache(config, entry, scorer.key), results["inception"])
+  writer.write(PHASE, done, results)
+  shown = ", ".join(f"{k} {v:.3f}" for k, v in losses.items())
+  extra = f"; {fid.describe(results['inception'])}" if scorer is not None else ""
+  if "quality" in results:
+    q = results["quality"]
+    extra += (f"; teacher self-agreement under crop+flip: samples "
+              f"{q['self_agreement_samples']:.1f}% / real {q['self_agreement_real']:.1f}%, "
+              f"classes covered {q['effective_classes']:.1f} (perplexity of predicted classes)")
+  print(f"[gan] update {done}/{config.gan.gen_steps} ({report.format_duration(elapsed)}): "
+        f"{shown}{extra}; grid {grid}", flush=True)
+
+
+@functools.partial(jax.jit, static_argnames=("generator", "n", "z_dim"))
+def _sample_u8(generator, variables: dict, key: jax.Array, n: int, z_dim: int) -> jax.Array:
+  x, _ = gan_steps.sample(generator, variables["params"], variables["batch_stats"], key, n, z_dim)
+  return jnp.clip(jnp.round((x + 1.0) * 127.5), 0, 255).astype(jnp.uint8)
+
+
+def generate(generator, variables: dict, z_dim: int, n: int, seed: int,
+             batch: int = 250) -> np.ndarray:
+  """``n`` uint8 samples (train-mode BatchNorm per batch of ``batch``, as in distillation)."""
+  base = jax.random.fold_in(jax.random.key(seed), 20_000_003)
+  out = [np.asarray(_sample_u8(generator, variables, jax.random.fold_in(base, i), batch, z_dim))
+         for i in range(-(-n // batch))]
+  return np.concatenate(out)[:n]
+
+
+def save_grid(images_u8: np.ndarray, path: Path, cols: int = 8) -> None:
+  """A PNG of the images in rows of ``cols`` with a 2-pixel gap."""
+  from PIL import Image  # Pillow comes with matplotlib
+  n, h, w, c = images_u8.shape
+  rows = -(-n // cols)
+  canvas = np.full((rows * (h + 2) + 2, cols * (w + 2) + 2, c), 255, np.uint8)
+  for i, img in enumerate(images_u8):
+    r, q = divmod(i, cols)
+    canvas[2 + r * (h + 2): 2 + r * (h + 2) + h, 2 + q * (w + 2): 2 + q * (w + 2) + w] = img
+  path.parent.mkdir(parents=True, exist_ok=True)
+  Image.fromarray(canvas.squeeze(-1) if c == 1 else canvas).save(path)
+
+
+def fid_is_line(config: ConfigDict) -> str:
+  """The one line saying whether FID/IS are reported, and from which weights."""
+  if not config.gan.inception_path:
+    return ("[gan] FID/IS skipped: no Inception weights (set gan.inception_path to local "
+            "weights); reporting the teacher's view of the samples instead")
+  return (f"[gan] FID/IS from the Inception weights {config.gan.inception_path} on "
+          f"{config.gan.fid_samples} samples (FID against as many training images at most)")
+
+
+def inception_quality(config: ConfigDict, gan: Gan, real_u8: np.ndarray) -> Optional[dict]:
+  """FID/IS of a finished GAN's samples (``gan.fid_samples``, seed ``gan.seed``), kept in its
+  entry so later runs read them; None without ``gan.inception_path``."""
+  scorer = fid.scorer_for(config, gan.entry, real_u8)
+  if scorer is None:
+    return None
+  path = _inception_cache(config, gan.entry, scorer.key)
+  if path.exists():
+    return json.loads(path.read_text())
+  quality = scorer(generate(gan.generator, gan.variables, gan.z_dim, int(config.gan.fid_samples),
+                            seed=int(config.gan.seed)))
+  checkpoints.write_json(path, quality)
+  return quality
+
+
+def _inception_cache(config: ConfigDict, entry: Path, scorer_key: str) -> Path:
+  """Where the finished GAN's FID/IS for these weights, real images and sample count live."""
+  return entry / f"fid-is-{scorer_key}-n{config.gan.fid_samples}-seed{config.gan.seed}.json"
+
+
+
+class TeacherView:
+  """The teacher's view of a set of images: its agreement with itself under crop + flip (on
+  samples and on as many real images) and how its predictions spread over the classes."""
+
+  def __init__(self, teacher_model, teacher_vars: dict, normalize, real_u8: np.ndarray,
+               num_classes: int, policy: str = "baseline", batch: int = 500):
+    apply = modeling.local(teacher_model).apply
+    augment = augment_lib.make_augment(policy)
+
+    def predict(x_u8, key):
+      x = x_u8.astype(jnp.float32) / 255.0
+      keys = augment_lib.example_keys_for(key, jnp.arange(x.shape[0]))
+      xa, _ = augment(x, keys, jax.random.fold_in(key, 1))
+      both = jnp.concatenate([normalize(x), normalize(xa)])
+      logits = ensemble.apply_members(lambda v, y: apply(v, y, train=False), teacher_vars, both)
+      pred = jnp.argmax(ensemble.ensemble_logprobs(logits), -1)
+      return pred[: x.shape[0]], pred[x.shape[0]:]
+
+    self._predict = jax.jit(predict)
+    self.real = real_u8
+    self.batch = batch
+    self.num_classes = num_classes
+
+  def _preds(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    out = [self._predict(jnp.asarray(images[i:i + self.batch]), jax.random.key(i))
+           for i in range(0, len(images), self.batch)]
+    return (np.concatenate([np.asarray(a) for a, _ in out]),
+            np.concatenate([np.asarray(b) for _, b in out]))
+
+  def __call__(self, samples_u8: np.ndarray) -> dict[str, Any]:
+    clean, aug = self._preds(samples_u8)
+    r_clean, r_aug = self._preds(self.real[: len(samples_u8)])
+    hist = np.bincount(clean, minlength=self.num_classes) / len(clean)
+    nz = hist[hist > 0]
+    return {"self_agreement_samples": float(100 * np.mean(clean == aug)),
+            "self_agreement_real": float(100 * np.mean(r_clean == r_aug)),
+            "effective_classes": float(np.exp(-np.sum(nz * np.log(nz)))),
+            "class_histogram": [round(float(h), 4) for h in hist]}
+
+
+def teacher_view(teacher, data) -> TeacherView:
+  """The :class:`TeacherView` of a loaded teacher, with its own training images as the real
+  reference."""
+  return TeacherView(teacher.model, modeling.as_flax(teacher.final), data.normalize,
+                     data.host.teacher_x, data.num_classes)
+
+
+def gan_for_run(config: ConfigDict, workdir: Path, data, teacher) -> tuple[Gan, dict]:
+  """The run's GAN (stored, or trained now) and the teacher's view of its samples."""
+  print(fid_is_line(config), flush=True)
+  view = teacher_view(teacher, data)
+  gan = get_gan(config, workdir, data.host.teacher_x, view)
+  samples = generate(gan.generator, gan.variables, gan.z_dim, int(config.gan.eval_samples),
+                     seed=int(config.gan.seed))
+  quality = view(samples)
+  print(f"[gan] teacher's view of {len(samples)} samples: self-agreement under crop+flip "
+        f"{quality['self_agreement_samples']:.1f}% (real images "
+        f"{quality['self_agreement_real']:.1f}%), predicted classes: perplexity "
+        f"{quality['effective_classes']:.2f} of {data.num_classes}", flush=True)
+  inception = inception_quality(config, gan, data.host.teacher_x)
+  if inception is not None:
+    quality["inception"] = inception
+    print(f"[gan] {fid.describe(inception)}", flush=True)
+  return gan, {"entry": str(gan.entry), "key": gan_key(config), "quality": quality}
+
+
+def eval_pipeline(gan: Optional[Gan], n: int, mesh) -> Optional[pipelines.Pipeline]:
+  """``n`` fixed samples (uint8, unlabelled) as a device pipeline, for the ``synth`` split."""
+  if gan is None or n <= 0:
+    return None
+  images = generate(gan.generator, gan.variables, gan.z_dim, n, seed=synthetic.EVAL_SEED)
+  return pipelines.DeviceResident(images, np.full((n,), -1, np.int32), mesh)

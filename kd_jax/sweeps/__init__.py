@@ -1,0 +1,1 @@
+"""A figure's sweep: trials, launchers, teacher-only jobs, tables/CSV and plots."""

@@ -1,0 +1,303 @@
+"""What a sweep writes: ``results.csv`` (a row per trial), ``results.md`` (a row per arm, mean ±
+sample std over seeds, paper values) and the figure, from every finished trial's results.json.
+
+A column is ``"split/metric"`` (``test/agreement``, ``running/agreement``, ``cka/stage1``) or
+``"run/<key>"`` for per-run numbers; labels and formats come from ``kd_jax.kd.metrics``.
+"""
+from __future__ import annotations
+
+import csv
+import datetime
+import json
+import math
+import os
+import platform
+import re
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence
+
+from ml_collections import ConfigDict
+
+from kd_jax.kd import metrics
+from kd_jax.sweeps import plots
+from kd_jax.runner.experiment import RESULTS
+
+Stat = tuple[float, float, int]  # mean, sample std (nan for one seed), number of seeds
+TABLE_COLUMNS = ("test/agreement", "test/student_acc", "test/teacher_acc", "test/kl",
+                 "test/student_ece", "train/agreement", "train_aug/agreement",
+                 "running/agreement")
+
+
+def trial_row(arm: str, seed: int, x: Optional[float], series: str,
+              results: dict) -> dict[str, Any]:
+  row: dict[str, Any] = {"arm": arm, "seed": seed}
+  if x is not None:
+    row["x"] = x
+  if series:
+    row["series"] = series
+  for split, values in results["splits"].items():
+    row.update({f"{split}/{name}": v for name, v in values.items()})
+  row["run/wall_time_s"] = results.get("wall_time_s")
+  row["run/teacher_members_used"] = results["teacher"]["members_used"]
+  return row
+
+
+def collect_rows(trials: Sequence[Any], workdir: Path) -> list[dict[str, Any]]:
+  """A row per finished trial, grouped by arm (in the sweep's arm order), then by seed."""
+  order = {a: i for i, a in enumerate(dict.fromkeys(t.arm for t in trials))}
+  found = ((t, Path(workdir) / t.path / RESULTS)
+           for t in sorted(trials, key=lambda t: (order[t.arm], t.seed)))
+  return [trial_row(t.arm, t.seed, t.x, t.series, json.loads(p.read_text()))
+          for t, p in found if p.exists()]
+
+
+def columns(sweep: ConfigDict, trials: Sequence[Any], rows: Sequence[dict]) -> list[str]:
+  """Fixed by the config (not by which trials finished), so partial and full tables align."""
+  cols = ["arm", "seed"] + (["x"] if sweep.x_key else []) + (["series"] if sweep.series_key else [])
+  splits = ["test", "train"] + (["train_aug"] if any(t.config.distill.augment for t in trials)
+                                else [])
+  found = [k for r in rows for k in r if "/" in k and k not in metrics.RUN_COLUMNS]
+  for split in splits:
+    names = [f"{split}/{m}" for m in metrics.SPLIT_METRICS]
+    cols += names + sorted({k for k in found if k.split("/")[0] == split} - set(names))
+  cols += sorted(set(found) - set(cols))
+  return cols + list(metrics.RUN_COLUMNS)
+
+
+#: Significant digits of a CSV number: more than any metric is measured to (agreement on
+#: 10k images moves in steps of 0.01), fewer than float noise (57.199999999999996).
+CSV_DIGITS = 6
+
+
+def csv_value(value: Any) -> Any:
+  """A CSV cell: floats to :data:`CSV_DIGITS` significant digits, None as empty."""
+  if value is None:
+    return ""
+  if isinstance(value, float) and math.isfinite(value):
+    return float(f"{value:.{CSV_DIGITS}g}")
+  return value
+
+
+def write_csv(path: Path, cols: Sequence[str], rows: Sequence[dict]) -> None:
+  tmp = path.with_suffix(".csv.tmp")
+  with tmp.open("w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(cols)
+    for r in rows:
+      w.writerow([csv_value(r.get(c)) for c in cols])
+  tmp.replace(path)
+
+
+def seed_values(rows: Sequence[dict], arm: str, cols: Iterable[str]) -> dict[str, list[float]]:
+  """column → the finished seeds' values of one arm (what a plot draws as points)."""
+  out: dict[str, list[float]] = {}
+  for c in cols:
+    vals = [float(r[c]) for r in rows if r["arm"] == arm and r.get(c) not in (None, "")]
+    vals = [v for v in vals if not math.isnan(v)]
+    if vals:
+      out[c] = vals
+  return out
+
+
+def arm_stats(rows: Sequence[dict], arm: str, cols: Iterable[str]) -> dict[str, Stat]:
+  """column → (mean, sample std (nan for one seed), n) over the arm's finished seeds."""
+  out = {}
+  for c, vals in seed_values(rows, arm, cols).items():
+    mean = sum(vals) / len(vals)
+    std = (math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
+           if len(vals) > 1 else math.nan)
+    out[c] = (mean, std, len(vals))
+  return out
+
+
+def _cell(stat: Optional[Stat], column: str) -> str:
+  if stat is None:
+    return "—"
+  fmt = plots.metric_format(column)
+  mean, std, _ = stat
+  return fmt.format(mean) + (" ± " + fmt.format(std) if math.isfinite(std) else "")
+
+
+def machine_line() -> str:
+  import jax
+  devices = jax.devices()
+  kinds = sorted({d.device_kind for d in devices})
+  return (f"{platform.machine()}, {os.cpu_count()} CPU cores, jax {jax.__version__} "
+          f"({jax.default_backend()}: {len(devices)} × {', '.join(kinds)})")
+
+
+def git_commit() -> str:
+  """The commit of the kd_jax checkout that produced a table ('' outside a git checkout)."""
+  import subprocess
+  root = Path(__file__).resolve().parents[1]
+  try:
+    out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True, timeout=10)
+    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "kd_jax",
+                            "configs"], capture_output=True, text=True, timeout=10)
+  except (OSError, subprocess.SubprocessError):
+    return ""
+  if out.returncode:
+    return ""
+  return out.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
+
+
+def table_columns(sweep: ConfigDict, cols: Sequence[str]) -> list[str]:
+  wanted = list(sweep.metrics) + [m for m in TABLE_COLUMNS if m not in sweep.metrics]
+  wanted += [c for c in cols if c.startswith("cka/") and c not in wanted]
+  return [m for m in wanted if m in cols]
+
+
+def pairs(value: Any) -> list[tuple[str, dict]]:
+  items = value.items() if hasattr(value, "items") else value
+  return [(name, dict(v.items())) for name, v in items]
+
+
+def provenance(command: str, commit: Optional[str] = None) -> list[str]:
+  """The command, machine, date and commit lines of a results.md written now; ``commit`` is the
+  one the trials ran with (read when the sweep started; None = the checkout now)."""
+  commit = git_commit() if commit is None else commit
+  return [f"- command: `{command or 'kd_jax.sweeps.sweep.run_sweep'}`",
+          f"- machine: {machine_line()}",
+          f"- date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}",
+          *([f"- kd_jax commit: {commit}"] if commit else [])]
+
+
+def finished_line(trials: Sequence[Any], rows: Sequence[dict],
+                  asked: Optional[Sequence[Any]]) -> str:
+  """"5/5", or under --only "2/2 asked (of 5)": the count of the trials this command ran."""
+  done = {(r["arm"], int(r["seed"])) for r in rows}
+  if asked is None or len(asked) == len(trials):
+    return f"{len(done)}/{len(trials)}"
+  mine = sum((t.arm, t.seed) in done for t in asked)
+  return f"{mine}/{len(asked)} asked (of {len(trials)}; {len(done)} finished in all)"
+
+
+def teachers_line(trials: Sequence[Any]) -> str:
+  groups: dict[str, list] = {}
+  for t in trials:
+    groups.setdefault(t.group, []).append(t)
+  return "Teachers: " + "; ".join(
+      f"{key}: {g[0].config.teacher.ensemble_size} × {g[0].config.teacher.model.name} shared by "
+      f"{', '.join(dict.fromkeys(t.arm for t in g))}" for key, g in groups.items())
+
+
+def markdown(name: str, sweep: ConfigDict, trials: Sequence[Any], rows: Sequence[dict],
+             command: str, image: Optional[str], *, asked: Optional[Sequence[Any]] = None,
+             header: Optional[list[str]] = None, teachers: str = "",
+             commit: Optional[str] = None) -> str:
+  """The table a reader wants: one row per arm, measured next to the paper's number.
+
+  ``header`` and ``teachers`` replace the command/machine/date lines and the teacher keys (a
+  table rebuilt from an old CSV keeps those of the run that measured it)."""
+  cols = columns(sweep, trials, rows)
+  shown = table_columns(sweep, cols)
+  paper = dict(pairs(sweep.paper))
+  arms = list(dict.fromkeys(t.arm for t in trials))
+  x_of = {t.arm: t.x for t in trials}
+  columns_head = ["arm"] + ([sweep.x_label or sweep.x_key] if sweep.x_key else []) + ["seeds"]
+  paper_head = f"paper ({sweep.paper_dataset})" if sweep.get("paper_dataset", "") else "paper"
+  columns_head += [plots.metric_label(m) for m in shown] + [paper_head]
+  lines = [f"# {sweep.title or name}", "",
+           *(header if header is not None else provenance(command, commit)),
+           f"- trials finished: {finished_line(trials, rows, asked)}; mean ± sample std over "
+           "seeds; "
+           "train = the distillation data, eval mode (train (augmented): as augmented; train "
+           "(running): train mode during the last epoch, the official code's number); "
+           "≈ = read off the paper's plot",
+           "", "| " + " | ".join(columns_head) + " |", "|" + "---|" * len(columns_head)]
+  for arm in arms:
+    stats = arm_stats(rows, arm, shown)
+    n = sum(r["arm"] == arm for r in rows)
+    cells = [arm] + ([f"{x_of[arm]:g}"] if sweep.x_key else []) + [str(n)]
+    cells += [_cell(stats.get(m), m) for m in shown]
+    cells.append(", ".join(f"{plots.metric_label(m)} {v}" for m, v in paper.get(arm, {}).items())
+                 or "—")
+    lines.append("| " + " | ".join(cells) + " |")
+  lines += ["", teachers or teachers_line(trials)]
+  if image:
+    lines += ["", f"![{name}]({image})"]
+  return "\n".join(lines) + "\n"
+
+
+def plot_name(name: str) -> str:
+  return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", name or "sweep") + ".png"
+
+
+def write_outputs(name: str, sweep: ConfigDict, trials: Sequence[Any], workdir: Path,
+                  command: str = "", asked: Optional[Sequence[Any]] = None,
+                  commit: Optional[str] = None) -> list[dict[str, Any]]:
+  """results.csv, results.md and the plot from every finished trial; returns the csv rows.
+
+  ``asked``: the trials this command was asked to run (``--only``), when not all of them;
+  ``commit``: the kd_jax commit the trials ran with (read when the sweep started)."""
+  workdir = Path(workdir)
+  rows = collect_rows(trials, workdir)
+  write_csv(workdir / "results.csv", columns(sweep, trials, rows), rows)
+  draw_and_tabulate(name, sweep, trials, rows, workdir, command=command, asked=asked,
+                    commit=commit)
+  return rows
+
+
+def draw_and_tabulate(name: str, sweep: ConfigDict, trials: Sequence[Any],
+                      rows: Sequence[dict], out: Path, *, command: str = "",
+                      asked: Optional[Sequence[Any]] = None,
+                      header: Optional[list[str]] = None, teachers: str = "",
+                      commit: Optional[str] = None) -> None:
+  """The plot and results.md of ``rows`` (one dict per finished trial, columns split/metric)."""
+  paper = {arm: {m: plots.paper_number(v) for m, v in values.items()}
+           for arm, values in pairs(sweep.paper)}
+  first: dict[str, Any] = {}
+  for t in trials:
+    first.setdefault(t.arm, t)
+  points = [plots.ArmPoint(arm, t.x, t.series, arm_stats(rows, arm, sweep.metrics),
+                           paper.get(arm, {}), seed_values(rows, arm, sweep.metrics))
+            for arm, t in first.items()]
+  image = plot_name(name)
+  drawn = plots.plot_sweep(points, list(sweep.metrics), Path(out) / image,
+                           title=sweep.title or name, x_label=sweep.x_label or sweep.x_key,
+                           paper_dataset=sweep.get("paper_dataset", ""))
+  (Path(out) / "results.md").write_text(
+      markdown(name, sweep, trials, rows, command, image if drawn else None, asked=asked,
+               commit=commit,
+               header=header, teachers=teachers))
+
+
+# ------------------------------------------------------------------ rebuilding from a results.csv
+
+#: Columns of CSVs written before results were nested by split (``test_agreement``).
+OLD_RUN_COLUMNS = {"wall_time_s": "run/wall_time_s",
+                   "teacher_members_used": "run/teacher_members_used"}
+_PLAIN = ("arm", "seed", "x", "series")
+
+
+def new_column(old: str) -> str:
+  """``test_agreement`` → ``test/agreement``, ``train_aug_kl`` → ``train_aug/kl``; new names
+  and the plain columns stay as they are."""
+  if "/" in old or old in _PLAIN:
+    return old
+  if old in OLD_RUN_COLUMNS:
+    return OLD_RUN_COLUMNS[old]
+  for split in sorted(metrics.SPLITS, key=len, reverse=True):  # train_aug before train
+    if old.startswith(split + "_"):
+      return f"{split}/{old[len(split) + 1:]}"
+  return old
+
+
+def read_csv(path: Path) -> list[dict[str, Any]]:
+  """The rows of a results.csv (old or new column names) as :func:`trial_row` makes them."""
+  with Path(path).open(newline="") as f:
+    raw = list(csv.DictReader(f))
+  rows = []
+  for r in raw:
+    row: dict[str, Any] = {}
+    for k, v in r.items():
+      key = new_column(k)
+      if key in ("arm", "series"):
+        row[key] = v
+      elif key == "seed":
+        row[key] = int(v)
+      else:
+        row[key] = float(v) if v not in ("", None) else None
+    rows.append(row)
+  return rows

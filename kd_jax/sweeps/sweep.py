@@ -1,0 +1,158 @@
+"""A whole paper figure from one command: every arm × seed, shared teachers, a table and a plot.
+
+    python -m kd_jax.sweep --config=configs/fig3_augmentation.py:mini --workdir=runs/fig3
+
+Without ``--workdir`` the sweep goes to ``runs/<config name>`` (and says so);
+``--dry_run`` prints the trials and teacher groups without training anything.
+
+A figure file gives the trial and, apart from it, the sweep: ``get_config(arg)`` returns the
+base experiment config (what ``kd_jax.main`` would run) and ``get_sweep(arg)`` the arms, seeds,
+plot and paper values (``kd_jax.config.sweep_config``)::
+
+    s.arms = (
+        ("baseline_t1", {"distill.temperature": 1.0}),
+        ("mixup_t4", {"distill.augment": "mixup", "distill.temperature": 4.0}),
+    )
+    s.seeds = (0, 1, 2)
+    s.paper = (("mixup_t4", {"test/agreement": 86, "test/student_acc": "≈74.5"}),)
+
+``arms`` is a tuple of ``(arm_name, overrides)`` pairs; overrides map a dotted config key to
+its value for that arm (a value for a section, e.g. ``"distill.model"``, may be a dict or a
+ConfigDict). No arms = one arm named ``default``; a file without ``get_sweep`` is one arm with
+one seed. A trial is one arm with one student seed and runs ``kd_jax.runner.experiment.run`` in
+``<workdir>/<arm>/seed<k>``.
+
+Arms whose teachers have the same ``kd_jax.runner.identity.teacher_key`` share one trained ensemble:
+its size is the largest any of them asks for, and each arm distills from its own first k
+members (``distill.teacher_members``). Teachers live in ``<workdir>/teachers`` unless the
+config names a ``teacher.store`` (then several figures can share them).
+
+Trials run one after another in this process by default; ``--launcher=submitit`` runs them as
+parallel jobs on a SLURM cluster or as local processes (``kd_jax.sweeps.launchers``), teachers first.
+A trial with a ``results.json`` is done and skipped, a half-done one resumes from its own
+checkpoints, so a killed sweep is finished by running the same command again. After every
+trial the outputs of ``kd_jax.sweeps.report`` are rewritten. A workdir whose trials ran with
+different settings is refused rather than mixed into the table.
+
+The plot is a bar per arm, or, with ``x_key`` (a numeric dotted key such as
+``"distill.init.lam"``), lines over x split by ``series_key`` (e.g.
+``"distill.teacher_members"``). ``metrics`` and ``paper`` name result columns ``"split/metric"``
+(``test/agreement``, ``train/kl``, ``running/agreement``, ``cka/stage1``); a paper value may be a
+number or a string ``"≈74.5"`` for one read off a plot.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from ml_collections import ConfigDict
+
+from kd_jax.core import cache
+from kd_jax.sweeps import report as sweep_report
+from kd_jax import config_files
+from kd_jax.runner.experiment import RESULTS
+from kd_jax.train.writer import format_duration
+from kd_jax.train.trainer import Hook
+from kd_jax.sweeps.trials import arm_specs, check_existing, resolve_arms, select, teacher_groups
+
+# --------------------------------------------------------------------------------- running
+
+
+def run_sweep(config: ConfigDict, sweep: ConfigDict, workdir: str | Path, *,
+              only: Iterable[str] = (), hook: Optional[Hook] = None,
+              command: str = "") -> list[dict[str, Any]]:
+  """Runs the missing trials (of the ``only`` arms), writing outputs after each; returns rows."""
+  from kd_jax.runner import experiment  # looked up at call time: tests replace experiment.run
+
+  workdir = Path(workdir)
+  commit = sweep_report.git_commit()  # the code this process runs, not what is checked out later
+  trials = resolve_arms(config, sweep, workdir)
+  chosen = select(trials, only)
+  check_existing(trials, workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  n = len(chosen)
+  done = sum((workdir / t.path / RESULTS).exists() for t in chosen)
+  times: list[float] = []
+  rows = None  # outputs written after the last trial run here already hold every finished one
+  for i, t in enumerate(chosen, 1):
+    where = f"trial {i}/{n} (arm {t.arm}, seed {t.seed})"
+    if (workdir / t.path / RESULTS).exists():
+      print(f"[sweep] {where} finished before: skipped", flush=True)
+      continue
+    eta = sum(times) / len(times) * (n - done) if times else math.nan
+    print(f"[sweep] {where} … done {done}/{n}, ETA {format_duration(eta)}", flush=True)
+    t0 = time.perf_counter()
+    experiment.run(t.config, workdir / t.path, hook=hook)
+    times.append(time.perf_counter() - t0)
+    done += 1
+    rows = _outputs(config, sweep, trials, workdir, command, chosen, commit)
+  if rows is None:
+    rows = _outputs(config, sweep, trials, workdir, command, chosen, commit)
+  print(f"[sweep] {done}/{n} trials done; wrote {workdir / 'results.csv'}, results.md and the plot",
+        flush=True)
+  return rows
+
+
+# ------------------------------------------------------------------------------ dry run
+
+
+def describe(config: ConfigDict, sweep: ConfigDict, workdir: Path,
+             only: Iterable[str] = ()) -> str:
+  """The arms, resolved trials and teacher groups, for ``--dry_run``; runs the same checks."""
+  from kd_jax.core import checkpoints
+  trials = resolve_arms(config, sweep, workdir)
+  chosen = select(trials, only)
+  check_existing(trials, workdir)
+  lines = ["[sweep] arms:"]
+  for name, overrides in arm_specs(sweep):
+    shown = ", ".join(f"{k}={v!r}" for k, v in overrides.items()) or "(the base config)"
+    lines.append(f"  {name}: {shown}")
+  lines.append(f"[sweep] {len(chosen)} trials → {workdir}")
+  for i, t in enumerate(chosen, 1):
+    d = Path(workdir) / t.path
+    state = ("done" if (d / RESULTS).exists() else "started" if (d / "config.json").exists()
+             else "to run")
+    extra = f" x={t.x:g}" if t.x is not None else ""
+    lines.append(f"  {i:3d}. {t.path:<28} teacher {t.group} (uses "
+                 f"{t.config.distill.teacher_members}/{t.config.teacher.ensemble_size}){extra}"
+                 f"  {state}")
+  lines.append("[sweep] teacher groups:")
+  for key, group in teacher_groups(trials).items():
+    c = group[0].config
+    stored = checkpoints.find_teacher(Path(c.teacher.store), key, int(c.teacher.ensemble_size))
+    arms = ", ".join(dict.fromkeys(t.arm for t in group))
+    lines.append(f"  {key}: {c.teacher.ensemble_size} × {c.teacher.model.name}, "
+                 f"{c.teacher.epochs} epochs, store {c.teacher.store} "
+                 f"({'trained' if stored else 'to train'}); arms {arms}")
+  return "\n".join(lines)
+
+
+def figure_arms(spec: str | Path) -> int:
+  """How many arms the file ``path[:arg]`` declares in ``get_sweep`` (0: none)."""
+  if not config_files.has_sweep(spec):
+    return 0
+  return len(arm_specs(config_files.load_sweep(spec)))
+
+
+def _outputs(config: ConfigDict, sweep: ConfigDict, trials, workdir: Path, command: str,
+             chosen, commit: str) -> list[dict[str, Any]]:
+  """Table, CSV and plot after a trial; on many hosts process 0 writes them, the others only
+  read the rows back."""
+  from kd_jax.core import distributed
+  rows = None
+  if distributed.is_primary():
+    rows = sweep_report.write_outputs(config.name, sweep, trials, workdir, command, chosen,
+                                      commit)
+  distributed.barrier("kd_jax.sweeps.sweep.outputs")
+  return rows if rows is not None else sweep_report.collect_rows(trials, workdir)
+
+
+def default_workdir(config: ConfigDict) -> Path:
+  return Path("runs") / config.name
+
+
+def use_compile_cache(workdir: str | Path) -> None:
+  """One compile cache per sweep, beside its results (see kd_jax/core/cache.py)."""
+  cache.use_compile_cache(Path(workdir) / "jax_cache")
