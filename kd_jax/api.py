@@ -31,7 +31,7 @@ from kd_jax.kd import ensemble, metrics
 from kd_jax.train import modeling
 from kd_jax import config_files
 from kd_jax.config import lock
-from kd_jax.runner.identity import teacher_key
+from kd_jax.runner.identity import find_teacher
 from kd_jax.data import inputs, splits as splits_lib
 from kd_jax.core.errors import ConfigError
 
@@ -249,7 +249,7 @@ def _teacher_entry(workdir: Path, config: ConfigDict, members: int) -> Path:
     entry = Path(json.loads(results.read_text())["teacher"]["entry"])
     tried += [entry, workdir / "teachers" / entry.name]  # entries are relative to the run's cwd
   store = teachers.store_dir(config, workdir)
-  found = checkpoints.find_teacher(store, teacher_key(config.data, config.teacher), members)
+  found = find_teacher(store, config.data, config.teacher, members)
   tried += [found] if found is not None else []
   for path in tried:
     if (path / "teacher.json").is_file():

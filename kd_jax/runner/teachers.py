@@ -22,7 +22,7 @@ from kd_jax.core import checkpoints, distributed, parallel, store_lock
 from kd_jax.kd import ensemble
 from kd_jax.train import evaluators, modeling, optim, writer as report, steps
 from kd_jax.config import to_json
-from kd_jax.runner.identity import teacher_key
+from kd_jax.runner.identity import find_teacher, teacher_key
 from kd_jax.data import pipelines
 from kd_jax.data.inputs import ExperimentData
 from kd_jax.train.trainer import Hook, Phase, fit
@@ -49,7 +49,7 @@ def load(config: ConfigDict, workdir: Path, model, input_shape) -> Optional[Teac
   """The first ``teacher.ensemble_size`` members of a stored ensemble, or None if none fits."""
   t = config.teacher
   members = int(t.ensemble_size)
-  found = checkpoints.find_teacher(store_dir(config, workdir), teacher_key(config.data, config.teacher), members)
+  found = find_teacher(store_dir(config, workdir), config.data, config.teacher, members)
   if found is None:
     return None
   stored_m = int(json.loads((found / "teacher.json").read_text())["members"])
@@ -82,8 +82,8 @@ def get_teacher(config: ConfigDict, workdir: Path, data: ExperimentData, mesh: M
 
 
 def _stored(config: ConfigDict, workdir: Path) -> bool:
-  found = checkpoints.find_teacher(store_dir(config, workdir), teacher_key(config.data, config.teacher),
-                                   int(config.teacher.ensemble_size))
+  found = find_teacher(store_dir(config, workdir), config.data, config.teacher,
+                       int(config.teacher.ensemble_size))
   return found is not None
 
 
