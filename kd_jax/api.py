@@ -249,12 +249,14 @@ def _teacher_entry(workdir: Path, config: ConfigDict, members: int) -> Path:
   if results.is_file():
     entry = Path(json.loads(results.read_text())["teacher"]["entry"])
     tried += [entry, workdir / "teachers" / entry.name]  # entries are relative to the run's cwd
-  store = teachers.store_dir(config, workdir)
-  found = find_teacher(store, config.data, config.teacher, members)
-  tried += [found] if found is not None else []
   for path in tried:
     if (path / "teacher.json").is_file():
       return path
+  # Keyed by the data's content: on a machine without the data only results.json can say.
+  store = teachers.store_dir(config, workdir)
+  found = find_teacher(store, config.data, config.teacher, members, missing_ok=True)
+  if found is not None:
+    return found
   looked = ", ".join(map(str, [store, *tried]))
   raise ConfigError(f"no trained teacher for {workdir} (looked in {looked}); finish the run "
                     "first, or run from the folder it ran in (its teacher.store is relative)")

@@ -131,7 +131,7 @@ def test_large_folder_digest_hashes_the_listing_and_sampled_files(tmp_path, monk
   for rel in listed:
     h.update(f"{rel}\0{(a / rel).stat().st_size}\n".encode())
   for i in (0, 9, 19):  # 3 files evenly spaced in the sorted listing of 20
-    h.update(hashlib.sha256((a / listed[i]).read_bytes()).hexdigest().encode())
+    h.update(b"sha256:" + hashlib.sha256((a / listed[i]).read_bytes()).hexdigest().encode())
   got = sources.content_fingerprint(_data(a, tmp_path / "cache"))
   assert got == {"source": "image_folder", "folder": "sampled:" + h.hexdigest()}
 

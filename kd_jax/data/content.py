@@ -13,7 +13,7 @@ prefix)`` in :data:`FINGERPRINTS` that describes its data without decoding it:
 Files and folders larger than :data:`FULL_HASH_BYTES` (ImageNet-sized) get a cheaper scheme
 instead of hashing every byte: a file hashes its size and :data:`SAMPLE_BLOCKS` blocks of
 1 MiB at evenly spaced offsets (first and last included); a folder hashes its whole listing
-(every path and size) and the content of :data:`SAMPLE_FILES` files evenly spaced in it. The
+(every path and size) and the digests of :data:`SAMPLE_FILES` files evenly spaced in it. The
 digest says which scheme made it (``sha256:`` or ``sampled:``). Results are kept per process,
 keyed by path, size, mtime and inode, so the many key lookups of one run hash the data once.
 """
@@ -62,7 +62,8 @@ def file_digest(path: Path) -> str:
   st = path.stat()
   key = ("file", str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
   if key not in _MEMO:
-    _MEMO[key] = (f"sha256:{_file_sha256(path)}" if st.st_size <= FULL_HASH_BYTES
+    whole = st.st_size <= max(FULL_HASH_BYTES, SAMPLE_BLOCKS * BLOCK_BYTES)
+    _MEMO[key] = (f"sha256:{_file_sha256(path)}" if whole
                   else f"sampled:{_sampled_file(path, st.st_size)}")
   return _MEMO[key]
 
@@ -96,8 +97,10 @@ def folder_digest(root: Path, reads: Callable[[str], bool]) -> str:
     h = hashlib.sha256()
     for rel, st in listed:
       h.update(f"{rel}\0{st.st_size}\n".encode())
-    for i in picked:
-      h.update(_file_sha256(root / listed[i][0]).encode())
+    digests = [file_digest(root / listed[i][0]) for i in picked]
+    for d in digests:
+      h.update(d.encode())
+    sampled = sampled or any(d.startswith("sampled:") for d in digests)
     _MEMO[key] = f"{'sampled' if sampled else 'sha256'}:{h.hexdigest()}"
   return _MEMO[key]
 

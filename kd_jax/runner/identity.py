@@ -63,7 +63,7 @@ def teacher_key(data: ConfigDict, teacher: ConfigDict, *, missing_ok: bool = Fal
   ident = _teacher_identity(data, teacher, TEACHER_DATA_KEYS)
   try:
     ident["data"]["content"] = sources.content_fingerprint(data)
-  except ConfigError:
+  except (ConfigError, ImportError):  # not there, or tensorflow_datasets not installed
     if not missing_ok:
       raise
     ident["data"]["content"] = {"unavailable": {k: data[k] for k in ("path", "data_dir")}}
