@@ -7,6 +7,7 @@ The Python API (``kd_jax.api``), exported here::
     load_run_config, load_results  what a run stored in its workdir
     load_splits, load_split        its data: teacher, distillation and test arrays
     load_teacher, load_student     trained models as predictors (callables) with their variables
+    export_teacher                 a run's teacher ensemble as a portable, checked artifact
     fidelity, reliability          every fidelity metric; the calibration behind ECE
     Predictor
 
@@ -20,7 +21,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Predictor", "fidelity", "load_config", "load_results", "load_run_config",
+__all__ = ["Predictor", "export_teacher", "fidelity", "load_config", "load_results", "load_run_config",
            "load_split", "load_splits", "load_student", "load_sweep", "load_teacher",
            "reliability", "run", "run_sweep"]
 

@@ -31,7 +31,8 @@ from kd_jax.kd import ensemble, metrics
 from kd_jax.train import modeling
 from kd_jax import config_files
 from kd_jax.config import lock
-from kd_jax.runner.identity import teacher_key
+from kd_jax.runner import artifacts
+from kd_jax.runner.identity import find_teacher, teacher_key
 from kd_jax.data import inputs, splits as splits_lib
 from kd_jax.core.errors import ConfigError
 
@@ -248,12 +249,14 @@ def _teacher_entry(workdir: Path, config: ConfigDict, members: int) -> Path:
   if results.is_file():
     entry = Path(json.loads(results.read_text())["teacher"]["entry"])
     tried += [entry, workdir / "teachers" / entry.name]  # entries are relative to the run's cwd
-  store = teachers.store_dir(config, workdir)
-  found = checkpoints.find_teacher(store, teacher_key(config.data, config.teacher), members)
-  tried += [found] if found is not None else []
   for path in tried:
     if (path / "teacher.json").is_file():
       return path
+  # Keyed by the data's content: on a machine without the data only results.json can say.
+  store = teachers.store_dir(config, workdir)
+  found = find_teacher(store, config.data, config.teacher, members, missing_ok=True)
+  if found is not None:
+    return found
   looked = ", ".join(map(str, [store, *tried]))
   raise ConfigError(f"no trained teacher for {workdir} (looked in {looked}); finish the run "
                     "first, or run from the folder it ran in (its teacher.store is relative)")
@@ -273,6 +276,19 @@ def load_teacher(workdir: PathLike, members: Optional[int] = None) -> Predictor:
   _, tree = checkpoints.read_host(entry / "final")
   final = ensemble.take_members(tree["final"], int(members or used))
   return _predictor("teacher", workdir, config, final, config.teacher.model)
+
+
+def export_teacher(workdir: PathLike, out_dir: Optional[PathLike] = None) -> Path:
+  """Writes the stored teacher ensemble a run used (all its members) as a portable artifact
+  (``kd_jax.runner.artifacts``) into ``out_dir`` (default ``artifacts.folder()``, where runs
+  look for one before training); returns the artifact's manifest."""
+  workdir = Path(workdir)
+  config = load_run_config(workdir)
+  entry = _teacher_entry(workdir, config, 1)
+  members = int(json.loads((entry / "teacher.json").read_text())["members"])
+  _, tree = checkpoints.read_host(entry / "final")
+  return artifacts.save(Path(out_dir) if out_dir else artifacts.folder(), tree["final"],
+                        teacher_key(config.data, config.teacher), members, config)
 
 
 def load_student(workdir: PathLike, epoch: Optional[int] = None) -> Predictor:

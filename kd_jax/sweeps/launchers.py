@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Optional
 
 from ml_collections import ConfigDict
 
-from kd_jax.core import checkpoints
+from kd_jax.runner.identity import find_teacher
 from kd_jax.sweeps import jobs, report as sweep_report
 from kd_jax.core.errors import ConfigError, UserFacingError
 from kd_jax.runner.experiment import RESULTS
@@ -201,7 +201,8 @@ def _plan(todo: list[Trial], workdir: Path, cache_dir: str, hook: Optional[Hook]
     trial_jobs = [_Job(f"trial {t.path}", jobs.TrialJob(t.config, str(workdir / t.path),
                                                         cache_dir, hook), key, t)
                   for t in group]
-    if checkpoints.find_teacher(Path(c.teacher.store), key, int(c.teacher.ensemble_size)):
+    if find_teacher(Path(c.teacher.store), c.data, c.teacher, int(c.teacher.ensemble_size),
+                    missing_ok=True):
       runner.ready += trial_jobs
       continue
     fn = jobs.TeacherJob(c, str(workdir / JOBS / f"teacher-{key}"), cache_dir, hook)

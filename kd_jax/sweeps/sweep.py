@@ -101,7 +101,7 @@ def run_sweep(config: ConfigDict, sweep: ConfigDict, workdir: str | Path, *,
 def describe(config: ConfigDict, sweep: ConfigDict, workdir: Path,
              only: Iterable[str] = ()) -> str:
   """The arms, resolved trials and teacher groups, for ``--dry_run``; runs the same checks."""
-  from kd_jax.core import checkpoints
+  from kd_jax.runner.identity import find_teacher
   trials = resolve_arms(config, sweep, workdir)
   chosen = select(trials, only)
   check_existing(trials, workdir)
@@ -121,7 +121,8 @@ def describe(config: ConfigDict, sweep: ConfigDict, workdir: Path,
   lines.append("[sweep] teacher groups:")
   for key, group in teacher_groups(trials).items():
     c = group[0].config
-    stored = checkpoints.find_teacher(Path(c.teacher.store), key, int(c.teacher.ensemble_size))
+    stored = find_teacher(Path(c.teacher.store), c.data, c.teacher, int(c.teacher.ensemble_size),
+                          missing_ok=True)
     arms = ", ".join(dict.fromkeys(t.arm for t in group))
     lines.append(f"  {key}: {c.teacher.ensemble_size} × {c.teacher.model.name}, "
                  f"{c.teacher.epochs} epochs, store {c.teacher.store} "

@@ -168,21 +168,22 @@ def resolve_arms(config: ConfigDict, sweep: ConfigDict,
         raise ConfigError(f"sweep.series_key={s.series_key!r} is not a config key") from None
     resolved.append((name, c, x, series))
 
+  # Keyed once per arm (a key fingerprints the data); data not there yet keys by its config.
+  keys = [teacher_key(c.data, c.teacher, missing_ok=True) for _, c, _, _ in resolved]
   size: dict[str, int] = {}
-  for _, c, _, _ in resolved:
-    key = teacher_key(c.data, c.teacher)
+  for key, (_, c, _, _) in zip(keys, resolved):
     size[key] = max(size.get(key, 0), int(c.teacher.ensemble_size))
-  for name, c, _, _ in resolved:
-    c.teacher.ensemble_size = size[teacher_key(c.data, c.teacher)]
+  for key, (name, c, _, _) in zip(keys, resolved):
+    c.teacher.ensemble_size = size[key]
     _validated(c, name)
   # Seed-major: a sweep stopped part-way has every arm at its first seeds, not some arms at all
   # seeds and others at none.
   trials = []
   for seed in s.seeds:
-    for name, c, x, series in resolved:
+    for key, (name, c, x, series) in zip(keys, resolved):
       t = copy.deepcopy(c)
       t.seed = int(seed)
-      trials.append(Trial(name, int(seed), t, f"{name}/seed{seed}", teacher_key(c.data, c.teacher), x, series))
+      trials.append(Trial(name, int(seed), t, f"{name}/seed{seed}", key, x, series))
   return trials
 
 
