@@ -13,7 +13,8 @@ from ml_collections import ConfigDict
 from kd_jax.core.errors import ConfigError, UserFacingError
 from kd_jax.sweeps import launchers
 from kd_jax import config_files
-from kd_jax.sweeps.sweep import default_workdir, describe, run_sweep, use_compile_cache
+from kd_jax.sweeps.sweep import (default_workdir, describe, missing_data, run_sweep,
+                                  use_compile_cache)
 
 
 def _define_flags():
@@ -98,7 +99,13 @@ def main(argv: list[str]) -> None:
     sweep = load_sweep(flags.FLAGS["config"])
     options = launch_options(f)
     if f.dry_run:
-      print(describe(config, sweep, workdir, f.only))
+      print(describe(config, sweep, workdir, f.only), flush=True)
+      missing = missing_data(config, sweep, workdir, f.only)
+      for line in missing:
+        print(f"error: {line}", file=sys.stderr)
+      if missing:
+        sys.exit(2)
+      print("[sweep] data: every source the trials read is there")
       return
     use_compile_cache(workdir)
     from kd_jax.core import distributed

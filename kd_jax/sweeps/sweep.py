@@ -52,6 +52,7 @@ from ml_collections import ConfigDict
 from kd_jax.core import cache
 from kd_jax.sweeps import report as sweep_report
 from kd_jax import config_files
+from kd_jax.runner import estimate
 from kd_jax.runner.experiment import RESULTS
 from kd_jax.train.writer import format_duration
 from kd_jax.train.trainer import Hook
@@ -72,6 +73,7 @@ def run_sweep(config: ConfigDict, sweep: ConfigDict, workdir: str | Path, *,
   chosen = select(trials, only)
   check_existing(trials, workdir)
   workdir.mkdir(parents=True, exist_ok=True)
+  _announce(trials, chosen, workdir)
   n = len(chosen)
   done = sum((workdir / t.path / RESULTS).exists() for t in chosen)
   times: list[float] = []
@@ -126,7 +128,52 @@ def describe(config: ConfigDict, sweep: ConfigDict, workdir: Path,
     lines.append(f"  {key}: {c.teacher.ensemble_size} × {c.teacher.model.name}, "
                  f"{c.teacher.epochs} epochs, store {c.teacher.store} "
                  f"({'trained' if stored else 'to train'}); arms {arms}")
+  backend, devices = estimate.backend_devices()
+  secs = estimate.seconds(_work(trials, chosen, workdir), backend, devices)
+  lines.append(f"[sweep] estimate for what is left: "
+               + (f"{estimate.hours(secs)} on {devices} × {backend}: "
+                  f"{estimate.basis(backend)}"
+                  if secs is not None and backend in estimate.BASIS
+                  else "none (a model or data size not in kd_jax/runner/estimate.py)"))
   return "\n".join(lines)
+
+
+def missing_data(config: ConfigDict, sweep: ConfigDict, workdir: Path,
+                 only: Iterable[str] = ()) -> list[str]:
+  """One line per data source the chosen trials read that is not there (with its fix)."""
+  from kd_jax.data import check
+  chosen = select(resolve_arms(config, sweep, workdir), only)
+  lines: dict[str, None] = {}
+  for t in chosen:
+    for line in check.missing(t.config.data):
+      lines.setdefault(line)
+  return list(lines)
+
+
+def _work(trials, chosen, workdir: Path) -> list:
+  """The training left: teachers not in their store (once per group, at the group's size)
+  and the chosen trials without results."""
+  work = []
+  for key, group in teacher_groups(trials).items():
+    c = group[0].config
+    if not estimate.teacher_stored(c, workdir / group[0].path):
+      work.append(estimate.teacher_work(c))
+  work += [estimate.student_work(t.config) for t in chosen
+           if not (workdir / t.path / RESULTS).exists()]
+  return work
+
+
+def _announce(trials, chosen, workdir: Path) -> None:
+  """Where the trials run, and a warning first when what is left looks long."""
+  from kd_jax.core import distributed
+  if not distributed.is_primary():
+    return
+  print(estimate.describe_devices(), flush=True)
+  backend, devices = estimate.backend_devices()
+  line = estimate.warning(estimate.seconds(_work(trials, chosen, workdir), backend, devices),
+                          backend, devices, what="this sweep")
+  if line:
+    print(line, flush=True)
 
 
 def figure_arms(spec: str | Path) -> int:
