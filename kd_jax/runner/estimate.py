@@ -23,17 +23,21 @@ from ml_collections import ConfigDict
 #: Above this many hours the run says so before it starts.
 WARN_HOURS = 2.0
 
-#: img/s of one device training the family's reference model (``REFERENCE``); see above.
-THROUGHPUT: dict[str, dict[str, float]] = {
-    "cpu": {"lenet5": 2300.0, "preresnet": 45.0},
-    "gpu": {"lenet5": 30000.0, "preresnet": 5000.0, "vgg": 2500.0, "resnet50": 3000.0},
-    "tpu": {"lenet5": 30000.0, "preresnet": 5000.0, "vgg": 2500.0, "resnet50": 3000.0},
+#: (img/s of one device training the family's reference model, img/s of the family's smallest
+#: models: fixed costs per image cap the speed-up of shrinking a model; None: no cap known).
+THROUGHPUT: dict[str, dict[str, tuple[float, Optional[float]]]] = {
+    "cpu": {"lenet5": (2300.0, None), "preresnet": (13.0, 370.0)},
+    "gpu": {"lenet5": (30000.0, None), "preresnet": (5000.0, None), "vgg": (2500.0, None),
+            "resnet50": (3000.0, None)},
+    "tpu": {"lenet5": (30000.0, None), "preresnet": (5000.0, None), "vgg": (2500.0, None),
+            "resnet50": (3000.0, None)},
 }
 #: Where each backend's row comes from, printed with the estimate.
 BASIS = {"cpu": "measured on a 2-core CPU",
          "gpu": "assumed for an A100/H100-class GPU, not measured",
          "tpu": "assumed (the GPU row), not measured"}
-#: Model name → (family, reference depth); a family's cost grows with depth × width².
+#: Model name → (family, reference depth). Seconds per image = fixed + (seconds per image of
+#: the reference − fixed) × depth/reference depth × width²: compute grows with depth × width².
 FAMILIES = {"lenet5": ("lenet5", 0), "preresnet": ("preresnet", 56),
             "preresnet20": ("preresnet", 56), "preresnet56": ("preresnet", 56),
             "preresnet110": ("preresnet", 56), "resnet20_ln": ("preresnet", 56),
@@ -58,13 +62,14 @@ def throughput(backend: str, model: Any) -> Optional[float]:
   if name not in FAMILIES or backend not in THROUGHPUT:
     return None
   family, ref_depth = FAMILIES[name]
-  base = THROUGHPUT[backend].get(family)
-  if base is None:
+  if family not in THROUGHPUT[backend]:
     return None
+  ref_rate, fastest = THROUGHPUT[backend][family]
   width = float(model.get("width", 1.0) or 1.0)
   depth = int(model.get("depth", DEPTHS.get(name, ref_depth)) or ref_depth)
-  scale = (ref_depth / depth if ref_depth else 1.0) / width ** 2
-  return base * scale
+  cost = (depth / ref_depth if ref_depth else 1.0) * width ** 2  # FLOPs, relative
+  fixed = 1.0 / fastest if fastest else 0.0  # seconds per image whatever the model's size
+  return 1.0 / (cost * (1.0 / ref_rate - fixed) + fixed)
 
 
 def _train_size(data: ConfigDict) -> Optional[int]:
