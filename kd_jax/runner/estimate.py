@@ -8,8 +8,13 @@ training step). Evaluation, data loading and compilation are left out, so real r
 
 ``THROUGHPUT`` rows, training img/s per device in float32 for the family's reference model:
 
-- ``cpu``: measured with kd_jax's teacher step (``benchmarks/jax_side.py``, batch 128, crop +
-  flip at 32 px) on a 2-core CPU shared with other jobs, jax 0.10.2, 2026-12-04 (docs/reproduce.md).
+- ``cpu``: measured on this project's 2-core CPU shared with other jobs (jax 0.10.2,
+  2026-12-04) with kd_jax's teacher step, as ``python -m benchmarks.throughput`` times it (one
+  member, batch 128, crop + flip at 32 px; median of 3 timed epochs after compiling): LeNet-5 on
+  28 px 2,321 img/s; PreResNet-56 13 img/s (load average 3–8; 9 img/s in a second try at load
+  average 9–13); PreResNet-20 21; PreResNet-8 at width 0.25 299, which sets the fixed cost
+  (370 img/s) so that the formula below gives 299 for it (it gives 34 for PreResNet-20, 1.6×
+  the measured 21: the estimate is rough).
 - ``gpu`` and ``tpu``: assumptions, not measurements (the A100/H100-class numbers of
   experiments/README.md; no TPU number was measured, so the TPU row repeats the GPU row).
 """
@@ -26,7 +31,7 @@ WARN_HOURS = 2.0
 #: (img/s of one device training the family's reference model, img/s of the family's smallest
 #: models: fixed costs per image cap the speed-up of shrinking a model; None: no cap known).
 THROUGHPUT: dict[str, dict[str, tuple[float, Optional[float]]]] = {
-    "cpu": {"lenet5": (2300.0, None), "preresnet": (13.0, 370.0)},
+    "cpu": {"lenet5": (2321.0, None), "preresnet": (13.0, 370.0)},
     "gpu": {"lenet5": (30000.0, None), "preresnet": (5000.0, None), "vgg": (2500.0, None),
             "resnet50": (3000.0, None)},
     "tpu": {"lenet5": (30000.0, None), "preresnet": (5000.0, None), "vgg": (2500.0, None),
@@ -198,8 +203,11 @@ def teacher_stored(config: ConfigDict, workdir: Any, members: int = 0) -> bool:
 
 
 def announce(config: ConfigDict, workdir: Any) -> None:
-  """The devices line, and the estimate line when the run looks long (``kd_jax.main``)."""
+  """The devices line, and the estimate line when the run looks long (``kd_jax.main``); a bad
+  config fails here as it would in the run (ConfigError), never inside the estimate."""
+  from kd_jax.runner.validate import validate
   print(describe_devices(), flush=True)
+  validate(config)
   backend, n = backend_devices()
   secs = seconds(run_work(config, teacher_stored(config, workdir)), backend, n)
   line = warning(secs, backend, n)
