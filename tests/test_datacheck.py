@@ -147,3 +147,22 @@ def test_dry_run_passes_when_the_data_is_there(tmp_path):
   assert out.returncode == 0, out.stderr
   assert out.stdout.splitlines()[-1] == "[sweep] data: every source the trials read is there"
   assert not (tmp_path / "w").exists()
+
+
+def test_a_sweep_stops_before_training_when_a_later_trial_lacks_its_data(tmp_path, monkeypatch):
+  """Arm b reads an unprepared tfds set: the sweep stops before arm a's teacher trains."""
+  from ml_collections import ConfigDict
+  from kd_jax.runner import experiment
+  from kd_jax.sweeps import sweep as sweep_lib
+  from kd_jax.core.errors import ConfigError
+  from tiny import tiny_config
+  ran = []
+  monkeypatch.setattr(experiment, "run", lambda *a, **k: ran.append(a))
+  s = config_lib.sweep_config()
+  s.arms = (("a", {}), ("b", {"data.source": "tfds", "data.name": "svhn_cropped",
+                              "data.data_dir": str(tmp_path / "tfds")}))
+  s.seeds = (0,)
+  with pytest.raises(ConfigError) as err:
+    sweep_lib.run_sweep(tiny_config(tmp_path / "store"), s, tmp_path / "w")
+  assert "tfds build svhn_cropped" in str(err.value) and "\n" not in str(err.value)
+  assert ran == [] and not (tmp_path / "w").exists()

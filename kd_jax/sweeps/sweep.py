@@ -50,6 +50,7 @@ from typing import Any, Iterable, Optional
 from ml_collections import ConfigDict
 
 from kd_jax.core import cache
+from kd_jax.core.errors import ConfigError
 from kd_jax.sweeps import report as sweep_report
 from kd_jax import config_files
 from kd_jax.runner import estimate
@@ -72,6 +73,7 @@ def run_sweep(config: ConfigDict, sweep: ConfigDict, workdir: str | Path, *,
   trials = resolve_arms(config, sweep, workdir)
   chosen = select(trials, only)
   check_existing(trials, workdir)
+  _check_data(chosen, workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   _announce(trials, chosen, workdir)
   n = len(chosen)
@@ -141,13 +143,26 @@ def describe(config: ConfigDict, sweep: ConfigDict, workdir: Path,
 def missing_data(config: ConfigDict, sweep: ConfigDict, workdir: Path,
                  only: Iterable[str] = ()) -> list[str]:
   """One line per data source the chosen trials read that is not there (with its fix)."""
+  return _missing(select(resolve_arms(config, sweep, workdir), only), workdir)
+
+
+def _missing(chosen, workdir: Path) -> list[str]:
   from kd_jax.data import check
-  chosen = select(resolve_arms(config, sweep, workdir), only)
   lines: dict[str, None] = {}
   for t in chosen:
-    for line in check.missing(t.config.data):
-      lines.setdefault(line)
+    if not (Path(workdir) / t.path / RESULTS).exists():  # a finished trial reads nothing
+      for line in check.missing(t.config.data):
+        lines.setdefault(line)
   return list(lines)
+
+
+def _check_data(chosen, workdir: Path) -> None:
+  """Before any training: a source that a later trial reads and is missing stops the sweep now,
+  not hours in (--dry_run lists every one)."""
+  missing = _missing(chosen, workdir)
+  if missing:
+    more = f" (and {len(missing) - 1} more: --dry_run lists them)" if len(missing) > 1 else ""
+    raise ConfigError(missing[0] + more)
 
 
 def _work(trials, chosen, workdir: Path) -> list:
