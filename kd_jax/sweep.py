@@ -68,6 +68,9 @@ def _in_process(config, sweep, workdir, options, only, command) -> list[dict[str
 def _submitit(config, sweep, workdir, options, only, command) -> list[dict[str, Any]]:
   import jax
   jax.config.update("jax_platforms", "cpu")  # the runner computes nothing: leave GPUs to jobs
+  from kd_jax.sweeps.trials import resolve_arms, select
+  from kd_jax.sweeps.sweep import check_data
+  check_data(select(resolve_arms(config, sweep, workdir), only), workdir)  # before any job
   return launchers.run_submitit(config, sweep, workdir, options, only=only, command=command)
 
 

@@ -3,7 +3,9 @@
     python -m kd_jax.sweep --config=configs/fig3_augmentation.py:mini --workdir=runs/fig3
 
 Without ``--workdir`` the sweep goes to ``runs/<config name>`` (and says so);
-``--dry_run`` prints the trials and teacher groups without training anything.
+``--dry_run`` prints the trials, teacher groups and a time estimate and checks that every
+dataset the trials read is there, without training anything; a real run checks the data too,
+before its first trial (``kd_jax.data.check``).
 
 A figure file gives the trial and, apart from it, the sweep: ``get_config(arg)`` returns the
 base experiment config (what ``kd_jax.main`` would run) and ``get_sweep(arg)`` the arms, seeds,
@@ -73,7 +75,7 @@ def run_sweep(config: ConfigDict, sweep: ConfigDict, workdir: str | Path, *,
   trials = resolve_arms(config, sweep, workdir)
   chosen = select(trials, only)
   check_existing(trials, workdir)
-  _check_data(chosen, workdir)
+  check_data(chosen, workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   _announce(trials, chosen, workdir)
   n = len(chosen)
@@ -156,7 +158,7 @@ def _missing(chosen, workdir: Path) -> list[str]:
   return list(lines)
 
 
-def _check_data(chosen, workdir: Path) -> None:
+def check_data(chosen, workdir: Path) -> None:
   """Before any training: a source that a later trial reads and is missing stops the sweep now,
   not hours in (--dry_run lists every one)."""
   missing = _missing(chosen, workdir)
@@ -168,14 +170,13 @@ def _check_data(chosen, workdir: Path) -> None:
 def _work(trials, chosen, workdir: Path) -> list:
   """The training left: teachers not in their store (once per group, at the group's size)
   and the chosen trials without results."""
-  work = []
-  for key, group in teacher_groups(trials).items():
-    c = group[0].config
-    if not estimate.teacher_stored(c, workdir / group[0].path):
-      work.append(estimate.teacher_work(c))
-  work += [estimate.student_work(t.config) for t in chosen
-           if not (workdir / t.path / RESULTS).exists()]
-  return work
+  left = [t for t in chosen if not (workdir / t.path / RESULTS).exists()]
+  needed = {t.group for t in left}
+  work = [estimate.teacher_work(group[0].config)
+          for key, group in teacher_groups(trials).items()
+          if key in needed and not estimate.teacher_stored(group[0].config,
+                                                            workdir / group[0].path)]
+  return work + [estimate.student_work(t.config) for t in left]
 
 
 def _announce(trials, chosen, workdir: Path) -> None:
