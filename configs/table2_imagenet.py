@@ -3,8 +3,8 @@
     python -m kd_jax.sweep --config=configs/table2_imagenet.py --workdir=runs/table2_imagenet
     python -m kd_jax.sweep --config=configs/table2_imagenet.py:mini --workdir=runs/table2_imagenet_mini
 
-On many hosts (a TPU pod slice, SLURM) every host runs the same command; see the README's
-"many hosts" section. One 5-member ensemble is trained once; the arm for m distills a student
+On many hosts (a TPU pod slice, SLURM) every host runs the same command; see docs/guide.md,
+"Many hosts". One 5-member ensemble is trained once; the arm for m distills a student
 from its first m members on the teacher's own training images (self-distillation, as in the
 paper). docs/paper.md gives the recipe (90 epochs, batch 1024, SGD momentum 0.9, cosine from
 0.1 with 5 warm-up epochs, weight decay 1e-4 teachers / 0 students) but no temperature; τ = 1,

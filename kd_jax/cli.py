@@ -47,7 +47,14 @@ def explain(message: str, argv: list[str]) -> str:
     return f"{head}: {lines[-1]}"
   if "Failed loading config file" in message or "No such file" in message:
     paths = [a.split("=", 1)[1].split(":")[0] for a in argv if a.startswith("--config=")]
-    return f"--config={paths[0] if paths else '?'}: no such config file"
+    path = paths[0] if paths else "?"
+    from kd_jax import config_files
+    holds = ""
+    try:  # the loader's own line lists the config files that do exist beside it
+      config_files.load_module(path)
+    except ConfigError as e:
+      holds = str(e).partition(" (relative to the current directory or absolute)")[2]
+    return f"--config={path}: no such config file{holds}"
   return message
 
 

@@ -51,9 +51,11 @@ def main(argv: list[str]) -> None:
   distributed.initialize_from_flags()  # many hosts: from the flags or the environment
   _note_sweep_arms()  # imports kd_jax modules: after the multi-host initialization
   from kd_jax.core import cache
-  from kd_jax.runner import experiment
+  from kd_jax.runner import estimate, experiment
   cache.use_compile_cache()
   try:
+    if distributed.is_primary():
+      estimate.announce(config, _WORKDIR.value)
     experiment.run(config, _WORKDIR.value, restart=_RESTART.value)
   except UserFacingError as e:
     print(f"error: {e}", file=sys.stderr)

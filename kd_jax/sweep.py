@@ -13,7 +13,8 @@ from ml_collections import ConfigDict
 from kd_jax.core.errors import ConfigError, UserFacingError
 from kd_jax.sweeps import launchers
 from kd_jax import config_files
-from kd_jax.sweeps.sweep import default_workdir, describe, run_sweep, use_compile_cache
+from kd_jax.sweeps.sweep import (default_workdir, describe, missing_data, run_sweep,
+                                  use_compile_cache)
 
 
 def _define_flags():
@@ -67,6 +68,9 @@ def _in_process(config, sweep, workdir, options, only, command) -> list[dict[str
 def _submitit(config, sweep, workdir, options, only, command) -> list[dict[str, Any]]:
   import jax
   jax.config.update("jax_platforms", "cpu")  # the runner computes nothing: leave GPUs to jobs
+  from kd_jax.sweeps.trials import resolve_arms, select
+  from kd_jax.sweeps.sweep import check_data
+  check_data(select(resolve_arms(config, sweep, workdir), only), workdir)  # before any job
   return launchers.run_submitit(config, sweep, workdir, options, only=only, command=command)
 
 
@@ -98,7 +102,13 @@ def main(argv: list[str]) -> None:
     sweep = load_sweep(flags.FLAGS["config"])
     options = launch_options(f)
     if f.dry_run:
-      print(describe(config, sweep, workdir, f.only))
+      print(describe(config, sweep, workdir, f.only), flush=True)
+      missing = missing_data(config, sweep, workdir, f.only)
+      for line in missing:
+        print(f"error: {line}", file=sys.stderr)
+      if missing:
+        sys.exit(2)
+      print("[sweep] data: every source the trials read is there")
       return
     use_compile_cache(workdir)
     from kd_jax.core import distributed

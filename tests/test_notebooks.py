@@ -79,3 +79,22 @@ def test_notebooks_name_no_machine_path():
     text = path.read_text()
     for local in (str(NOTEBOOKS.resolve().parent), str(Path.home())):  # this checkout, this user
       assert local not in text, f"{path.name} names the local path {local}"
+
+
+def test_colab_notebook_with_owner_left_in_stops_with_one_line():
+  """As in Colab (KD_JAX_NOTEBOOK_AS_COLAB=1) with no clone and OWNER not set: the install
+  cell stops before cloning, with one line and no traceback; nothing is installed."""
+  nb = nbformat.read(NOTEBOOKS / "colab_tpu.ipynb", as_version=4)
+  saved = dict(os.environ)
+  os.environ.update(KD_JAX_NOTEBOOK_AS_COLAB="1", KD_JAX_CLONE="")
+  try:
+    with pytest.raises(nbclient.exceptions.CellExecutionError):
+      nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
+                              resources={"metadata": {"path": str(REPO)}}).execute()
+  finally:
+    os.environ.clear()
+    os.environ.update(saved)
+  errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+            if o.get("output_type") == "error"]
+  assert len(errors) == 1 and len(errors[0]["traceback"]) == 1, errors
+  assert errors[0]["traceback"][0].startswith("stopped: set OWNER in the first cell")

@@ -26,6 +26,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from kd_jax import recipes
 from kd_jax.core.errors import ConfigError
 from kd_jax.core.registry import lookup
 # The registration list: each source module adds its sources to SOURCES when imported.
@@ -214,27 +215,47 @@ def _write_cache(cache: Path, arrays: dict[str, Any]) -> None:
 
 
 #: The one line printed when a named dataset (``data.name``) that configs find on their own
-#: (kd_jax.recipes.cifar10_data) is nowhere to be found.
+#: (kd_jax.recipes.cifar10_data) is nowhere to be found; the ways are listed in lookup order.
 HOW_TO_GET = {
-    "cifar10": ("CIFAR-10 not found; provide it one of three ways: prepare it with tfds "
-                '(pip install -e ".[prepare]" && tfds build cifar10 --file_format=array_record), '
-                "or set KD_JAX_CIFAR10 or --config.data.path to a folder or .tar.gz holding "
-                "train/<class>/*.png|jpg and test/<class>/*.png|jpg"),
+    "cifar10": lambda: (
+        "CIFAR-10 not found; provide it one of these ways (looked up in this order): set "
+        f"{recipes.CIFAR10_ENV} to a folder or .tar.gz holding train/<class>/*.png|jpg and "
+        "test/<class>/*.png|jpg; prepare it with tfds (pip install -e \".[prepare]\" && tfds "
+        "build cifar10 --file_format=array_record, into $TFDS_DATA_DIR or ~/tensorflow_datasets); "
+        f"or put cifar10-jpeg.tar.gz in ../shared/data beside the clone "
+        f"({recipes.SIBLING_CIFAR10}); --config.data.path=<folder or tar> overrides them for "
+        "one command"),
 }
+#: Environment variables that set ``data.path`` in figure configs: an error names the variable.
+PATH_ENVS = (recipes.CIFAR10_ENV, "KD_JAX_IMAGENET")
+
+
+def check_path(cfg_like: Any, prefix: str = "data") -> Path:
+  """The folder or tar an ``image_folder``/``text_folder`` source reads, or a ConfigError
+  naming where the path came from (``data.path`` or the environment variable that set it)."""
+  raw = str(lookup(cfg_like, "path", "") or "")
+  text = lookup(cfg_like, "source", "") == "text_folder"
+  layout = ("train/<class>/*.txt (e.g. aclImdb_v1.tar.gz)" if text
+            else "train/<class>/*.png|jpg")
+  if not raw and lookup(cfg_like, "name", "") in HOW_TO_GET:
+    raise ConfigError(HOW_TO_GET[lookup(cfg_like, "name", "")]())
+  if not raw:
+    raise ConfigError(f"{prefix}.path is empty; with {prefix}.source="
+                      f"{lookup(cfg_like, 'source', '')!r} set it to a folder or .tar/.tar.gz "
+                      f"holding {layout}")
+  path = Path(raw).expanduser().resolve()
+  if not path.exists():
+    env = next((v for v in PATH_ENVS if os.environ.get(v) == raw), None)
+    where = (f"{env}={raw!r} (which sets {prefix}.path)" if env else f"{prefix}.path={raw!r}")
+    raise ConfigError(f"{where} does not exist; point it to a folder or .tar/.tar.gz holding "
+                      f"{layout}")
+  return path
 
 
 def _folder_path(cfg_like: Any, prefix: str) -> Path:
-  """``data.path`` resolved, or the one-line error for a missing or unreadable one."""
-  raw = str(lookup(cfg_like, "path", "") or "")
-  if not raw and lookup(cfg_like, "name", "") in HOW_TO_GET:
-    raise ConfigError(HOW_TO_GET[lookup(cfg_like, "name", "")])
-  if not raw:
-    raise ConfigError(f"{prefix}.path is empty; with {prefix}.source='image_folder' set it to "
-                      "a folder or .tar/.tar.gz holding train/<class>/*.png|jpg")
-  path = Path(raw).expanduser().resolve()
-  if not path.exists():
-    raise ConfigError(f"{prefix}.path={raw!r} does not exist; point it to a folder or "
-                      ".tar/.tar.gz holding train/<class>/*.png|jpg")
+  """``data.path`` resolved (``check_path``), and a file must be a tar archive."""
+  path = check_path(cfg_like, prefix)
+  raw = str(lookup(cfg_like, "path", ""))
   if path.is_file() and not tarfile.is_tarfile(path):
     raise ConfigError(f"{prefix}.path={raw!r} is neither a folder nor a tar archive "
                       "(.tar, .tar.gz)")

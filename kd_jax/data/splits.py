@@ -255,8 +255,19 @@ def _provenance(ds: ArrayDataset) -> dict[str, str]:
 
 
 def describe(splits: Splits) -> str:
-  """One line of sizes for the run log."""
+  """One line of sizes for the run log, ending with where the data was read from."""
   i = splits.info
+  ood = f"; OOD from {where(i['ood_source'])}" if "ood_source" in i else ""
   return (f"teacher {i['teacher_size']} ({i['teacher_pool']}) | distill {i['distill_size']} "
           f"({i['distill_pool']}, {i['distill_ood']} OOD) | test {i['test_size']} "
-          f"({i['test_from']}) | {i['num_classes']} classes | split_seed {i['split_seed']}")
+          f"({i['test_from']}) | {i['num_classes']} classes | split_seed {i['split_seed']}"
+          f" | read from {where(i.get('source', {}))}{ood}")
+
+
+def where(provenance: dict[str, str]) -> str:
+  """``tfds cifar100/3.0.2 in <dir>``, ``image_folder <path>``, ...: a source's provenance in
+  a few words (the full record is results.json's ``sizes.source``)."""
+  source = provenance.get("source", "?")
+  if "data_dir" in provenance and "name" in provenance:
+    return f"{source} {provenance['name']} in {provenance['data_dir']}"
+  return f"{source} {provenance.get('path') or provenance.get('file') or ''}".strip()

@@ -27,8 +27,10 @@ from kd_jax.train.trainer import Hook
 
 RESULTS = rundir.RESULTS
 #: Rows of the printed table, in order: (split, row label).
-TABLE_ROWS = (("test", "test"), ("train", "distill data"),
-              ("train_aug", "distill data (augmented)"), ("running", "distill data (running)"))
+#: The distillation split is ``distill`` here as in kd_jax.load_split; results.json and CSV
+#: columns keep the key ``train`` (README.md, "Outputs": the names of the splits).
+TABLE_ROWS = (("test", "test"), ("train", "distill"),
+              ("train_aug", "distill (augmented)"), ("running", "distill (running)"))
 
 
 def check_workdir(workdir: Path) -> None:

@@ -3,7 +3,9 @@
     python -m kd_jax.sweep --config=configs/fig3_augmentation.py:mini --workdir=runs/fig3
 
 Without ``--workdir`` the sweep goes to ``runs/<config name>`` (and says so);
-``--dry_run`` prints the trials and teacher groups without training anything.
+``--dry_run`` prints the trials, teacher groups and a time estimate and checks that every
+dataset the trials read is there, without training anything; a real run checks the data too,
+before its first trial (``kd_jax.data.check``).
 
 A figure file gives the trial and, apart from it, the sweep: ``get_config(arg)`` returns the
 base experiment config (what ``kd_jax.main`` would run) and ``get_sweep(arg)`` the arms, seeds,
@@ -50,8 +52,10 @@ from typing import Any, Iterable, Optional
 from ml_collections import ConfigDict
 
 from kd_jax.core import cache
+from kd_jax.core.errors import ConfigError
 from kd_jax.sweeps import report as sweep_report
 from kd_jax import config_files
+from kd_jax.runner import estimate
 from kd_jax.runner.experiment import RESULTS
 from kd_jax.train.writer import format_duration
 from kd_jax.train.trainer import Hook
@@ -71,7 +75,9 @@ def run_sweep(config: ConfigDict, sweep: ConfigDict, workdir: str | Path, *,
   trials = resolve_arms(config, sweep, workdir)
   chosen = select(trials, only)
   check_existing(trials, workdir)
+  check_data(chosen, workdir)
   workdir.mkdir(parents=True, exist_ok=True)
+  _announce(trials, chosen, workdir)
   n = len(chosen)
   done = sum((workdir / t.path / RESULTS).exists() for t in chosen)
   times: list[float] = []
@@ -127,7 +133,64 @@ def describe(config: ConfigDict, sweep: ConfigDict, workdir: Path,
     lines.append(f"  {key}: {c.teacher.ensemble_size} × {c.teacher.model.name}, "
                  f"{c.teacher.epochs} epochs, store {c.teacher.store} "
                  f"({'trained' if stored else 'to train'}); arms {arms}")
+  backend, devices = estimate.backend_devices()
+  secs = estimate.seconds(_work(trials, chosen, workdir), backend, devices)
+  lines.append(f"[sweep] estimate for what is left: "
+               + (f"{estimate.hours(secs)} on {devices} × {backend}: "
+                  f"{estimate.basis(backend)}"
+                  if secs is not None and backend in estimate.BASIS
+                  else "none (a model or data size not in kd_jax/runner/estimate.py)"))
   return "\n".join(lines)
+
+
+def missing_data(config: ConfigDict, sweep: ConfigDict, workdir: Path,
+                 only: Iterable[str] = ()) -> list[str]:
+  """One line per data source the chosen trials read that is not there (with its fix)."""
+  return _missing(select(resolve_arms(config, sweep, workdir), only), workdir)
+
+
+def _missing(chosen, workdir: Path) -> list[str]:
+  from kd_jax.data import check
+  lines: dict[str, None] = {}
+  for t in chosen:
+    if not (Path(workdir) / t.path / RESULTS).exists():  # a finished trial reads nothing
+      for line in check.missing(t.config.data):
+        lines.setdefault(line)
+  return list(lines)
+
+
+def check_data(chosen, workdir: Path) -> None:
+  """Before any training: a source that a later trial reads and is missing stops the sweep now,
+  not hours in (--dry_run lists every one)."""
+  missing = _missing(chosen, workdir)
+  if missing:
+    more = f" (and {len(missing) - 1} more: --dry_run lists them)" if len(missing) > 1 else ""
+    raise ConfigError(missing[0] + more)
+
+
+def _work(trials, chosen, workdir: Path) -> list:
+  """The training left: teachers not in their store (once per group, at the group's size)
+  and the chosen trials without results."""
+  left = [t for t in chosen if not (workdir / t.path / RESULTS).exists()]
+  needed = {t.group for t in left}
+  work = [estimate.teacher_work(group[0].config)
+          for key, group in teacher_groups(trials).items()
+          if key in needed and not estimate.teacher_stored(group[0].config,
+                                                            workdir / group[0].path)]
+  return work + [estimate.student_work(t.config) for t in left]
+
+
+def _announce(trials, chosen, workdir: Path) -> None:
+  """Where the trials run, and a warning first when what is left looks long."""
+  from kd_jax.core import distributed
+  if not distributed.is_primary():
+    return
+  print(estimate.describe_devices(), flush=True)
+  backend, devices = estimate.backend_devices()
+  line = estimate.warning(estimate.seconds(_work(trials, chosen, workdir), backend, devices),
+                          backend, devices, what="this sweep")
+  if line:
+    print(line, flush=True)
 
 
 def figure_arms(spec: str | Path) -> int:
