@@ -192,14 +192,13 @@ def _platform_name(device: Any) -> str:
 
 
 def teacher_stored(config: ConfigDict, workdir: Any, members: int = 0) -> bool:
-  """Whether the store already holds this teacher (then a run only distills)."""
+  """Whether the store already holds this teacher (then a run only distills). Data that is
+  not there yet is keyed by its config (``missing_ok``): such a teacher is never stored."""
   from pathlib import Path
-  from kd_jax.core import checkpoints
   from kd_jax.runner import identity, teachers
-  return checkpoints.find_teacher(
-      teachers.store_dir(config, Path(workdir)),
-      identity.teacher_key(config.data, config.teacher),
-      members or int(config.teacher.ensemble_size)) is not None
+  return identity.find_teacher(
+      teachers.store_dir(config, Path(workdir)), config.data, config.teacher,
+      members or int(config.teacher.ensemble_size), missing_ok=True) is not None
 
 
 def announce(config: ConfigDict, workdir: Any) -> None:
