@@ -10,7 +10,8 @@ import re
 import sys
 from typing import Callable, NoReturn, Optional
 
-from kd_jax.core.errors import ConfigError, UserFacingError
+from kd_jax.core import budget
+from kd_jax.core.errors import ConfigError, OutOfTime, UserFacingError
 
 HELP_FLAGS = ("--help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml")
 #: Exit status after Ctrl-C, as shells report a process ended by SIGINT (128 + 2).
@@ -137,7 +138,29 @@ def run_app(main: Callable[[list[str]], None]) -> None:
     app.run(main, flags_parser=parse_flags)
   except UserFacingError as e:
     fail(str(e))
+  except OutOfTime as e:  # --time_budget: stopped at a checkpoint boundary; a rerun goes on
+    print(str(e), file=sys.stderr)
+    sys.exit(budget.EXIT_STATUS)
   except KeyboardInterrupt as e:  # Ctrl-C: one line (kd_jax.core.errors.Interrupted says where)
     text = str(e) if str(e) else "interrupted; rerun the same command to resume"
     print(text, file=sys.stderr)
     sys.exit(INTERRUPTED)
+
+
+def define_time_budget() -> None:
+  """``--time_budget`` for the entry points (kd_jax.main, kd_jax.sweep, kd_jax.gan_main)."""
+  from absl import flags
+  if "time_budget" in flags.FLAGS:
+    return
+  flags.DEFINE_string(
+      "time_budget", "", "Stop at the last checkpoint boundary before this much wall time (e.g. "
+      "9m, 90s, 1.5h) with exit status 75; rerunning the same command resumes. Default: none.")
+
+
+def start_time_budget() -> None:
+  from absl import flags
+  seconds = budget.parse(flags.FLAGS.time_budget)
+  budget.start(seconds)
+  if seconds:
+    print(f"[budget] stopping at the last checkpoint boundary before {seconds:g} s",
+          flush=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from kd_jax import cli as cli_flags
 from kd_jax.core.errors import UserFacingError
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -24,6 +25,7 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder (the GAN store defaults to "
                                "<workdir>/gans).")
 flags.mark_flags_as_required(["config", "workdir"])
+cli_flags.define_time_budget()
 
 
 def main(argv: list[str]) -> None:
@@ -35,6 +37,7 @@ def main(argv: list[str]) -> None:
   config = cli.config_value(_CONFIG)
   cache.use_compile_cache()
   try:
+    cli.start_time_budget()
     train_gan(config, Path(_WORKDIR.value))
   except UserFacingError as e:
     print(f"error: {e}", file=sys.stderr)

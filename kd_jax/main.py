@@ -17,6 +17,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from kd_jax import cli as cli_flags
 from kd_jax.core.errors import UserFacingError
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -33,6 +34,7 @@ flags.mark_flags_as_required(["config"])
 from kd_jax.core.distributed import define_flags  # noqa: E402  (imports jax lazily)
 
 define_flags()
+cli_flags.define_time_budget()
 
 
 def main(argv: list[str]) -> None:
@@ -56,6 +58,7 @@ def main(argv: list[str]) -> None:
   try:
     if distributed.is_primary():
       estimate.announce(config, _WORKDIR.value)
+    cli.start_time_budget()
     experiment.run(config, _WORKDIR.value, restart=_RESTART.value)
   except UserFacingError as e:
     print(f"error: {e}", file=sys.stderr)

@@ -25,6 +25,8 @@ def _define_flags():
     return
   from kd_jax.core.distributed import define_flags
   define_flags()
+  from kd_jax import cli
+  cli.define_time_budget()
   config_flags.DEFINE_config_file(
       "config", None, "Figure config file, e.g. configs/fig3_augmentation.py:mini.",
       lock_config=True)
@@ -110,6 +112,10 @@ def main(argv: list[str]) -> None:
         sys.exit(2)
       print("[sweep] data: every source the trials read is there")
       return
+    if f.time_budget and f.launcher != "inprocess":
+      raise ConfigError("--time_budget stops the in-process launcher's trials; with "
+                        "--launcher=submitit use --time_min (each job checkpoints and requeues)")
+    cli.start_time_budget()
     use_compile_cache(workdir)
     from kd_jax.core import distributed
     distributed.initialize_from_flags()  # many hosts: every host runs this same command

@@ -1,5 +1,6 @@
 """Test-session setup, before JAX starts: four fake CPU devices (multi-device equivalence tests)
-and a compilation cache shared by the session (many tests compile the same tiny steps)."""
+and a compilation cache shared by the session (many tests compile the same tiny steps): one
+folder for the whole run, made by the first process and inherited by pytest-xdist's workers."""
 import os
 import tempfile
 
@@ -10,4 +11,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 from kd_jax.core import cache  # noqa: E402  (after the flags above)
 
-cache.use_compile_cache(tempfile.mkdtemp(prefix="kd_jax_test_cache_"))
+_CACHE = "KD_JAX_TEST_COMPILE_CACHE"
+if not os.environ.get(_CACHE):
+  os.environ[_CACHE] = tempfile.mkdtemp(prefix="kd_jax_test_cache_")
+cache.use_compile_cache(os.environ[_CACHE])

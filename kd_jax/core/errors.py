@@ -29,3 +29,14 @@ class Interrupted(KeyboardInterrupt):
         f" (its last checkpoint is after epoch {saved}: a rerun resumes there)" if saved else
         " (no checkpoint of it yet: a rerun starts it again)")
     super().__init__(f"interrupted {at} of {phase}{where}; rerun the same command to resume")
+
+
+class OutOfTime(Interrupted):
+  """A run stopped at a checkpoint boundary for its time budget (``--time_budget``); the
+  command lines print it as one line and exit with status 75 (``kd_jax.core.budget``)."""
+
+  def __init__(self, phase: str, epoch: int, epochs: int, saved: int, unit: str = "epoch"):
+    KeyboardInterrupt.__init__(
+        self, f"stopped for the time budget after {unit} {epoch}/{epochs} of {phase}; rerun "
+        "the same command to resume")
+    self.phase, self.epoch, self.epochs, self.saved = phase, epoch, epochs, saved

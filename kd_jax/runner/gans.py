@@ -28,14 +28,14 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import ConfigDict
 
-from kd_jax.core import checkpoints, store_lock
+from kd_jax.core import budget, checkpoints, store_lock
 from kd_jax.kd import ensemble
 from kd_jax.runner import fid
 from kd_jax.train import gan_steps, modeling, synthetic, writer as report
 from kd_jax.config import NOT_IDENTITY, teacher_config
 from kd_jax.runner.identity import legacy_teacher_key, teacher_key
 from kd_jax.data import augment as augment_lib, pipelines
-from kd_jax.core.errors import Interrupted, TrainingDiverged
+from kd_jax.core.errors import Interrupted, OutOfTime, TrainingDiverged
 from kd_jax.models import sngan
 
 PHASE = "gan"
@@ -140,6 +140,8 @@ def train(config: ConfigDict, workdir: Path, images_u8: np.ndarray,
     data = jnp.asarray(images_u8)
     seed = jnp.int32(g.seed)
     state = _loop(config, spec, state, data, seed, ckpt, writer, entry, (view, scorer), at)
+  except budget.TimeUp:  # --time_budget: stopped right after a checkpoint
+    raise OutOfTime(PHASE, at.done, int(g.gen_steps), at.saved, "generator update") from None
   except KeyboardInterrupt:  # counted in generator updates where a classifier counts epochs
     raise Interrupted(f"{PHASE} (generator updates)", at.done, int(g.gen_steps),
                       at.saved) from None
@@ -186,6 +188,8 @@ def _loop(config, spec, state, data, seed, ckpt, writer, entry, judges, at: _At)
     if done % g.checkpoint_every == 0 or done == total:
       ckpt.save(done, state)
       at.saved = done
+      if done < total:
+        budget.at_checkpoint()
   return state
 
 

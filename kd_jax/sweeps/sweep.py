@@ -51,7 +51,8 @@ from typing import Any, Iterable, Optional
 
 from ml_collections import ConfigDict
 
-from kd_jax.core import cache
+from kd_jax.core import budget, cache
+from kd_jax.core.errors import OutOfTime
 from kd_jax.core.errors import ConfigError
 from kd_jax.sweeps import report as sweep_report
 from kd_jax import config_files
@@ -87,6 +88,10 @@ def run_sweep(config: ConfigDict, sweep: ConfigDict, workdir: str | Path, *,
     if (workdir / t.path / RESULTS).exists():
       print(f"[sweep] {where} finished before: skipped", flush=True)
       continue
+    try:
+      budget.before_trial()
+    except budget.TimeUp:
+      raise OutOfTime("the sweep", done, n, done, "trial") from None
     eta = sum(times) / len(times) * (n - done) if times else math.nan
     print(f"[sweep] {where} … done {done}/{n}, ETA {format_duration(eta)}", flush=True)
     t0 = time.perf_counter()

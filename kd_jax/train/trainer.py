@@ -18,12 +18,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 
-from kd_jax.core import checkpoints, parallel
+from kd_jax.core import budget, checkpoints, parallel
 from kd_jax.kd import ensemble
 from kd_jax.train import writer as report, steps
 from kd_jax.core.batch import sharded_specs
 from kd_jax.data import pipelines
-from kd_jax.core.errors import Interrupted, TrainingDiverged
+from kd_jax.core.errors import Interrupted, OutOfTime, TrainingDiverged
 from kd_jax.core.types import Evaluator, Results
 
 Hook = Callable[[str, int], None]
@@ -145,7 +145,11 @@ def fit(phase: Phase, state: steps.TrainState, mesh: Mesh, writer: report.Metric
         last_saved = done
         if hook is not None:
           hook(phase.name, done)
+        if done < phase.epochs:
+          budget.at_checkpoint()
     return state, final
+  except budget.TimeUp:  # --time_budget: stopped right after a checkpoint
+    raise OutOfTime(phase.name, done, phase.epochs, last_saved) from None
   except KeyboardInterrupt:  # Ctrl-C: say where it stopped and how to go on, not a traceback
     raise Interrupted(phase.name, done, phase.epochs, last_saved) from None
   finally:
