@@ -12,12 +12,12 @@ from __future__ import annotations
 import os
 import shutil
 import tarfile
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from kd_jax.core import atomic
 from kd_jax.core.registry import lookup
 from kd_jax.data import core as data_core
 from kd_jax.data.image_files import FileReader, ImageFiles
@@ -57,7 +57,9 @@ def _extract(archive: Path, cache_dir: Path) -> Path:
   if target.is_dir():
     return target
   print(f"[data] extracting {archive} into {target} (once)", flush=True)
-  tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=".tmp-extract-"))
+  atomic.clean_leftovers(target)  # a killed extraction's folder
+  tmp = atomic.temp_name(target)
+  tmp.mkdir()
   try:
     with tarfile.open(archive, mode="r|*") as tf:
       for member in tf:

@@ -18,14 +18,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import tarfile
-import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
+from kd_jax.core import atomic
 from kd_jax.core.errors import ConfigError
 from kd_jax.core.registry import lookup
 # The registration list: each source module adds its sources to SOURCES when imported.
@@ -176,20 +176,14 @@ def _read_cache(cache: Path) -> dict[str, Any] | None:
     if int(arrays["format"]) != CACHE_FORMAT:
       return None
     return arrays
-  except (OSError, ValueError, KeyError, EOFError):  # Truncated or foreign file.
+  except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # Truncated, foreign
     return None
 
 
 def _write_cache(cache: Path, arrays: dict[str, Any]) -> None:
   """Writes to a temp file in the same folder and renames: readers never see half a file."""
-  fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=".tmp-", suffix=".npz")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.savez(f, **arrays)  # Uncompressed: loads in a fraction of a second.
-    os.replace(tmp, cache)
-  except BaseException:
-    Path(tmp).unlink(missing_ok=True)
-    raise
+  with atomic.replacing(cache, "wb") as f:
+    np.savez(f, **arrays)  # Uncompressed: loads in a fraction of a second.
   stem = cache.name.rsplit("-", 1)[0]
   for old in cache.parent.glob(f"{stem}-*.npz"):
     if old != cache:
