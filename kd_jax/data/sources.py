@@ -30,8 +30,8 @@ from kd_jax.core.errors import ConfigError
 from kd_jax.core.registry import lookup
 # The registration list: each source module adds its sources to SOURCES when imported.
 from kd_jax.data import tfds_source, text_sources  # noqa: F401
-from kd_jax.data.core import (CACHE_FORMAT, SOURCES, SPLIT_DIRS, ArrayDataset, cache_file,
-                              default_cache_dir, parse_member, sha256_file)
+from kd_jax.data.core import (CACHE_FORMAT, SOURCES, SPLIT_DIRS, ArrayDataset, archive_errors,
+                              cache_file, default_cache_dir, parse_member, sha256_file)
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 MNIST_EMBEDDED = ASSETS / "mnist_5k.npz"
@@ -135,11 +135,15 @@ def _decode_folder(path: Path, prefix: str) -> dict[str, Any]:
   """Decodes every image under ``path``; returns the arrays the cache file stores."""
   entries = _iter_tar(path) if path.is_file() else _iter_folder(path)
   decoded: dict[tuple[str, str, str], np.ndarray] = {}
-  for split, cls, rel, data in entries:
-    try:
-      decoded[(split, cls, rel)] = _decode_image(data)
-    except OSError as e:  # Pillow's UnidentifiedImageError is an OSError.
-      raise ConfigError(f"{prefix}.path={str(path)!r}: cannot decode {rel} ({e})") from e
+  with archive_errors(path, prefix):
+    for split, cls, rel, data in entries:
+      try:
+        decoded[(split, cls, rel)] = _decode_image(data)
+      except OSError as e:  # Pillow's UnidentifiedImageError is an OSError.
+        where = f"{path / rel}" if path.is_dir() else f"{rel} in {path}"
+        raise ConfigError(f"{prefix}.path: cannot decode the image {where} "
+                          f"({type(e).__name__}); delete it or replace it with a PNG/JPEG "
+                          "file") from None
   class_names = sorted({cls for split, cls, _ in decoded if split == "train"})
   if not class_names:
     raise ConfigError(f"{prefix}.path={str(path)!r} holds no train/<class>/*.png|jpg images")

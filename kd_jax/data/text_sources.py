@@ -102,7 +102,8 @@ def load_text_folder(cfg: Any, prefix: str = "data") -> data_core.ArrayDataset:
                       ".tar/.tar.gz holding train/<class>/*.txt (e.g. aclImdb_v1.tar.gz)")
 
   def read():
-    docs = sorted(_iter_texts(path), key=lambda d: (d[0], d[2]))
+    with data_core.archive_errors(path, prefix):
+      docs = sorted(_iter_texts(path), key=lambda d: (d[0], d[2]))
     classes = sorted({c for s, c, _, _ in docs if s == "train"})
     if not classes:
       raise ConfigError(f"{prefix}.path={raw!r} holds no train/<class>/*.txt files")
