@@ -5,8 +5,8 @@ time after a phase begins), for tests/test_kill_anywhere.py.
 
 A server: it imports kd_jax once (no JAX backend yet), then for every spec forks a child that
 runs it and answers with one line, the child's exit status (-9: killed). Forking spares each
-run the imports, which cost more than a tiny run itself. The spec names the kind of run (``run``: teacher ensemble + student; ``gan``; ``sweep``: two
-trials sharing a teacher), its root folder, the phases (name, path regex) in the order the run
+run the imports of jax, orbax and kd_jax. The spec names the kind of run (``run``: teacher
+ensemble + student; ``gan``; ``sweep``: two trials sharing a teacher), its root folder, the phases (name, path regex) in the order the run
 goes through them, and the kill: ``{"phase": i, "nth": k}`` dies just before the k-th write
 event of phase i, or the first event of a later phase, whichever comes first;
 ``{"phase": i, "after_s": t}`` dies t seconds after the first event of phase i or later. A

@@ -44,13 +44,14 @@ PHASES = {
 #: Kills per chain: (phase index, "nth" = at a drawn write | "time" = at a drawn instant).
 DRAWS = {
     "run": [(0, "nth"), (0, "nth"), (0, "time"), (1, "nth"), (1, "nth"), (1, "nth"),
-            (2, "nth"), (2, "nth"), (2, "time"), (3, "nth")],
-    "gan": [(0, "nth"), (0, "nth"), (0, "nth"), (0, "time"), (1, "nth"), (1, "nth"),
-            (1, "nth"), (1, "nth")],
+            (2, "nth"), (2, "nth"), (2, "time"), (2, "nth"), (3, "nth")],
+    "gan": [(0, "nth"), (0, "nth"), (0, "nth"), (0, "nth"), (0, "time"), (1, "nth"),
+            (1, "nth"), (1, "nth"), (1, "nth")],
     "sweep": [(0, "nth"), (1, "nth"), (1, "nth"), (1, "time"), (2, "nth"), (2, "nth"),
               (2, "nth"), (3, "nth"), (3, "nth"), (3, "time"), (3, "nth"), (3, "nth")],
 }
 SEEDS = {"run": 0, "gan": 1, "sweep": 2}
+KILLED_BY_CHAIN: dict[str, int] = {}  # kind → processes killed (the last test adds them up)
 
 
 class Server:
@@ -122,6 +123,7 @@ def chain(server: Server, kind: str, root: Path, kills: list[dict]) -> int:
       break
   else:
     assert _run(server, kind, root) == 0
+  KILLED_BY_CHAIN[kind] = killed
   return killed
 
 
@@ -216,6 +218,7 @@ def test_sweep_killed_anywhere_ends_as_uninterrupted(server, tmp_path):
   no_leftovers(tmp_path / "killed")
 
 
-def test_the_kill_suite_kills_at_least_30_times():
-  """The draws above (each kills, bar a timed kill landing after the run's end)."""
-  assert sum(len(d) for d in DRAWS.values()) >= 30
+def test_the_chains_killed_at_least_30_processes():
+  if len(KILLED_BY_CHAIN) < len(DRAWS):
+    pytest.skip("counts the kills of the three chains above; run them with it")
+  assert sum(KILLED_BY_CHAIN.values()) >= 30, KILLED_BY_CHAIN
