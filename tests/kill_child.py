@@ -8,7 +8,8 @@ runs it and answers with one line, the child's exit status (-9: killed). Forking
 run the imports of jax, orbax and kd_jax. The spec names the kind of run (``run``: teacher
 ensemble + student; ``gan``; ``sweep``: two trials sharing a teacher), its root folder, the phases (name, path regex) in the order the run
 goes through them, and the kill: ``{"phase": i, "nth": k}`` dies just before the k-th write
-event of phase i, or the first event of a later phase, whichever comes first;
+event of phase i, or the first event of a later phase, or the end of the run, whichever comes
+first;
 ``{"phase": i, "after_s": t}`` dies t seconds after the first event of phase i or later. A
 write event is a file opened for writing, a rename, a mkdir/rmdir/unlink or an rmtree on a
 path that a phase's regex matches (what tensorstore writes inside orbax happens between them).
@@ -79,6 +80,12 @@ class Watch:
       delay = self.kill["after_s"]
       threading.Thread(target=lambda: (time.sleep(delay), _die()), daemon=True).start()
 
+  def finished(self) -> None:
+    """The run is over: a write-count kill not reached yet lands here, after the last write
+    (a rerun resuming less than the drawn count still ends killed)."""
+    if self.kill is not None and "nth" in self.kill:
+      _die()
+
   def install(self) -> None:
     event = self.event
 
@@ -131,8 +138,10 @@ def child(spec: dict) -> None:
   os.dup2(fd, 1)
   os.dup2(fd, 2)
   try:
-    Watch(spec).install()
+    watch = Watch(spec)
+    watch.install()
     run(spec)
+    watch.finished()
   except BaseException:
     traceback.print_exc()
     sys.stdout.flush()

@@ -35,6 +35,17 @@ def multihost_config(store):
   return c
 
 
+def multihost_run_config(store):
+  """tests/test_multihost.py's whole run: one member of the teacher above, then 3 epochs of distillation on
+  streamed data, evaluated on the test split at the end."""
+  c = multihost_config(store)
+  with c.unlocked():
+    c.teacher.ensemble_size = 1
+    c.distill.epochs = 3
+    c.distill.evals, c.distill.eval_every = ("test",), 3
+  return c
+
+
 def tiny_gan_config(store, gen_steps=2):
   """An SN-GAN of width 8 on 32×32 images, a generator update per chunk, checkpointed after
   each."""

@@ -36,9 +36,8 @@ from kd_jax.train import steps
 from kd_jax.core.batch import sharded_specs
 from kd_jax.data import pipelines
 from kd_jax.core.registry import Registry
+from kd_jax.core.types import Evaluator, Results
 
-Results = dict[str, dict[str, float]]
-Evaluator = Callable[[steps.TrainState, Results], Results]
 
 
 # ------------------------------------------------------------------------------ prediction

@@ -24,10 +24,9 @@ from kd_jax.train import writer as report, steps
 from kd_jax.core.batch import sharded_specs
 from kd_jax.data import pipelines
 from kd_jax.core.errors import Interrupted, TrainingDiverged
+from kd_jax.core.types import Evaluator, Results
 
 Hook = Callable[[str, int], None]
-Results = dict[str, dict[str, float]]          # {split: {metric: value}}
-Evaluate = Callable[[steps.TrainState, Results], Results]
 
 #: (split, metric) pairs shown on the progress line when an evaluation produced them.
 SHOWN = (("test", "student_acc"), ("test", "agreement"), ("test", "kl"), ("test", "teacher_acc"))
@@ -48,7 +47,7 @@ class Phase:
   log_every: int
   steps_per_call: int
   eval_every: int
-  evaluate: Evaluate
+  evaluate: Evaluator
   teacher_vars: Any = None
   keep_every: int = 0      # also keep every checkpoint at a multiple of this epoch (trajectory)
   record: Optional[Results] = None  # written with every epoch's metrics (e.g. which teacher)
