@@ -125,11 +125,13 @@ import os, sys, time
 from pathlib import Path
 store, workdir, gate, cache_dir, tests = sys.argv[1:6]
 sys.path.insert(0, tests)
-from kd_jax import cache
+from kd_jax.core import cache
 cache.use_compile_cache(cache_dir)
 import jax, numpy as np
 from tiny import tiny_config
-from kd_jax import parallel, report, teachers
+from kd_jax.core import parallel
+from kd_jax.runner import teachers
+from kd_jax.train import writer as report
 from kd_jax.data import inputs
 
 def hold_until_gate(phase, epoch):
@@ -146,11 +148,11 @@ np.savez(Path(workdir) / "final.npz", *jax.tree.leaves(jax.device_get(t.final)))
 """
 
 
-def wait_for(predicate, timeout: float, what: str) -> None:
+def wait_for(predicate, timeout: float, what: str, show=lambda: "") -> None:
   t0 = time.monotonic()
   while not predicate():
     if time.monotonic() - t0 > timeout:
-      raise AssertionError(f"timed out waiting for {what}")
+      raise AssertionError(f"timed out waiting for {what}: {show()}")
     time.sleep(0.2)
 
 
@@ -169,7 +171,7 @@ def test_two_processes_needing_one_untrained_teacher_train_it_once(tmp_path):
   # the trainer is held inside training (lock taken) until the other says it waits
   wait_for(lambda: sum("[teacher] training" in t for t in text()) == 1
            and any("[lock] teacher" in t and "is held by" in t for t in text()), 300,
-           "one process training and the other waiting")
+           "one process training and the other waiting", text)
   gate.write_text("go")
   for p in procs:
     assert p.wait(timeout=300) == 0, text()
