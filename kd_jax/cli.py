@@ -112,6 +112,16 @@ def parse_flags(argv: list[str]) -> list[str]:
   except (flags.Error, ConfigError, KeyError, ValueError, TypeError, AttributeError,
           OSError) as e:
     fail(explain(str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e), argv))
+  except Exception:  # noqa: BLE001  the --config file raised on import (ml_collections loads it)
+    files = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+    if not files:
+      raise
+    from kd_jax import config_files
+    try:  # the one loader's line for it
+      config_files.load_module(config_files.split_spec(files[0])[0])
+    except ConfigError as again:
+      fail(str(again))
+    raise
 
 
 def config_value(holder) -> object:

@@ -44,3 +44,40 @@ def multihost_run_config(store):
     c.distill.epochs = 3
     c.distill.evals, c.distill.eval_every = ("test",), 3
   return c
+
+
+def tiny_gan_config(store, gen_steps=2):
+  """An SN-GAN of width 8 on 32×32 images, a generator update per chunk, checkpointed after
+  each."""
+  c = config_lib.base_config()
+  c.gan.model.z_dim = 8
+  c.gan.model.gen_width = 8
+  c.gan.model.disc_width = 8
+  c.gan.batch_size = 4
+  c.gan.disc_steps = 2
+  c.gan.gen_steps = gen_steps
+  c.gan.steps_per_call = 1
+  c.gan.eval_every = 2
+  c.gan.checkpoint_every = 1
+  c.gan.store = str(store)
+  c.run.tensorboard = False
+  return c
+
+
+def tiny_sweep(store):
+  """Two trials (arms a and b, one seed) that share one 1-member teacher."""
+  c = tiny_config(store, teacher_epochs=1, distill_epochs=2)
+  with c.unlocked():
+    c.name = "tiny_sweep"
+  s = config_lib.sweep_config()
+  s.arms = (("a", {"distill.temperature": 1.0}), ("b", {"distill.temperature": 4.0}))
+  return c, s
+
+
+def tiny_kill_config(store):
+  """tiny_config with 2 teachers, evaluated once at the end of each phase (the kill tests)."""
+  c = tiny_config(store, members=2)
+  with c.unlocked():
+    c.teacher.eval_every = c.teacher.epochs
+    c.distill.eval_every = c.distill.epochs
+  return c

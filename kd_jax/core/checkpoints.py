@@ -6,22 +6,37 @@ because data order and keys are pure functions of (seed, member, epoch, step), e
 same numbers as an uninterrupted run.
 
 The teacher store keeps trained ensembles under ``<store>/<teacher_key>-m<members>/`` with the
-final and the initial variables of every member and a ``teacher.json`` that is written last
-(its presence marks the ensemble complete). Any later run whose teacher config has the same
-key and asks for at most that many members reuses it.
+final and the initial variables of every member and a ``teacher.json``. Any later run whose
+teacher config has the same key and asks for at most that many members reuses it.
+
+A store entry (a teacher, a GAN) is built in ``<entry>.partial/`` (training checkpoints, then
+the final variables, then the metadata file) and renamed to ``<entry>`` as the last step, so at
+every instant the store holds a complete entry or none. A rerun resumes a ``.partial`` folder
+left by a killed process; an entry of the older layout (built in place) that lacks its metadata
+file is adopted as the ``.partial`` folder.
+
+No checkpoint holding a NaN or an infinity is written (:class:`NonFinite`), and a step that
+cannot be read back is set aside (``<step>.unreadable``) and the one before it restored.
 """
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 
-from kd_jax.core.errors import ConfigError
+from kd_jax.core import atomic
+from kd_jax.core.errors import ConfigError, TrainingDiverged
+
+#: The one atomic JSON write (kd_jax.core.atomic), under its older name.
+write_json = atomic.write_json
 
 
 def _abstract(tree: Any) -> Any:
@@ -35,11 +50,10 @@ class Checkpointer:
     """``keep_every`` > 0 also keeps every checkpoint whose epoch it divides (a trajectory,
     e.g. a teacher's path for route-constrained distillation), beyond the last ``max_to_keep``."""
     self.directory = Path(directory).absolute()
-    self._manager = ocp.CheckpointManager(
-        self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                             keep_period=keep_every or None,
-                                             enable_async_checkpointing=False))
+    self._options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                                 keep_period=keep_every or None,
+                                                 enable_async_checkpointing=False)
+    self._manager = ocp.CheckpointManager(self.directory, options=self._options)
 
   def all_steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
@@ -48,8 +62,40 @@ class Checkpointer:
     return self._manager.latest_step()
 
   def save(self, step: int, tree: Any) -> None:
+    """Saves ``tree`` as ``step``; a tree with a NaN or an infinity is refused (NonFinite)."""
+    bad = nonfinite_leaves(tree)
+    if bad:
+      raise NonFinite(f"non-finite values in {', '.join(bad[:3])}"
+                      f"{' …' if len(bad) > 3 else ''}: step {step} not saved; the last good "
+                      f"checkpoint (step {self.latest() or 0}) is kept in {self.directory}")
     self._manager.save(step, args=ocp.args.StandardSave(tree), force=True)
     self._manager.wait_until_finished()
+
+  def resume(self, like: Any, say: Callable[[str], None] = print,
+             what: str = "step") -> tuple[int, Any]:
+    """``(step, tree)`` of the newest readable checkpoint, or ``(0, like)`` without one.
+
+    A step that cannot be restored (a damaged file) is renamed ``<step>.unreadable`` (kept for
+    a look, invisible to orbax) with one line, and the step before it is tried.
+    """
+    for step in reversed(self.all_steps()):
+      try:
+        return step, self.restore(step, like)
+      except Exception as e:  # orbax/tensorstore raise many types for a damaged step
+        aside = self.directory / f"{step}.unreadable"
+        shutil.rmtree(aside, ignore_errors=True)
+        os.replace(self.directory / str(step), aside)
+        self._reopen()
+        before = self.latest()
+        say(f"[checkpoint] {self.directory / str(step)} cannot be read "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}); "
+            f"moved to {aside.name}, "
+            + (f"resuming from {what} {before} instead" if before else "starting over"))
+    return 0, like
+
+  def _reopen(self) -> None:
+    self._manager.close()  # a fresh view of the folder, same settings
+    self._manager = ocp.CheckpointManager(self.directory, options=self._options)
 
   def restore(self, step: int, like: Any) -> Any:
     """Restores into the structure, dtypes and shardings of ``like``."""
@@ -61,6 +107,31 @@ class Checkpointer:
 
   def close(self) -> None:
     self._manager.close()
+
+
+class NonFinite(TrainingDiverged):
+  """A tree to checkpoint holds a NaN or an infinity: refused, the last good one is kept."""
+
+
+def _finite(x: Any) -> Any:
+  return jnp.all(jnp.isfinite(x)) if jnp.issubdtype(x.dtype, jnp.inexact) else True
+
+
+def nonfinite_leaves(tree: Any) -> list[str]:
+  """The key paths of the floating leaves of ``tree`` that hold a NaN or an infinity."""
+  flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+  ok = jax.device_get([_finite(x) if hasattr(x, "dtype") else True for _, x in flat])
+  return [jax.tree_util.keystr(p) for (p, _), good in zip(flat, ok) if not bool(good)]
+
+
+def nonfinite_members(tree: Any) -> list[int]:
+  """Members (leading axis of every leaf of a stacked tree) holding a NaN or an infinity."""
+  rows = [jnp.isfinite(x).reshape(x.shape[0], -1).all(axis=1) for x in jax.tree.leaves(tree)
+          if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.inexact) and x.ndim]
+  if not rows:
+    return []
+  ok = np.asarray(jax.device_get(jnp.stack(rows).all(axis=0)))
+  return np.flatnonzero(~ok).tolist()
 
 
 def save_tree(directory: os.PathLike | str, tree: Any) -> None:
@@ -110,13 +181,58 @@ def read_host(directory: os.PathLike | str, step: Optional[int] = None) -> tuple
 _ENTRY = re.compile(r"^(?P<key>[0-9a-f]+)-m(?P<m>\d+)$")
 
 
-def write_json(path: os.PathLike | str, obj: Any) -> None:
-  """Writes ``obj`` as JSON through a temporary file and a rename, so a kill while writing leaves
-  the old file or none, never half of one (readers take these files' presence as "done")."""
-  path = Path(path)
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(json.dumps(obj, indent=2, default=str))
-  tmp.replace(path)
+PARTIAL = ".partial"
+TEACHER_META = "teacher.json"
+
+
+def staging(entry: Path) -> Path:
+  """Where ``entry`` is built until it is complete (module docstring)."""
+  return entry.with_name(entry.name + PARTIAL)
+
+
+def open_staging(entry: Path, meta_name: str, say: Callable[[str], None] = print) -> Path:
+  """The ``.partial`` folder to build ``entry`` in (created, or resumed as a killed run left it);
+  an incomplete entry of the older in-place layout becomes it. The caller holds the entry's
+  lock, on the primary process."""
+  stage = staging(entry)
+  if entry.is_dir() and not (entry / meta_name).exists():
+    if stage.exists():  # both incomplete: the .partial one is the newer
+      shutil.rmtree(entry)
+      say(f"[store] removed {entry}: incomplete (no {meta_name}), superseded by {stage.name}")
+    else:
+      os.replace(entry, stage)
+      say(f"[store] {entry} is incomplete (no {meta_name}): resuming it as {stage.name}")
+  stage.mkdir(parents=True, exist_ok=True)
+  return stage
+
+
+def publish(entry: Path, tree: Any, meta_name: str, meta: dict) -> None:
+  """Saves ``tree`` as ``final/`` and ``meta`` as ``meta_name`` in the staging folder, then
+  renames it to ``entry``: the entry appears complete or not at all. Every process calls it
+  (orbax saves collectively); process 0 writes the metadata and renames."""
+  from kd_jax.core import distributed
+  stage = staging(entry)
+  if distributed.is_primary():
+    shutil.rmtree(stage / "final", ignore_errors=True)  # a kill may have left one behind
+  distributed.barrier("kd_jax.publish.clean")
+  save_tree(stage / "final", tree)
+  if distributed.is_primary():
+    write_json(stage / meta_name, meta)
+    os.replace(stage, entry)
+  distributed.barrier("kd_jax.publish")  # the others may look for the entry next
+
+
+def read_meta(entry: Path, meta_name: str) -> dict:
+  """An entry's metadata, or a ConfigError naming the file and what to do."""
+  path = Path(entry) / meta_name
+  try:
+    meta = json.loads(path.read_text())
+    if not isinstance(meta, dict):
+      raise ValueError(f"a JSON {type(meta).__name__}, not an object")
+    return meta
+  except (OSError, ValueError, UnicodeDecodeError) as e:
+    raise ConfigError(f"{path} is damaged ({type(e).__name__}: {e}); restore it from a backup, "
+                      f"or delete {entry} to train it again") from None
 
 
 def teacher_entry(store: os.PathLike | str, key: str, members: int) -> Path:
@@ -133,7 +249,7 @@ def find_teacher(store: os.PathLike | str, key: str, members: int) -> Optional[P
     match = _ENTRY.match(entry.name)
     if not match or match["key"] != key or int(match["m"]) < members:
       continue
-    if not (entry / "teacher.json").exists():
+    if not (entry / TEACHER_META).exists():
       continue
     if best is None or int(match["m"]) < int(_ENTRY.match(best.name)["m"]):
       best = entry
@@ -141,15 +257,12 @@ def find_teacher(store: os.PathLike | str, key: str, members: int) -> Optional[P
 
 
 def save_teacher(entry: Path, final_vars: Any, initial_vars: Any, meta: dict) -> None:
-  from kd_jax.core import distributed
-  save_tree(entry / "final", {"final": final_vars, "initial": initial_vars})  # every process
-  if distributed.is_primary():
-    write_json(entry / "teacher.json", meta)
-  distributed.barrier("kd_jax.save_teacher")  # the others may look for teacher.json next
+  """Completes the teacher built in ``staging(entry)`` and renames it to ``entry``."""
+  publish(entry, {"final": final_vars, "initial": initial_vars}, TEACHER_META, meta)
 
 
 def load_teacher(entry: Path, like: dict) -> tuple[Any, Any, dict]:
   """Returns (final, initial, meta); ``like`` = {"final": vars, "initial": vars} of full size."""
+  meta = read_meta(entry, TEACHER_META)
   tree = load_tree(entry / "final", like)
-  meta = json.loads((entry / "teacher.json").read_text())
   return tree["final"], tree["initial"], meta

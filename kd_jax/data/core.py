@@ -5,13 +5,19 @@ private names; ``kd_jax.data.sources`` imports every source module (the registra
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gzip
 import hashlib
+import lzma
+import tarfile
+import zlib
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from kd_jax.core.errors import ConfigError
 from kd_jax.core.registry import Registry
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -110,6 +116,20 @@ def cache_file(cache_dir: Path, path: Path) -> Path:
   # file, and the old one (same path hash) is removed when the new one is written.
   path_key = hashlib.sha256(str(path).encode()).hexdigest()[:8]
   return cache_dir / f"{path.name}-{path_key}-{fingerprint(path)[:16]}.npz"
+
+
+#: What reading a cut-short or damaged .tar(.gz|.bz2|.xz) raises (bz2 raises an OSError).
+ARCHIVE_ERRORS = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile)
+
+
+@contextlib.contextmanager
+def archive_errors(path: Path, prefix: str) -> Iterator[None]:
+  """Turns a damaged archive's error, while reading it in the block, into one line."""
+  try:
+    yield
+  except ARCHIVE_ERRORS as e:
+    raise ConfigError(f"{prefix}.path={str(path)!r} is truncated or damaged "
+                      f"({type(e).__name__}: {e}); download or copy the archive again") from None
 
 
 def sha256_file(path: Path) -> str:

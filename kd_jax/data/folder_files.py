@@ -12,12 +12,12 @@ from __future__ import annotations
 import os
 import shutil
 import tarfile
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from kd_jax.core import atomic
 from kd_jax.core.registry import lookup
 from kd_jax.data import core as data_core
 from kd_jax.data.image_files import FileReader, ImageFiles
@@ -51,15 +51,17 @@ def _list(root: Path) -> dict[str, list[tuple[str, str]]]:
   return {split: sorted(items, key=lambda t: t[1]) for split, items in found.items()}
 
 
-def _extract(archive: Path, cache_dir: Path) -> Path:
+def _extract(archive: Path, cache_dir: Path, prefix: str = "data") -> Path:
   """The archive's images as a folder in ``cache_dir`` (extracted on first use)."""
   target = cache_dir / (data_core.cache_file(cache_dir, archive).stem + ".files")
   if target.is_dir():
     return target
   print(f"[data] extracting {archive} into {target} (once)", flush=True)
-  tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=".tmp-extract-"))
+  atomic.clean_leftovers(target)  # a killed extraction's folder
+  tmp = atomic.temp_name(target)
+  tmp.mkdir()
   try:
-    with tarfile.open(archive, mode="r|*") as tf:
+    with data_core.archive_errors(archive, prefix), tarfile.open(archive, mode="r|*") as tf:
       for member in tf:
         parsed = data_core.parse_member(member.name) if member.isfile() else None
         if parsed:
@@ -76,7 +78,7 @@ def _extract(archive: Path, cache_dir: Path) -> Path:
 def load(path: Path, cache_dir: Path, cfg_like: Any, prefix: str) -> data_core.ArrayDataset:
   """The folder (or extracted tar) as encoded ImageFiles with labels (module docstring)."""
   transform = transform_from(cfg_like)
-  root = _extract(path, cache_dir) if path.is_file() else path
+  root = _extract(path, cache_dir, prefix) if path.is_file() else path
   listed = _list(root)
   class_names = sorted({cls for cls, _ in listed["train"]})
   if not class_names:

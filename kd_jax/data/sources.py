@@ -18,21 +18,21 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import tarfile
-import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
 from kd_jax import recipes
+from kd_jax.core import atomic
 from kd_jax.core.errors import ConfigError
 from kd_jax.core.registry import lookup
 # The registration list: each source module adds its sources to SOURCES when imported.
 from kd_jax.data import content, tfds_source, text_sources  # noqa: F401
-from kd_jax.data.core import (CACHE_FORMAT, SOURCES, SPLIT_DIRS, ArrayDataset, cache_file,
-                              default_cache_dir, parse_member, sha256_file)
+from kd_jax.data.core import (CACHE_FORMAT, SOURCES, SPLIT_DIRS, ArrayDataset, archive_errors,
+                              cache_file, default_cache_dir, parse_member, sha256_file)
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 MNIST_EMBEDDED = ASSETS / "mnist_5k.npz"
@@ -153,11 +153,15 @@ def _decode_folder(path: Path, prefix: str) -> dict[str, Any]:
   """Decodes every image under ``path``; returns the arrays the cache file stores."""
   entries = _iter_tar(path) if path.is_file() else _iter_folder(path)
   decoded: dict[tuple[str, str, str], np.ndarray] = {}
-  for split, cls, rel, data in entries:
-    try:
-      decoded[(split, cls, rel)] = _decode_image(data)
-    except OSError as e:  # Pillow's UnidentifiedImageError is an OSError.
-      raise ConfigError(f"{prefix}.path={str(path)!r}: cannot decode {rel} ({e})") from e
+  with archive_errors(path, prefix):
+    for split, cls, rel, data in entries:
+      try:
+        decoded[(split, cls, rel)] = _decode_image(data)
+      except OSError as e:  # Pillow's UnidentifiedImageError is an OSError.
+        where = f"{path / rel}" if path.is_dir() else f"{rel} in {path}"
+        raise ConfigError(f"{prefix}.path: cannot decode the image {where} "
+                          f"({type(e).__name__}); delete it or replace it with a PNG/JPEG "
+                          "file") from None
   class_names = sorted({cls for split, cls, _ in decoded if split == "train"})
   if not class_names:
     raise ConfigError(f"{prefix}.path={str(path)!r} holds no train/<class>/*.png|jpg images")
@@ -194,20 +198,14 @@ def _read_cache(cache: Path) -> dict[str, Any] | None:
     if int(arrays["format"]) != CACHE_FORMAT:
       return None
     return arrays
-  except (OSError, ValueError, KeyError, EOFError):  # Truncated or foreign file.
+  except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # Truncated, foreign
     return None
 
 
 def _write_cache(cache: Path, arrays: dict[str, Any]) -> None:
   """Writes to a temp file in the same folder and renames: readers never see half a file."""
-  fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=".tmp-", suffix=".npz")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.savez(f, **arrays)  # Uncompressed: loads in a fraction of a second.
-    os.replace(tmp, cache)
-  except BaseException:
-    Path(tmp).unlink(missing_ok=True)
-    raise
+  with atomic.replacing(cache, "wb") as f:
+    np.savez(f, **arrays)  # Uncompressed: loads in a fraction of a second.
   stem = cache.name.rsplit("-", 1)[0]
   for old in cache.parent.glob(f"{stem}-*.npz"):
     if old != cache:

@@ -12,6 +12,7 @@ import collections
 import hashlib
 import json
 import re
+import zipfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -19,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from kd_jax.core import atomic
 from kd_jax.core.batch import Batch
 from kd_jax.core.errors import ConfigError
 
@@ -121,13 +123,11 @@ def cached(cache_dir: Path, key: str, build: Callable[[], dict[str, Any]]) -> di
       arrays["vocab"] = [str(v) for v in arrays["vocab"]]
       arrays["meta"] = json.loads(str(arrays["meta"]))
       return arrays
-    except (OSError, ValueError, KeyError, EOFError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
       pass  # A truncated or foreign file: rebuild.
   arrays = build()
   cache_dir.mkdir(parents=True, exist_ok=True)
-  tmp = cache.with_suffix(".tmp.npz")
   store = dict(arrays, vocab=np.array(arrays["vocab"]), meta=np.array(json.dumps(arrays["meta"])))
-  with open(tmp, "wb") as f:
+  with atomic.replacing(cache, "wb") as f:  # a kill while writing leaves no half cache
     np.savez(f, **store)
-  tmp.replace(cache)
   return arrays

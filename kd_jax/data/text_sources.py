@@ -115,7 +115,8 @@ def load_text_folder(cfg: Any, prefix: str = "data") -> data_core.ArrayDataset:
   raw = str(lookup(cfg, "path", "") or "")
 
   def read():
-    docs = sorted(_iter_texts(path), key=lambda d: (d[0], d[2]))
+    with data_core.archive_errors(path, prefix):
+      docs = sorted(_iter_texts(path), key=lambda d: (d[0], d[2]))
     classes = sorted({c for s, c, _, _ in docs if s == "train"})
     if not classes:
       raise ConfigError(f"{prefix}.path={raw!r} holds no train/<class>/*.txt files")

@@ -16,7 +16,7 @@ from typing import Any, Optional
 import numpy as np
 from ml_collections import ConfigDict
 
-from kd_jax.core import distributed, parallel
+from kd_jax.core import atomic, distributed, parallel
 from kd_jax.train import writer as report
 from kd_jax.runner import identity as rundir, student as student_lib, teachers
 from kd_jax.config import to_json
@@ -107,10 +107,8 @@ def run(config: ConfigDict, workdir: str | Path, hook: Optional[Hook] = None,
       "devices": [str(d) for d in mesh.devices.flat],
       "wall_time_s": round(time.time() - t0, 1),
   }
-  if primary:
-    tmp = workdir / (RESULTS + ".tmp")  # a kill while writing leaves no half results.json
-    tmp.write_text(json.dumps(results, indent=2, default=_json_default))
-    tmp.replace(workdir / RESULTS)
+  if primary:  # atomically: a kill while writing leaves no half results.json
+    atomic.write_json(workdir / RESULTS, results, default=_json_default)
   _print_results(results, f"wrote {workdir / RESULTS}")
   distributed.barrier("kd_jax.run.end")
   return results

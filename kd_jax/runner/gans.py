@@ -3,7 +3,8 @@ store under its key, resumed exactly after a kill, reused by every run that need
 
 ``<store>/gan-<key>/`` holds ``ckpt/`` (training state, every ``gan.checkpoint_every``
 generator updates), ``metrics.jsonl`` (+ TensorBoard), ``samples/step<k>.png`` (an 8×8 grid at
-every evaluation), ``final/`` and ``gan.json`` (written last: its presence marks the GAN done).
+every evaluation), ``final/`` and ``gan.json``. It is built in ``gan-<key>.partial/`` and
+renamed into place when complete (``kd_jax.core.checkpoints.publish``).
 The GAN learns the teacher's training images (the data the paper's GAN was trained on).
 
 Sample quality: FID and IS need Inception weights, which kd_jax does not ship: with
@@ -39,6 +40,7 @@ from kd_jax.core.errors import Interrupted, OutOfTime, TrainingDiverged
 from kd_jax.models import sngan
 
 PHASE = "gan"
+META = "gan.json"
 #: gan keys that change how training is run or reported, not the trained GAN (the schema's list).
 NOT_KEY = tuple(k[len("gan."):] for k in NOT_IDENTITY if k.startswith("gan."))
 
@@ -83,7 +85,7 @@ def make_spec(config: ConfigDict, num_real: int) -> gan_steps.GanSpec:
 def stored_entry(config: ConfigDict, workdir: Path) -> Optional[Path]:
   """The finished GAN's entry: ``gan-<key>``, else one stored under its path-based key."""
   legacy = store_dir(config, workdir) / f"gan-{gan_key(config, legacy=True)}"
-  return next((e for e in (entry_dir(config, workdir), legacy) if (e / "gan.json").exists()),
+  return next((e for e in (entry_dir(config, workdir), legacy) if (e / META).exists()),
               None)
 
 
@@ -91,6 +93,7 @@ def load(config: ConfigDict, workdir: Path, image_shape) -> Optional[Gan]:
   entry = stored_entry(config, workdir)
   if entry is None:
     return None
+  checkpoints.read_meta(entry, META)  # a damaged gan.json is named, not a traceback
   generator, _ = sngan.get_gan(config.gan.model)
   like = jax.eval_shape(lambda: generator.init(jax.random.key(0), jnp.zeros((2, generator.z_dim)),
                                                 train=False))
@@ -118,9 +121,9 @@ def train(config: ConfigDict, workdir: Path, images_u8: np.ndarray,
           view: Optional["TeacherView"] = None) -> Gan:
   """Trains (or resumes) the GAN into its store entry; the caller holds the lock."""
   g = config.gan
-  entry = entry_dir(config, workdir)
+  done_entry = entry_dir(config, workdir)
+  entry = checkpoints.open_staging(done_entry, META)  # renamed to done_entry once complete
   scorer = fid.scorer_for(config, entry, images_u8)  # a bad weights file fails before training
-  entry.mkdir(parents=True, exist_ok=True)
   (entry / "config.json").write_text(json.dumps({"gan": g.to_dict(), "key": gan_key(config)},
                                                 indent=2, default=str))
   spec = make_spec(config, len(images_u8))
@@ -129,10 +132,10 @@ def train(config: ConfigDict, workdir: Path, images_u8: np.ndarray,
   writer = report.MetricWriter(entry, tensorboard=config.run.tensorboard)
   at = _At()
   try:
-    at.done = at.saved = ckpt.latest() or 0
+    at.done, state = ckpt.resume(state, what="generator update")
+    at.saved = at.done
+    writer.forget_after(PHASE, at.done)  # records past the checkpoint (a kill's leftovers)
     if at.done:
-      state = ckpt.restore(at.done, state)
-      writer.forget_after(PHASE, at.done)
       print(f"[gan] resumed from the checkpoint after generator update {at.done}", flush=True)
     print(f"[gan] training {g.model.name} (G width {g.model.gen_width}, D width "
           f"{g.model.disc_width}) on {len(images_u8)} images for {g.gen_steps} generator "
@@ -149,10 +152,9 @@ def train(config: ConfigDict, workdir: Path, images_u8: np.ndarray,
     ckpt.close()
     writer.close()
   variables = jax.device_get({"params": state.gen_params, "batch_stats": state.gen_stats})
-  checkpoints.save_tree(entry / "final", variables)
   meta = {"key": gan_key(config), "gen_steps": int(g.gen_steps), "images": len(images_u8)}
-  checkpoints.write_json(entry / "gan.json", meta)
-  return Gan(spec.generator, variables, spec.z_dim, entry, trained_now=True)
+  checkpoints.publish(done_entry, variables, META, meta)
+  return Gan(spec.generator, variables, spec.z_dim, done_entry, trained_now=True)
 
 
 @dataclasses.dataclass
@@ -186,6 +188,11 @@ def _loop(config, spec, state, data, seed, ckpt, writer, entry, judges, at: _At)
       evaluate(config, spec, state, done, losses, writer, entry, judges, time.time() - t0)
       sums, n_sum = None, 0
     if done % g.checkpoint_every == 0 or done == total:
+      bad = checkpoints.nonfinite_leaves(state)
+      if bad:
+        raise TrainingDiverged(f"[gan] non-finite values in {bad[0]} after generator update "
+                               f"{done}; not saved: the last good checkpoint (update "
+                               f"{at.saved}) is kept in {entry / 'ckpt'}; lower gan.lr")
       ckpt.save(done, state)
       at.saved = done
       if done < total:

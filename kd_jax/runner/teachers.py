@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any, Optional
 
@@ -53,7 +52,7 @@ def load(config: ConfigDict, workdir: Path, model, input_shape) -> Optional[Teac
   found = find_teacher(store_dir(config, workdir), config.data, config.teacher, members)
   if found is None:
     return None
-  stored_m = int(json.loads((found / "teacher.json").read_text())["members"])
+  stored_m = int(checkpoints.read_meta(found, checkpoints.TEACHER_META)["members"])
   like = modeling.init_variables(model, t.seed, steps.TEACHER_STREAM, stored_m, input_shape)
   final, initial, _ = checkpoints.load_teacher(found, {"final": like, "initial": like})
   print(f"[teacher] reusing {stored_m}-member ensemble from {found} (first {members} used)",
@@ -118,9 +117,11 @@ def _train(config: ConfigDict, workdir: Path, data: ExperimentData, mesh: Mesh,
   members = int(t.ensemble_size)
   key = teacher_key(config.data, config.teacher)
   entry = checkpoints.teacher_entry(store_dir(config, workdir), key, members)
+  work = checkpoints.staging(entry)  # renamed to entry once complete (save_teacher)
   if distributed.is_primary():
-    entry.mkdir(parents=True, exist_ok=True)
-    (entry / "config.json").write_text(to_json(config.teacher))
+    checkpoints.open_staging(entry, checkpoints.TEACHER_META)
+    (work / "config.json").write_text(to_json(config.teacher))
+  distributed.barrier("kd_jax.teacher.staging")
   initial = jax.device_get(modeling.init_variables(model, t.seed, steps.TEACHER_STREAM, members,
                                                    data.input_shape))
   spe = pipelines.steps_per_epoch(data.teacher.size, t.batch_size)
@@ -134,7 +135,7 @@ def _train(config: ConfigDict, workdir: Path, data: ExperimentData, mesh: Mesh,
   evaluate = evaluators.combine(evaluators.TEACHER_EVALS, t.evals, ctx)
   phase = Phase(name="teacher", spec=spec, pipeline=data.teacher, epochs=t.epochs,
                 batch_size=t.batch_size, seed=t.seed, stream=steps.TEACHER_STREAM,
-                checkpoint_dir=entry / "ckpt", checkpoint_every=config.run.checkpoint_every,
+                checkpoint_dir=work / "ckpt", checkpoint_every=config.run.checkpoint_every,
                 log_every=config.run.log_every, steps_per_call=config.run.steps_per_call,
                 eval_every=t.eval_every, evaluate=evaluate, keep_every=t.keep_every)
   state = parallel.replicate(modeling.make_state(initial, tx), mesh)

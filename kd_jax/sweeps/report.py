@@ -18,6 +18,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 from ml_collections import ConfigDict
 
+from kd_jax.core import atomic
 from kd_jax.kd import metrics
 from kd_jax.sweeps import plots
 from kd_jax.runner.experiment import RESULTS
@@ -79,13 +80,11 @@ def csv_value(value: Any) -> Any:
 
 
 def write_csv(path: Path, cols: Sequence[str], rows: Sequence[dict]) -> None:
-  tmp = path.with_suffix(".csv.tmp")
-  with tmp.open("w", newline="") as f:
+  with atomic.replacing(path, "w", newline="") as f:
     w = csv.writer(f)
     w.writerow(cols)
     for r in rows:
       w.writerow([csv_value(r.get(c)) for c in cols])
-  tmp.replace(path)
 
 
 def seed_values(rows: Sequence[dict], arm: str, cols: Iterable[str]) -> dict[str, list[float]]:
@@ -257,8 +256,8 @@ def draw_and_tabulate(name: str, sweep: ConfigDict, trials: Sequence[Any],
   drawn = plots.plot_sweep(points, list(sweep.metrics), Path(out) / image,
                            title=sweep.title or name, x_label=sweep.x_label or sweep.x_key,
                            paper_dataset=sweep.get("paper_dataset", ""))
-  (Path(out) / "results.md").write_text(
-      markdown(name, sweep, trials, rows, command, image if drawn else None, asked=asked,
+  atomic.write_text(
+      Path(out) / "results.md", markdown(name, sweep, trials, rows, command, image if drawn else None, asked=asked,
                commit=commit,
                header=header, teachers=teachers))
 

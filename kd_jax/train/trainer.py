@@ -89,13 +89,21 @@ def running(phase: Phase, totals: dict[str, np.ndarray]) -> dict[str, float]:
   return out
 
 
-def _check_finite(phase: Phase, totals: dict, epoch: int, last_saved: int) -> None:
+def _check_finite(phase: Phase, totals: dict, epoch: int, last_saved: int,
+                  state: Optional[steps.TrainState] = None) -> None:
+  """Stops at a non-finite loss, or (``state`` given, before a checkpoint) non-finite
+  variables, with one line naming the phase, epoch, members and the last good checkpoint."""
   loss = totals["loss_sum"] / np.maximum(totals["count"], 1)
-  if not np.all(np.isfinite(loss)):
-    bad = np.flatnonzero(~np.isfinite(loss)).tolist()
+  bad, what = np.flatnonzero(~np.isfinite(loss)).tolist(), "loss"
+  if not bad and state is not None:
+    bad, what = checkpoints.nonfinite_members({"params": state.params,
+                                               "batch_stats": state.batch_stats}), "variables"
+  if bad:
+    kept = (f"the last good checkpoint (epoch {last_saved}) is kept in {phase.checkpoint_dir}"
+            if last_saved else f"no checkpoint of it was saved ({phase.checkpoint_dir})")
     raise TrainingDiverged(
-        f"[{phase.name}] non-finite loss in epoch {epoch + 1} (members {bad}); the last good "
-        f"checkpoint (epoch {last_saved}) is kept in {phase.checkpoint_dir}; lower "
+        f"[{phase.name}] non-finite {what} in epoch {epoch + 1} (member"
+        f"{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad))}); {kept}; lower "
         f"{phase.name}.optim.lr or add {phase.name}.optim.grad_clip")
 
 
@@ -117,10 +125,10 @@ def fit(phase: Phase, state: steps.TrainState, mesh: Mesh, writer: report.Metric
   ckpt, done, last_saved = None, 0, 0
   try:
     ckpt = checkpoints.Checkpointer(phase.checkpoint_dir, keep_every=phase.keep_every)
-    start = done = last_saved = ckpt.latest() or 0
+    start, state = ckpt.resume(state, what="epoch")
+    done = last_saved = start
+    writer.forget_after(phase.name, start)  # records past the checkpoint (a kill's leftovers)
     if start:
-      state = ckpt.restore(start, state)
-      writer.forget_after(phase.name, start)
       print(f"[{phase.name}] resumed from the checkpoint after epoch {start}", flush=True)
     if start >= phase.epochs:
       return state, None
@@ -141,6 +149,7 @@ def fit(phase: Phase, state: steps.TrainState, mesh: Mesh, writer: report.Metric
         progress.log(epoch, _shown(run_stats, evals))
       keep = phase.keep_every and done % phase.keep_every == 0
       if done % phase.checkpoint_every == 0 or done == phase.epochs or keep:
+        _check_finite(phase, totals, epoch, last_saved, state)
         ckpt.save(done, state)
         last_saved = done
         if hook is not None:

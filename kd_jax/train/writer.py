@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
+from kd_jax.core import atomic
 from kd_jax.kd import metrics
 
 
@@ -55,6 +56,15 @@ class Progress:
     print(self.line(epoch, stats), file=self.stream, flush=True)
 
 
+def _record(line: str) -> Optional[dict]:
+  """A metrics.jsonl line as a dict; None for a blank line or one a kill cut short."""
+  try:
+    rec = json.loads(line)
+  except ValueError:
+    return None
+  return rec if isinstance(rec, dict) else None
+
+
 class MetricWriter:
   """Appends ``{"phase", "epoch", ...}`` records to ``metrics.jsonl`` and TensorBoard."""
 
@@ -78,11 +88,11 @@ class MetricWriter:
       return
     keep = []
     for line in self.path.read_text().splitlines():
-      rec = json.loads(line)
-      if rec.get("phase") == phase and rec.get("epoch", 0) > epoch:
-        continue
+      rec = _record(line)
+      if rec is None or (rec.get("phase") == phase and rec.get("epoch", 0) > epoch):
+        continue  # a line cut short by a kill, or one to be rewritten
       keep.append(line)
-    self.path.write_text("".join(l + "\n" for l in keep))
+    atomic.write_text(self.path, "".join(l + "\n" for l in keep))
 
   def write(self, phase: str, epoch: int, results: dict[str, dict[str, Any]]) -> None:
     """One record: ``{"phase", "epoch", split: {metric: value}, ...}``."""
@@ -104,8 +114,8 @@ class MetricWriter:
     running metrics from here instead of recomputing them."""
     if not self.path.exists():
       return {}
-    recs = [json.loads(l) for l in self.path.read_text().splitlines() if l.strip()]
-    recs = [r for r in recs if r.get("phase") == phase]
+    recs = [_record(l) for l in self.path.read_text().splitlines()]
+    recs = [r for r in recs if r is not None and r.get("phase") == phase]
     return recs[-1] if recs else {}
 
   def close(self) -> None:

@@ -1,0 +1,169 @@
+"""Tiny runs of the real code that SIGKILL themselves at a chosen file-system write (or a chosen
+time after a phase begins), for tests/test_kill_anywhere.py.
+
+    python tests/kill_child.py        # then one JSON spec per line on stdin
+
+A server: it imports kd_jax once (no JAX backend yet), then for every spec forks a child that
+runs it and answers with one line, the child's exit status (-9: killed). Forking spares each
+run the imports of jax, orbax and kd_jax. The spec names the kind of run (``run``: teacher
+ensemble + student; ``gan``; ``sweep``: two trials sharing a teacher), its root folder, the phases (name, path regex) in the order the run
+goes through them, and the kill: ``{"phase": i, "nth": k}`` dies just before the k-th write
+event of phase i, or the first event of a later phase, or the end of the run, whichever comes
+first;
+``{"phase": i, "after_s": t}`` dies t seconds after the first event of phase i or later. A
+write event is a file opened for writing, a rename, a mkdir/rmdir/unlink or an rmtree on a
+path that a phase's regex matches (what tensorstore writes inside orbax happens between them).
+With ``events`` set, every phase event is appended to that file as ``phase<TAB>path``; the
+child's output goes to ``log``.
+"""
+from __future__ import annotations
+
+import builtins
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+_orig_open = builtins.open
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT
+
+
+def _die() -> None:
+  os.kill(os.getpid(), signal.SIGKILL)
+
+
+class Watch:
+  """Counts a run's write events by phase and kills the process where the spec says."""
+
+  def __init__(self, spec: dict):
+    self.phases = [(name, re.compile(rx)) for name, rx in spec["phases"]]
+    self.kill = spec.get("kill")
+    self.log = _orig_open(spec["events"], "a", buffering=1) if spec.get("events") else None
+    self.count = [0] * len(self.phases)
+    self.timer_started = False
+
+  def phase(self, *paths) -> int:
+    """The first phase whose regex matches the path (a rename: its target, then its source)."""
+    for p in reversed(paths):
+      if isinstance(p, int):
+        continue
+      text = os.fsdecode(os.path.abspath(os.fspath(p)))
+      for i, (_, rx) in enumerate(self.phases):
+        if rx.search(text):
+          return i
+    return -1
+
+  def event(self, *paths) -> None:
+    """Called before every write event: logs it, counts it, and dies when the spec says."""
+    i = self.phase(*paths)
+    if i < 0:
+      return
+    if self.log is not None:
+      self.log.write(f"{i}\t{os.fspath(paths[-1])}\n")
+    if self.kill is None:
+      return
+    target = self.kill["phase"]
+    if "nth" in self.kill:
+      if i == target:
+        self.count[i] += 1
+      if i > target or (i == target and self.count[i] >= self.kill["nth"]):
+        _die()
+    elif i >= target and not self.timer_started:
+      self.timer_started = True
+      delay = self.kill["after_s"]
+      threading.Thread(target=lambda: (time.sleep(delay), _die()), daemon=True).start()
+
+  def finished(self) -> None:
+    """The run is over: a write-count kill not reached yet lands here, after the last write
+    (a rerun resuming less than the drawn count still ends killed)."""
+    if self.kill is not None and "nth" in self.kill:
+      _die()
+
+  def install(self) -> None:
+    event = self.event
+
+    def wrap_open(orig):
+      def opened(file, mode="r", *args, **kwargs):
+        if any(c in mode for c in "wax+"):
+          event(file)
+        return orig(file, mode, *args, **kwargs)
+      return opened
+
+    def wrap(orig, nargs=1):
+      def wrapped(*args, **kwargs):
+        event(*args[:nargs])
+        return orig(*args, **kwargs)
+      return wrapped
+
+    orig_os_open = os.open
+
+    def os_open(path, flags, *args, **kwargs):
+      if flags & _WRITE_FLAGS and "dir_fd" not in kwargs:
+        event(path)
+      return orig_os_open(path, flags, *args, **kwargs)
+
+    builtins.open = io.open = wrap_open(builtins.open)
+    os.open = os_open
+    os.rename, os.replace = wrap(os.rename, 2), wrap(os.replace, 2)
+    os.mkdir, os.rmdir = wrap(os.mkdir), wrap(os.rmdir)
+    os.remove, os.unlink = wrap(os.remove), wrap(os.unlink)
+    shutil.rmtree = wrap(shutil.rmtree)
+
+
+def run(spec: dict) -> None:
+  """The run the spec names (in the forked child)."""
+  import tiny
+  root = Path(spec["root"])
+  if spec["kind"] == "run":
+    experiment.run(tiny.tiny_kill_config(root / "store"), root / "run")
+  elif spec["kind"] == "gan":
+    images = np.random.RandomState(0).randint(0, 256, (10, 32, 32, 3)).astype(np.uint8)
+    gans.get_gan(tiny.tiny_gan_config(root / "gans", gen_steps=3), root, images)
+  elif spec["kind"] == "sweep":
+    config, s = tiny.tiny_sweep(root / "sweep" / "teachers")
+    sweep.run_sweep(config, s, root / "sweep")
+  else:
+    raise SystemExit(f"unknown kind {spec['kind']!r}")
+
+
+def child(spec: dict) -> None:
+  fd = os.open(spec["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+  os.dup2(fd, 1)
+  os.dup2(fd, 2)
+  try:
+    watch = Watch(spec)
+    watch.install()
+    run(spec)
+    watch.finished()
+  except BaseException:
+    traceback.print_exc()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(0)
+
+
+if __name__ == "__main__":
+  sys.path.insert(0, str(Path(__file__).resolve().parent))
+  import numpy as np
+  from kd_jax.core import cache
+  from kd_jax.runner import experiment, gans
+  from kd_jax.sweeps import sweep
+  cache.use_compile_cache(os.environ["KD_JAX_KILL_CACHE"])
+  print("ready", flush=True)
+  for line in sys.stdin:
+    spec = json.loads(line)
+    pid = os.fork()
+    if pid == 0:
+      child(spec)
+    _, status = os.waitpid(pid, 0)
+    print(json.dumps(os.waitstatus_to_exitcode(status)), flush=True)
