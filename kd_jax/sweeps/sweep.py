@@ -140,7 +140,7 @@ def describe(config: ConfigDict, sweep: ConfigDict, workdir: Path,
                  f"({'trained' if stored else 'to train'}); arms {arms}")
   backend, devices = estimate.backend_devices()
   secs = estimate.seconds(_work(trials, chosen, workdir), backend, devices)
-  lines.append(f"[sweep] estimate for what is left: "
+  lines.append("[sweep] estimate for what is left: "
                + (f"{estimate.hours(secs)} on {devices} × {backend}: "
                   f"{estimate.basis(backend)}"
                   if secs is not None and backend in estimate.BASIS
