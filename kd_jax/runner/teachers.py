@@ -101,9 +101,10 @@ def _from_artifact(config: ConfigDict, workdir: Path, model, input_shape,
   initial = jax.device_get(modeling.init_variables(model, t.seed, steps.TEACHER_STREAM, members,
                                                    input_shape))
   entry = checkpoints.teacher_entry(store_dir(config, workdir), meta["key"], members)
-  if distributed.is_primary():
-    entry.mkdir(parents=True, exist_ok=True)
-    (entry / "config.json").write_text(to_json(config.teacher))
+  if distributed.is_primary():  # built in the staging folder, renamed into place complete
+    checkpoints.open_staging(entry, checkpoints.TEACHER_META)
+    (checkpoints.staging(entry) / "config.json").write_text(to_json(config.teacher))
+  distributed.barrier("kd_jax.teacher.staging")
   print(f"[teacher] storing the {members}-member artifact {manifest} → {entry}", flush=True)
   checkpoints.save_teacher(entry, final, initial, {"key": meta["key"], "members": members,
                                                    "artifact": str(manifest)})
