@@ -22,7 +22,6 @@ from kd_jax.core import checkpoints, distributed, parallel, store_lock
 from kd_jax.kd import ensemble
 from kd_jax.train import evaluators, modeling, optim, writer as report, steps
 from kd_jax.config import to_json
-from kd_jax.runner.identity import teacher_key
 from kd_jax.data import pipelines
 from kd_jax.data.inputs import ExperimentData
 from kd_jax.train.trainer import Hook, Phase, fit
@@ -37,23 +36,25 @@ class Teacher:
   trained_now: bool
 
 
-def store_dir(config: ConfigDict, workdir: Path) -> Path:
+def store_dir(teacher: ConfigDict, workdir: Path) -> Path:
   """``<workdir>/teachers``, or ``teacher.store`` made absolute: a store shared across runs is
   relative to the current folder, so the printed path says which folder that was."""
-  if config.teacher.store:
-    return Path(config.teacher.store).expanduser().resolve()
+  if teacher.store:
+    return Path(teacher.store).expanduser().resolve()
   return Path(workdir) / "teachers"
 
 
-def load(config: ConfigDict, workdir: Path, model, input_shape) -> Optional[Teacher]:
-  """The first ``teacher.ensemble_size`` members of a stored ensemble, or None if none fits."""
-  t = config.teacher
-  members = int(t.ensemble_size)
-  found = checkpoints.find_teacher(store_dir(config, workdir), teacher_key(config.data, config.teacher), members)
+def load(teacher: ConfigDict, key: str, workdir: Path, model, input_shape) -> Optional[Teacher]:
+  """The first ``teacher.ensemble_size`` members of a stored ensemble, or None if none fits.
+
+  ``teacher``: ``config.teacher``; ``key``: its ``teacher_key(config.data, config.teacher)``.
+  """
+  members = int(teacher.ensemble_size)
+  found = checkpoints.find_teacher(store_dir(teacher, workdir), key, members)
   if found is None:
     return None
   stored_m = int(json.loads((found / "teacher.json").read_text())["members"])
-  like = modeling.init_variables(model, t.seed, steps.TEACHER_STREAM, stored_m, input_shape)
+  like = modeling.init_variables(model, teacher.seed, steps.TEACHER_STREAM, stored_m, input_shape)
   final, initial, _ = checkpoints.load_teacher(found, {"final": like, "initial": like})
   print(f"[teacher] reusing {stored_m}-member ensemble from {found} (first {members} used)",
         flush=True)
@@ -61,57 +62,59 @@ def load(config: ConfigDict, workdir: Path, model, input_shape) -> Optional[Teac
   return Teacher(model, take(final), take(initial), found, trained_now=False)
 
 
-def lock_path(config: ConfigDict, workdir: Path) -> Path:
+def lock_path(teacher: ConfigDict, key: str, workdir: Path) -> Path:
   """One lock per teacher key (not per size): a 1-member ask waits for a 2-member training."""
-  return store_dir(config, workdir) / f"{teacher_key(config.data, config.teacher)}.lock"
+  return store_dir(teacher, workdir) / f"{key}.lock"
 
 
-def get_teacher(config: ConfigDict, workdir: Path, data: ExperimentData, mesh: Mesh,
-                writer: report.MetricWriter, hook: Optional[Hook] = None) -> Teacher:
-  """Loads the teacher ensemble from the store, or trains it (resumably) and stores it."""
-  model = modeling.build_model(config.teacher.model, data.num_classes, config,
-                               data.model_options)
-  if distributed.agree(_stored(config, workdir)):   # process 0 looks; every process follows
-    return load(config, workdir, model, data.input_shape)
-  lock = (store_lock.hold(lock_path(config, workdir), f"teacher {teacher_key(config.data, config.teacher)}")
+def get_teacher(teacher: ConfigDict, key: str, run: ConfigDict, workdir: Path,
+                data: ExperimentData, mesh: Mesh, writer: report.MetricWriter,
+                hook: Optional[Hook] = None) -> Teacher:
+  """Loads the teacher ensemble from the store, or trains it (resumably) and stores it.
+
+  ``teacher``, ``run``: those sections of the config; ``key``: the teacher's identity in the
+  store, ``kd_jax.runner.identity.teacher_key(config.data, config.teacher)``.
+  """
+  model = modeling.build_model(teacher.model, data.num_classes, run.dtype, data.model_options)
+  if distributed.agree(_stored(teacher, key, workdir)):  # process 0 looks; every process follows
+    return load(teacher, key, workdir, model, data.input_shape)
+  lock = (store_lock.hold(lock_path(teacher, key, workdir), f"teacher {key}")
           if distributed.is_primary() else contextlib.nullcontext())
   with lock:  # one lock per job: process 0 holds it for all of them
-    if distributed.agree(_stored(config, workdir)):  # trained while we waited
-      return load(config, workdir, model, data.input_shape)
-    return _train(config, workdir, data, mesh, writer, model, hook)
+    if distributed.agree(_stored(teacher, key, workdir)):  # trained while we waited
+      return load(teacher, key, workdir, model, data.input_shape)
+    return _train(teacher, key, run, workdir, data, mesh, writer, model, hook)
 
 
-def _stored(config: ConfigDict, workdir: Path) -> bool:
-  found = checkpoints.find_teacher(store_dir(config, workdir), teacher_key(config.data, config.teacher),
-                                   int(config.teacher.ensemble_size))
+def _stored(teacher: ConfigDict, key: str, workdir: Path) -> bool:
+  found = checkpoints.find_teacher(store_dir(teacher, workdir), key, int(teacher.ensemble_size))
   return found is not None
 
 
-def _train(config: ConfigDict, workdir: Path, data: ExperimentData, mesh: Mesh,
-           writer: report.MetricWriter, model, hook: Optional[Hook]) -> Teacher:
+def _train(teacher: ConfigDict, key: str, run: ConfigDict, workdir: Path, data: ExperimentData,
+           mesh: Mesh, writer: report.MetricWriter, model, hook: Optional[Hook]) -> Teacher:
   """Trains (or resumes) the ensemble into its store entry; the caller holds the lock."""
-  t = config.teacher
+  t = teacher
   members = int(t.ensemble_size)
-  key = teacher_key(config.data, config.teacher)
-  entry = checkpoints.teacher_entry(store_dir(config, workdir), key, members)
+  entry = checkpoints.teacher_entry(store_dir(t, workdir), key, members)
   if distributed.is_primary():
     entry.mkdir(parents=True, exist_ok=True)
-    (entry / "config.json").write_text(to_json(config.teacher))
+    (entry / "config.json").write_text(to_json(t))
   initial = jax.device_get(modeling.init_variables(model, t.seed, steps.TEACHER_STREAM, members,
                                                    data.input_shape))
   spe = pipelines.steps_per_epoch(data.teacher.size, t.batch_size)
   tx = optim.make_optimizer(t.optim, spe * t.epochs, spe)
   spec = steps.StepSpec(apply_fn=model.apply, tx=tx, prepare=data.prepare(t.augment),
                         materialize=data.teacher.materialize, objective="ce",
-                        member_mode=config.run.member_mode)
+                        member_mode=run.member_mode)
   clean = steps.StepSpec(apply_fn=model.apply, tx=tx, prepare=data.prepare(""),
-                         materialize=data.test.materialize, member_mode=config.run.member_mode)
-  ctx = evaluators.TeacherContext(model.apply, data.test, mesh, clean, config.run.eval_batch_size)
+                         materialize=data.test.materialize, member_mode=run.member_mode)
+  ctx = evaluators.TeacherContext(model.apply, data.test, mesh, clean, run.eval_batch_size)
   evaluate = evaluators.combine(evaluators.TEACHER_EVALS, t.evals, ctx)
   phase = Phase(name="teacher", spec=spec, pipeline=data.teacher, epochs=t.epochs,
                 batch_size=t.batch_size, seed=t.seed, stream=steps.TEACHER_STREAM,
-                checkpoint_dir=entry / "ckpt", checkpoint_every=config.run.checkpoint_every,
-                log_every=config.run.log_every, steps_per_call=config.run.steps_per_call,
+                checkpoint_dir=entry / "ckpt", checkpoint_every=run.checkpoint_every,
+                log_every=run.log_every, steps_per_call=run.steps_per_call,
                 eval_every=t.eval_every, evaluate=evaluate, keep_every=t.keep_every)
   state = parallel.replicate(modeling.make_state(initial, tx), mesh)
   print(f"[teacher] training {members} × {t.model.name} on {data.teacher.size} examples "
