@@ -81,14 +81,14 @@ def run(config: ConfigDict, workdir: str | Path, hook: Optional[Hook] = None,
   writer = report.MetricWriter(workdir, tensorboard=config.run.tensorboard)
   try:
     teacher = teachers.get_teacher(config.teacher, teacher_key(config.data, config.teacher),
-                                   config.run, workdir, data, mesh, writer, hook)
+                                   config.run, workdir, data, mesh, writer, hook, config.evals)
     gan, gan_info = None, None
     if float(config.distill.synth_ratio) > 0:
       from kd_jax.runner import gans  # the SN-GAN only when its samples are used
       gan, gan_info = gans.gan_for_run(config.gan, gans.gan_key(config.gan, config.data),
                                        workdir, data, teacher, config.run.tensorboard)
     student = student_lib.distill(config.distill, config.run, int(config.seed), workdir, data,
-                                  teacher, mesh, writer, hook, gan=gan)
+                                  teacher, mesh, writer, hook, gan=gan, evals=config.evals)
   finally:
     writer.close()
   splits = dict(student.results)

@@ -112,7 +112,7 @@ def _anchor(member: int, teacher: Teacher, model_vars: dict, mesh: Mesh):
   return parallel.replicate(anchor, mesh)
 
 
-def _no_eval(state, results):
+def _no_eval(state, results, epoch=None):
   """Stages before the last are not evaluated (their numbers are in metrics.jsonl)."""
   return {}
 
@@ -159,12 +159,13 @@ def _synthetic(d: ConfigDict, data: ExperimentData, mesh: Mesh, gan, t_vars):
 
 def distill(d: ConfigDict, run: ConfigDict, seed: int, workdir: Path, data: ExperimentData,
             teacher: Teacher, mesh: Mesh, writer: report.MetricWriter,
-            hook: Optional[Hook] = None, gan: Any = None) -> Student:
+            hook: Optional[Hook] = None, gan: Any = None, evals: Any = None) -> Student:
   """Distills one student from the (first k members of the) teacher; with
   ``distill.synth_ratio`` > 0 each batch also holds fresh samples of ``gan``.
 
   ``d``, ``run``: ``config.distill`` and ``config.run``; ``seed``: ``config.seed``, the trial's
-  student seed (its initialization and data order).
+  student seed (its initialization and data order); ``evals``: ``config.evals``, evaluations
+  besides those ``distill.evals`` names (kd_jax.train.evaluators).
   """
   k = int(d.teacher_members) or ensemble.num_members(teacher.final["params"])
   # The frozen teacher may run with its BatchNorms folded into its convs (models/fold.py).
@@ -199,12 +200,14 @@ def distill(d: ConfigDict, run: ConfigDict, seed: int, workdir: Path, data: Expe
       augmented=dataclasses.replace(spec, anneal=None) if d.augment else None,
       batch_size=run.eval_batch_size, train_limit=int(d.train_eval_size),
       seed=seed, synthetic=synth_eval)
-  evaluate = evaluators.combine(evaluators.DISTILL_EVALS, d.evals, ctx)
+  chosen = evaluators.entries("distill", d.evals, evals)
+  evaluate = evaluators.build("distill", chosen, ctx, int(d.eval_every))
   phase = Phase(name="distill", spec=spec, pipeline=data.distill, epochs=d.epochs,
                 batch_size=batch_size, seed=seed, stream=steps.STUDENT_STREAM,
                 checkpoint_dir=Path(workdir) / "checkpoints" / "student",
                 checkpoint_every=run.checkpoint_every, log_every=run.log_every,
-                steps_per_call=run.steps_per_call, eval_every=d.eval_every,
+                steps_per_call=run.steps_per_call,
+                eval_every=evaluators.cadence(chosen, int(d.eval_every)),
                 evaluate=evaluate, teacher_vars=step_vars)
   state = parallel.replicate(modeling.make_state(init_vars, tx), mesh)
   print(f"[distill] {k}-member {teacher.model.__class__.__name__} teacher → "

@@ -69,11 +69,12 @@ def lock_path(teacher: ConfigDict, key: str, workdir: Path) -> Path:
 
 def get_teacher(teacher: ConfigDict, key: str, run: ConfigDict, workdir: Path,
                 data: ExperimentData, mesh: Mesh, writer: report.MetricWriter,
-                hook: Optional[Hook] = None) -> Teacher:
+                hook: Optional[Hook] = None, evals: Any = None) -> Teacher:
   """Loads the teacher ensemble from the store, or trains it (resumably) and stores it.
 
   ``teacher``, ``run``: those sections of the config; ``key``: the teacher's identity in the
-  store, ``kd_jax.runner.identity.teacher_key(config.data, config.teacher)``.
+  store, ``kd_jax.runner.identity.teacher_key(config.data, config.teacher)``; ``evals``:
+  ``config.evals``, evaluations besides those ``teacher.evals`` names.
   """
   model = modeling.build_model(teacher.model, data.num_classes, run.dtype, data.model_options)
   if distributed.agree(_stored(teacher, key, workdir)):  # process 0 looks; every process follows
@@ -83,7 +84,7 @@ def get_teacher(teacher: ConfigDict, key: str, run: ConfigDict, workdir: Path,
   with lock:  # one lock per job: process 0 holds it for all of them
     if distributed.agree(_stored(teacher, key, workdir)):  # trained while we waited
       return load(teacher, key, workdir, model, data.input_shape)
-    return _train(teacher, key, run, workdir, data, mesh, writer, model, hook)
+    return _train(teacher, key, run, workdir, data, mesh, writer, model, hook, evals)
 
 
 def _stored(teacher: ConfigDict, key: str, workdir: Path) -> bool:
@@ -92,7 +93,8 @@ def _stored(teacher: ConfigDict, key: str, workdir: Path) -> bool:
 
 
 def _train(teacher: ConfigDict, key: str, run: ConfigDict, workdir: Path, data: ExperimentData,
-           mesh: Mesh, writer: report.MetricWriter, model, hook: Optional[Hook]) -> Teacher:
+           mesh: Mesh, writer: report.MetricWriter, model, hook: Optional[Hook],
+           evals: Any = None) -> Teacher:
   """Trains (or resumes) the ensemble into its store entry; the caller holds the lock."""
   t = teacher
   members = int(t.ensemble_size)
@@ -109,13 +111,16 @@ def _train(teacher: ConfigDict, key: str, run: ConfigDict, workdir: Path, data: 
                         member_mode=run.member_mode)
   clean = steps.StepSpec(apply_fn=model.apply, tx=tx, prepare=data.prepare(""),
                          materialize=data.test.materialize, member_mode=run.member_mode)
-  ctx = evaluators.TeacherContext(model.apply, data.test, mesh, clean, run.eval_batch_size)
-  evaluate = evaluators.combine(evaluators.TEACHER_EVALS, t.evals, ctx)
+  ctx = evaluators.TeacherContext(model.apply, data.test, mesh, clean, run.eval_batch_size,
+                                  train=data.teacher)
+  chosen = evaluators.entries("teacher", t.evals, evals)
+  evaluate = evaluators.build("teacher", chosen, ctx, int(t.eval_every))
   phase = Phase(name="teacher", spec=spec, pipeline=data.teacher, epochs=t.epochs,
                 batch_size=t.batch_size, seed=t.seed, stream=steps.TEACHER_STREAM,
                 checkpoint_dir=entry / "ckpt", checkpoint_every=run.checkpoint_every,
                 log_every=run.log_every, steps_per_call=run.steps_per_call,
-                eval_every=t.eval_every, evaluate=evaluate, keep_every=t.keep_every)
+                eval_every=evaluators.cadence(chosen, int(t.eval_every)), evaluate=evaluate,
+                keep_every=t.keep_every)
   state = parallel.replicate(modeling.make_state(initial, tx), mesh)
   print(f"[teacher] training {members} × {t.model.name} on {data.teacher.size} examples "
         f"for {t.epochs} epochs → {entry}", flush=True)

@@ -28,10 +28,8 @@ def validate(config: ConfigDict) -> None:
                       "which only the streamed pipeline does; add "
                       "--config.data.pipeline=streamed")
   augment.check_normalization(config.data.normalization)
-  for name in config.teacher.evals:
-    evaluators.TEACHER_EVALS.check(name)
-  for name in config.distill.evals:
-    evaluators.DISTILL_EVALS.check(name)
+  evaluators.entries("teacher", config.teacher.evals, config.evals)
+  evaluators.entries("distill", config.distill.evals, config.evals)
   for section in ("teacher", "distill"):
     s = config[section]
     MODELS.check(s.model.name, f"{section}.model.name")

@@ -102,6 +102,6 @@ def train_teacher(config: ConfigDict, workdir: Path, hook: Optional[Hook] = None
   try:
     key = teacher_key(config.data, config.teacher)
     return teachers.get_teacher(config.teacher, key, config.run, workdir, data, mesh, writer,
-                                hook).entry
+                                hook, config.evals).entry
   finally:
     writer.close()
