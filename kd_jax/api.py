@@ -1,6 +1,6 @@
 """kd_jax from Python: run experiments and figures, load what they trained, measure fidelity.
 
-The command lines (``kd_jax.main``, ``kd_jax.sweeps.sweep``) do the same through flags; this is the
+The command lines (``kd_jax.main``, ``kd_jax.sweep``) do the same through flags; this is the
 notebook's way in. Loading needs only a run's workdir (its ``config.json``, ``results.json``
 and checkpoints), so a run trained on a TPU can be examined on a laptop::
 

@@ -1,4 +1,4 @@
-"""What the two entry points (``kd_jax.main``, ``kd_jax.sweeps.sweep``) share: flag parsing and errors.
+"""What the two entry points (``kd_jax.main``, ``kd_jax.sweep``) share: flag parsing and errors.
 
 A bad config path, variant or override (``--config.distill.temprature=2``) fails while absl
 parses flags, deep inside ml_collections; users get one line naming it, not a traceback.

@@ -123,7 +123,7 @@ def test_figure_config_says_main_runs_the_base_config_only(tmp_path):
 
 def test_sweep_dry_run_needs_no_workdir(tmp_path):
   out = _main(f"--config={REPO / 'configs/fig3_augmentation.py'}:mini", "--dry_run",
-              module="kd_jax.sweeps.sweep", cwd=tmp_path)
+              module="kd_jax.sweep", cwd=tmp_path)
   assert out.returncode == 0, out.stderr
   default = Path("runs") / "fig3_augmentation_mini"
   assert out.stdout.splitlines()[0] == (f"[sweep] no --workdir given: using {default} "

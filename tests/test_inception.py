@@ -13,6 +13,7 @@ from kd_jax.runner import fid, inception_weights as W
 from kd_jax.core.errors import ConfigError
 from kd_jax.models import inception
 from random_inception import random_state_dict
+from torch_inception import REFERENCE, reference_inputs, torch_reference
 
 
 def _np_conv(x, w_oihw, stride, pad):
@@ -151,146 +152,10 @@ def test_batch_counters_are_ignored_and_kernels_transposed(zeros_state):
   assert kernel[1, 2, 0, 5] == w[5, 0, 1, 2]     # HWIO[h, w, i, o] = OIHW[o, i, h, w]
 
 
-def _torch_reference(torch):
-  """pytorch-fid's fid_inception_v3 structure (torchvision Inception3 + FID patches), written
-  with torch alone."""
-  nn, F = torch.nn, torch.nn.functional
-
-  class Basic(nn.Module):
-    def __init__(self, i, o, **kw):
-      super().__init__()
-      self.conv = nn.Conv2d(i, o, bias=False, **kw)
-      self.bn = nn.BatchNorm2d(o, eps=0.001)
-
-    def forward(self, x):
-      return F.relu(self.bn(self.conv(x)))
-
-  def avg(x):
-    return F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
-
-  class A(nn.Module):
-    def __init__(self, i, pf):
-      super().__init__()
-      self.branch1x1 = Basic(i, 64, kernel_size=1)
-      self.branch5x5_1 = Basic(i, 48, kernel_size=1)
-      self.branch5x5_2 = Basic(48, 64, kernel_size=5, padding=2)
-      self.branch3x3dbl_1 = Basic(i, 64, kernel_size=1)
-      self.branch3x3dbl_2 = Basic(64, 96, kernel_size=3, padding=1)
-      self.branch3x3dbl_3 = Basic(96, 96, kernel_size=3, padding=1)
-      self.branch_pool = Basic(i, pf, kernel_size=1)
-
-    def forward(self, x):
-      return torch.cat([self.branch1x1(x), self.branch5x5_2(self.branch5x5_1(x)),
-                        self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
-                        self.branch_pool(avg(x))], 1)
-
-  class B(nn.Module):
-    def __init__(self, i):
-      super().__init__()
-      self.branch3x3 = Basic(i, 384, kernel_size=3, stride=2)
-      self.branch3x3dbl_1 = Basic(i, 64, kernel_size=1)
-      self.branch3x3dbl_2 = Basic(64, 96, kernel_size=3, padding=1)
-      self.branch3x3dbl_3 = Basic(96, 96, kernel_size=3, stride=2)
-
-    def forward(self, x):
-      return torch.cat([self.branch3x3(x),
-                        self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
-                        F.max_pool2d(x, 3, stride=2)], 1)
-
-  class C(nn.Module):
-    def __init__(self, i, c):
-      super().__init__()
-      self.branch1x1 = Basic(i, 192, kernel_size=1)
-      self.branch7x7_1 = Basic(i, c, kernel_size=1)
-      self.branch7x7_2 = Basic(c, c, kernel_size=(1, 7), padding=(0, 3))
-      self.branch7x7_3 = Basic(c, 192, kernel_size=(7, 1), padding=(3, 0))
-      self.branch7x7dbl_1 = Basic(i, c, kernel_size=1)
-      self.branch7x7dbl_2 = Basic(c, c, kernel_size=(7, 1), padding=(3, 0))
-      self.branch7x7dbl_3 = Basic(c, c, kernel_size=(1, 7), padding=(0, 3))
-      self.branch7x7dbl_4 = Basic(c, c, kernel_size=(7, 1), padding=(3, 0))
-      self.branch7x7dbl_5 = Basic(c, 192, kernel_size=(1, 7), padding=(0, 3))
-      self.branch_pool = Basic(i, 192, kernel_size=1)
-
-    def forward(self, x):
-      b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
-      bd = self.branch7x7dbl_1(x)
-      for k in range(2, 6):
-        bd = getattr(self, f"branch7x7dbl_{k}")(bd)
-      return torch.cat([self.branch1x1(x), b7, bd, self.branch_pool(avg(x))], 1)
-
-  class D(nn.Module):
-    def __init__(self, i):
-      super().__init__()
-      self.branch3x3_1 = Basic(i, 192, kernel_size=1)
-      self.branch3x3_2 = Basic(192, 320, kernel_size=3, stride=2)
-      self.branch7x7x3_1 = Basic(i, 192, kernel_size=1)
-      self.branch7x7x3_2 = Basic(192, 192, kernel_size=(1, 7), padding=(0, 3))
-      self.branch7x7x3_3 = Basic(192, 192, kernel_size=(7, 1), padding=(3, 0))
-      self.branch7x7x3_4 = Basic(192, 192, kernel_size=3, stride=2)
-
-    def forward(self, x):
-      b7 = x
-      for k in range(1, 5):
-        b7 = getattr(self, f"branch7x7x3_{k}")(b7)
-      return torch.cat([self.branch3x3_2(self.branch3x3_1(x)), b7,
-                        F.max_pool2d(x, 3, stride=2)], 1)
-
-  class E(nn.Module):
-    def __init__(self, i, max_pool):
-      super().__init__()
-      self.max_pool = max_pool
-      self.branch1x1 = Basic(i, 320, kernel_size=1)
-      self.branch3x3_1 = Basic(i, 384, kernel_size=1)
-      self.branch3x3_2a = Basic(384, 384, kernel_size=(1, 3), padding=(0, 1))
-      self.branch3x3_2b = Basic(384, 384, kernel_size=(3, 1), padding=(1, 0))
-      self.branch3x3dbl_1 = Basic(i, 448, kernel_size=1)
-      self.branch3x3dbl_2 = Basic(448, 384, kernel_size=3, padding=1)
-      self.branch3x3dbl_3a = Basic(384, 384, kernel_size=(1, 3), padding=(0, 1))
-      self.branch3x3dbl_3b = Basic(384, 384, kernel_size=(3, 1), padding=(1, 0))
-      self.branch_pool = Basic(i, 192, kernel_size=1)
-
-    def forward(self, x):
-      b3 = self.branch3x3_1(x)
-      bd = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
-      pooled = F.max_pool2d(x, 3, stride=1, padding=1) if self.max_pool else avg(x)
-      return torch.cat([self.branch1x1(x), self.branch3x3_2a(b3), self.branch3x3_2b(b3),
-                        self.branch3x3dbl_3a(bd), self.branch3x3dbl_3b(bd),
-                        self.branch_pool(pooled)], 1)
-
-  class Net(nn.Module):
-    def __init__(self):
-      super().__init__()
-      self.Conv2d_1a_3x3 = Basic(3, 32, kernel_size=3, stride=2)
-      self.Conv2d_2a_3x3 = Basic(32, 32, kernel_size=3)
-      self.Conv2d_2b_3x3 = Basic(32, 64, kernel_size=3, padding=1)
-      self.Conv2d_3b_1x1 = Basic(64, 80, kernel_size=1)
-      self.Conv2d_4a_3x3 = Basic(80, 192, kernel_size=3)
-      self.Mixed_5b, self.Mixed_5c, self.Mixed_5d = A(192, 32), A(256, 64), A(288, 64)
-      self.Mixed_6a = B(288)
-      self.Mixed_6b, self.Mixed_6c = C(768, 128), C(768, 160)
-      self.Mixed_6d, self.Mixed_6e = C(768, 160), C(768, 192)
-      self.Mixed_7a = D(768)
-      self.Mixed_7b, self.Mixed_7c = E(1280, False), E(2048, True)
-      self.fc = nn.Linear(2048, 1008)
-
-    def forward(self, u8):   # pytorch-fid: [0, 1] → resize 299 → 2x − 1
-      x = u8.permute(0, 3, 1, 2).to(self.fc.weight.dtype) / 255.0
-      x = 2 * F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False) - 1
-      x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
-      x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(F.max_pool2d(x, 3, stride=2)))
-      x = F.max_pool2d(x, 3, stride=2)
-      for name in ("5b", "5c", "5d", "6a", "6b", "6c", "6d", "6e", "7a", "7b", "7c"):
-        x = getattr(self, f"Mixed_{name}")(x)
-      pool = x.mean(dim=(2, 3))
-      return pool, pool @ self.fc.weight.T   # IS: the classifier without its bias
-
-  return Net()
-
-
 def test_whole_network_matches_pytorch_reference(tmp_path):
   torch = pytest.importorskip("torch", reason="the reference network needs PyTorch")
-  net = _torch_reference(torch).eval()
-  state = random_state_dict(4)
+  net = torch_reference(torch).eval()
+  state = random_state_dict(REFERENCE['seed'])
   assert set(net.state_dict()) - {k for k in net.state_dict() if "num_batches" in k} == set(state)
   net.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=False)
   pth, npz = tmp_path / "w.pth", tmp_path / "w.npz"
@@ -301,7 +166,7 @@ def test_whole_network_matches_pytorch_reference(tmp_path):
   from_pth, from_npz = W.load(pth), W.load(npz)
   for a, b in zip(jax.tree.leaves(from_pth), jax.tree.leaves(from_npz)):
     np.testing.assert_array_equal(a, b)
-  images = np.random.default_rng(5).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+  images = reference_inputs()
   with torch.no_grad():
     pool_t, logits_t = (t.double().numpy() for t in net.double()(torch.from_numpy(images)))
   pool_j, logits_j = jax.device_get(fid._forward(from_npz, jnp.asarray(images), 299))
@@ -314,3 +179,22 @@ def test_readme_shows_the_conversion_one_liner_the_error_names():
   readme = (Path(__file__).parents[1] / "README.md").read_text()
   assert W.CONVERT.replace("IN.pth", "pt_inception-2015-12-05-6726825d.pth").replace(
       "OUT.npz", "pt_inception-2015-12-05.npz") in readme
+
+
+def test_whole_network_matches_stored_pytorch_outputs():
+  """Runs without torch (CI): the PyTorch reference's outputs for random_state_dict(seed) on
+  fixed images, made by tests/torch_inception.py and stored small beside the tests; kd_jax's
+  network with the same weights must give them."""
+  stored = np.load(REFERENCE["file"])
+  images = reference_inputs()
+  np.testing.assert_array_equal(stored["images"], images)  # the inputs the file was made from
+  weights = W.to_variables(random_state_dict(int(stored["seed"])))
+  pool_j, logits_j = jax.device_get(fid._forward(weights, jnp.asarray(images), 299))
+  pool_t, logits_t = stored["pool"], stored["logits"]
+  assert pool_t.shape == (2, 2048) and logits_t.shape == (2, 1008)
+  np.testing.assert_allclose(pool_j, pool_t, rtol=1e-4, atol=1e-4 * np.abs(pool_t).max())
+  np.testing.assert_allclose(logits_j, logits_t, rtol=1e-4, atol=1e-4 * np.abs(logits_t).max())
+  # a control: other weights give outputs the same check rejects
+  other = W.to_variables(random_state_dict(int(stored["seed"]) + 1))
+  pool_o, _ = jax.device_get(fid._forward(other, jnp.asarray(images), 299))
+  assert not np.allclose(pool_o, pool_t, rtol=1e-4, atol=1e-4 * np.abs(pool_t).max())

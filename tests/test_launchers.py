@@ -199,7 +199,7 @@ def test_teachers_run_first_and_a_failed_teacher_fails_its_trials(figure_file, t
 
 def test_submitit_flags_without_the_launcher_are_one_clear_error(figure_file, tmp_path):
   import subprocess
-  cmd = [sys.executable, "-m", "kd_jax.sweeps.sweep", f"--config={figure_file}",
+  cmd = [sys.executable, "-m", "kd_jax.sweep", f"--config={figure_file}",
          f"--workdir={tmp_path}", "--parallel=4", "--dry_run"]
   out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
   assert out.returncode == 2 and out.stderr.strip().count("\n") == 0, out.stderr

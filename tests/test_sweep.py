@@ -342,7 +342,7 @@ def test_no_arms_is_one_default_arm(figure_file):
 
 
 def test_command_line_dry_run_and_errors(figure_file, tmp_path):
-  cmd = [sys.executable, "-m", "kd_jax.sweeps.sweep", f"--config={figure_file}", f"--workdir={tmp_path}"]
+  cmd = [sys.executable, "-m", "kd_jax.sweep", f"--config={figure_file}", f"--workdir={tmp_path}"]
   env = dict(os.environ, PYTHONPATH=os.pathsep.join(
       [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))  # the figure imports tiny
   out = subprocess.run(cmd + ["--dry_run"], capture_output=True, text=True, timeout=120, env=env)
