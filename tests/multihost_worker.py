@@ -1,7 +1,10 @@
 """One process of the 2-process test (tests/test_multihost.py): 2 CPU devices, a tiny teacher.
 
-Usage: python multihost_worker.py <port> <process_id> <workdir> <store>. Records, for every
-training step it fed, which columns of the global batch it read (file taken_<id>.npz).
+Usage: python multihost_worker.py <port> <process_id> <workdir> <store> [teacher|run|run_kill].
+``teacher`` (default) trains the teacher alone and records, for every training step it fed,
+which columns of the global batch it read (file taken_<id>.npz); ``run`` runs the whole
+experiment (teacher, distillation, evaluation); ``run_kill`` does so but process 1 kills itself
+(SIGKILL) after its first distillation checkpoint.
 """
 import os
 import sys
@@ -20,7 +23,22 @@ from kd_jax.data import pipelines  # noqa: E402
 from tiny import multihost_config  # noqa: E402
 
 port, pid, workdir, store = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+mode = sys.argv[5] if len(sys.argv) > 5 else "teacher"
 distributed.initialize(f"127.0.0.1:{port}", 2, pid)
+
+if mode != "teacher":
+  import signal  # noqa: E402
+
+  from kd_jax.runner import experiment  # noqa: E402
+  from tiny import multihost_run_config  # noqa: E402
+
+  def die_after_first_distill_checkpoint(phase, epoch):
+    if mode == "run_kill" and pid == 1 and phase == "distill" and epoch == 1:
+      print("killing myself", file=sys.stderr, flush=True)  # stdout: silenced off process 0
+      os.kill(os.getpid(), signal.SIGKILL)
+
+  experiment.run(multihost_run_config(store), workdir, hook=die_after_first_distill_checkpoint)
+  sys.exit(0)
 
 taken = []
 _take_train = pipelines.ArraySource.take_train

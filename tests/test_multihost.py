@@ -7,6 +7,7 @@ that leaf's training update (the two programs add floats in different orders).
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -33,15 +34,19 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _spawn(workdir: Path, store: Path) -> list[str]:
+def _start(workdir: Path, store: Path, mode: str) -> list[subprocess.Popen]:
   port = _free_port()
   env = dict(os.environ, PYTHONPATH=os.pathsep.join(
       [str(TESTS.parent), str(TESTS), os.environ.get("PYTHONPATH", "")]))
   env.pop("XLA_FLAGS", None)
-  procs = [subprocess.Popen([sys.executable, str(TESTS / "multihost_worker.py"), str(port),
-                             str(i), str(workdir), str(store)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-           for i in range(2)]
+  return [subprocess.Popen([sys.executable, str(TESTS / "multihost_worker.py"), str(port),
+                            str(i), str(workdir), str(store), mode], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+          for i in range(2)]
+
+
+def _spawn(workdir: Path, store: Path, mode: str = "teacher") -> list[str]:
+  procs = _start(workdir, store, mode)
   outs = []
   try:
     for p in procs:
@@ -90,3 +95,45 @@ def _check_columns(workdir: Path) -> None:
     assert len(both) == 2 * 16
     for m, pos, example in both[:, 4:]:
       assert idx[step, m, pos] == example
+
+
+def test_two_processes_distil_as_one_and_resume_after_one_is_killed(tmp_path):
+  """The whole run (teacher, then distillation) on 2 processes × 2 devices: process 1 is
+  killed after the first distillation checkpoint (process 0 is then stopped, as a scheduler
+  ends a job that lost a task); the rerun resumes and ends at the student that 1 process × 4
+  devices distils. Process 0 alone writes: every epoch is logged once."""
+  from kd_jax.runner import experiment
+  from tiny import multihost_run_config
+  one = experiment.run(multihost_run_config(tmp_path / "s1"), tmp_path / "w1")
+  procs = _start(tmp_path / "w2", tmp_path / "s2", "run_kill")
+  try:
+    out1 = procs[1].communicate(timeout=240)[0]
+    assert procs[1].returncode == -9 and "killing myself" in out1, out1[-3000:]
+    assert not (tmp_path / "w2" / "results.json").exists()
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+      p.communicate()
+  outs = _spawn(tmp_path / "w2", tmp_path / "s2", "run")
+  assert "[distill] resumed from the checkpoint after epoch 1" in outs[0], outs[0][-2000:]
+  assert "[distill]" not in outs[1], "process 0 logs alone"
+  lines = [json.loads(l) for l in (tmp_path / "w2" / "metrics.jsonl").read_text().splitlines()]
+  epochs = [r["epoch"] for r in lines if r["phase"] == "distill"]
+  assert epochs == sorted(set(epochs)) and epochs[-1] == 3, epochs  # each epoch once
+  two = json.loads((tmp_path / "w2" / "results.json").read_text())
+  s1, s2 = (checkpoints.read_host(tmp_path / w / "checkpoints" / "student")[1]
+            for w in ("w1", "w2"))
+  init = _student_init(multihost_run_config(tmp_path / "s1"))
+  assert_same_training(s2["params"], s1["params"], init)
+  for k in ("agreement", "student_acc"):
+    assert abs(two["splits"]["test"][k] - one["splits"]["test"][k]) <= 2.0, (k, two, one)
+
+
+def _student_init(c):
+  """The student's initial parameters (random init: the model, seed and stream of the run)."""
+  from kd_jax.models import get_model
+  from kd_jax.train import modeling, steps
+  opts = {k: v for k, v in c.distill.model.items() if k != "name"}
+  model = get_model(c.distill.model.name, 10, **opts)
+  return modeling.init_variables(model, c.seed, steps.STUDENT_STREAM, 1, (28, 28, 1))["params"]

@@ -150,11 +150,11 @@ np.savez(Path(workdir) / "final.npz", *jax.tree.leaves(jax.device_get(t.final)))
 """
 
 
-def wait_for(predicate, timeout: float, what: str) -> None:
+def wait_for(predicate, timeout: float, what: str, show=lambda: "") -> None:
   t0 = time.monotonic()
   while not predicate():
     if time.monotonic() - t0 > timeout:
-      raise AssertionError(f"timed out waiting for {what}")
+      raise AssertionError(f"timed out waiting for {what}: {show()}")
     time.sleep(0.2)
 
 
@@ -173,7 +173,7 @@ def test_two_processes_needing_one_untrained_teacher_train_it_once(tmp_path):
   # the trainer is held inside training (lock taken) until the other says it waits
   wait_for(lambda: sum("[teacher] training" in t for t in text()) == 1
            and any("[lock] teacher" in t and "is held by" in t for t in text()), 300,
-           "one process training and the other waiting")
+           "one process training and the other waiting", text)
   gate.write_text("go")
   for p in procs:
     assert p.wait(timeout=300) == 0, text()

@@ -209,3 +209,17 @@ def test_end_to_end_text_run(tmp_path):
   assert test["agreement"] >= 90
   saved = json.loads((tmp_path / "run" / "results.json").read_text())
   assert saved["splits"]["test"]["agreement"] == test["agreement"]
+
+
+def test_unprepared_imdb_is_one_line_naming_the_command(tmp_path):
+  """tfds_text on a dataset that was never built: the one-line error with the command that
+  prepares it, where training will read it (no download is attempted)."""
+  from kd_jax.data import sources
+  with pytest.raises(ConfigError) as err:
+    sources.load_source({"source": "tfds_text", "name": "imdb_reviews",
+                         "data_dir": str(tmp_path)})
+  msg = str(err.value)
+  assert "\n" not in msg
+  assert msg.startswith("data.name='imdb_reviews': the tfds dataset is not prepared in")
+  assert (f'pip install -e ".[prepare]" && tfds build imdb_reviews/plain_text '
+          f"--data_dir={tmp_path} --file_format=array_record") in msg

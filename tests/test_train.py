@@ -46,6 +46,37 @@ def test_four_devices_match_one(tmp_path):
   assert moved > 1e-3, "training must have changed the parameters for the check to mean anything"
 
 
+def _student_init(c):
+  """The student's initial parameters (random init: the model, seed and stream of the run)."""
+  from kd_jax.models import get_model
+  from kd_jax.train import modeling, steps
+  opts = {k: v for k, v in c.distill.model.items() if k != "name"}
+  model = get_model(c.distill.model.name, 10, **opts)
+  return modeling.init_variables(model, c.seed, steps.STUDENT_STREAM, 1, (28, 28, 1))["params"]
+
+
+def test_four_devices_distil_as_one(tmp_path):
+  """Distillation (the student's phase) on 4 devices ends where 1 device does, from one shared
+  teacher (the device count is not part of a teacher's identity, so the second run reuses it)."""
+  from kd_jax.core import checkpoints
+  store = tmp_path / "store"
+  runs = {d: experiment.run(tiny_config(store, devices=d, distill_epochs=3), tmp_path / f"d{d}")
+          for d in (1, 4)}
+  assert len(list(store.glob("*-m1"))) == 1  # one teacher, trained by the first run
+  s1, s4 = (checkpoints.read_host(tmp_path / f"d{d}" / "checkpoints" / "student")[1]["params"]
+            for d in (1, 4))
+  init = _student_init(tiny_config(store))
+  assert_same_training(s4, s1, init)
+  # Control: another student seed, same check, is told apart.
+  c = tiny_config(store, distill_epochs=3)
+  with c.unlocked():
+    c.seed = 1
+  experiment.run(c, tmp_path / "other")
+  other = checkpoints.read_host(tmp_path / "other" / "checkpoints" / "student")[1]["params"]
+  assert max(update_gaps(other, s1, init).values()) > 0.1
+  assert runs[1]["splits"]["test"]["agreement"] > 0
+
+
 def _member(tree, i):
   return jax.tree.map(lambda x: np.asarray(x)[i], tree)
 

@@ -33,3 +33,14 @@ def multihost_config(store):
     c.data.pipeline = "streamed"
     c.teacher.evals, c.teacher.eval_every = ("test",), 2
   return c
+
+
+def multihost_run_config(store):
+  """tests/test_multihost.py's whole run: one member of the teacher above, then 3 epochs of distillation on
+  streamed data, evaluated on the test split at the end."""
+  c = multihost_config(store)
+  with c.unlocked():
+    c.teacher.ensemble_size = 1
+    c.distill.epochs = 3
+    c.distill.evals, c.distill.eval_every = ("test",), 3
+  return c

@@ -46,8 +46,21 @@ def check_batch(batch_size: int, mesh: Mesh, key: str) -> None:
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
-  """Puts a pytree on every device of the mesh (parameters, datasets)."""
-  return jax.device_put(tree, NamedSharding(mesh, REPLICATED))
+  """Puts a pytree on every device of the mesh (parameters, datasets).
+
+  A leaf that lives on this process's devices only (a teacher restored from the store, the
+  result of a local computation) goes through the host: on many hosts, device-to-device copies
+  into a mesh that spans other processes are not supported, while every process handing the
+  same host value is.
+  """
+  target = NamedSharding(mesh, REPLICATED)
+
+  def put(x: Any) -> Any:
+    if isinstance(x, jax.Array) and x.is_fully_addressable and not target.is_fully_addressable:
+      x = np.asarray(x)
+    return jax.device_put(x, target)
+
+  return jax.tree.map(put, tree)
 
 
 def sharding(mesh: Mesh, spec: P) -> NamedSharding:

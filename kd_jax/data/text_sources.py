@@ -131,8 +131,9 @@ def load_tfds_text(cfg: Any, prefix: str = "data") -> data_core.ArrayDataset:
   builder = tfds.builder(name, data_dir=data_dir)
   root = data_dir or tfds.core.constants.get_default_data_dir()
   if not builder.is_prepared():
+    command = tfds_source.prepare_command(tfds_source.build_name(builder), root)
     raise ConfigError(f"{prefix}.name={name!r}: the tfds dataset is not prepared in {root}; "
-                      f"prepare it with: {tfds_source.prepare_command(name, root)}")
+                      f"prepare it with: {command}")
   features = builder.info.features
   if "text" not in features or "label" not in features:
     raise ConfigError(f"{prefix}.name={name!r} has no 'text'/'label' features; the tfds_text "

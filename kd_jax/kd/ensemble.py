@@ -17,8 +17,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from kd_jax.core.errors import ConfigError
+from kd_jax.core.types import PyTree
 
-PyTree = Any
 
 #: How stacked members run: one vmapped program, an unrolled Python loop (m plain programs in
 #: one graph), or ``lax.map`` (one member's program in a loop); ``auto`` picks per backend.

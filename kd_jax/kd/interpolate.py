@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from kd_jax.core.errors import ConfigError
+from kd_jax.core.types import PyTree
 
-PyTree = Any
 
 _LAM_KEY = "distill.init.lam"
 

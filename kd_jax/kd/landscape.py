@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -17,8 +17,8 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from kd_jax.kd.interpolate import first_mismatch
+from kd_jax.core.types import PyTree
 
-PyTree = Any
 MetricFn = Callable[[PyTree], Mapping[str, jax.Array]]
 
 # Relative size below which a direction counts as zero (float32 parameters carry ~1e-7 noise).

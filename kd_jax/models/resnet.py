@@ -16,7 +16,7 @@ to 0, so each block starts as the identity (Goyal et al., "Accurate, Large Minib
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -24,13 +24,12 @@ import jax.numpy as jnp
 from kd_jax.core.errors import ConfigError
 from kd_jax.models.registry import MODELS
 from kd_jax.models.init import he_fan_out_normal, torch_dense
-from kd_jax.models.preresnet import scaled_width
+from kd_jax.models.preresnet import ModuleDef, scaled_width
 
 STAGE_PLANES = (64, 128, 256, 512)
 STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 EXPANSION = 4
 
-ModuleDef = Callable[..., nn.Module]
 
 
 class Bottleneck(nn.Module):

@@ -51,9 +51,8 @@ from kd_jax.core.batch import sharded_specs
 from kd_jax.data import pipelines
 from kd_jax.core.errors import ConfigError
 from kd_jax.core.registry import Registry
+from kd_jax.core.types import Evaluator, Results
 
-Results = dict[str, dict[str, float]]
-Evaluator = Callable[[steps.TrainState, Results], Results]
 PREDS = ("clean", "augmented")
 
 

@@ -24,9 +24,9 @@ from kd_jax.train import writer as report, steps
 from kd_jax.core.batch import sharded_specs
 from kd_jax.data import pipelines
 from kd_jax.core.errors import Interrupted, TrainingDiverged
+from kd_jax.core.types import Evaluator, Results
 
 Hook = Callable[[str, int], None]
-Results = dict[str, dict[str, float]]          # {split: {metric: value}}
 #: ``evaluate(state, {"running": ...}, epoch)``: the evaluations due after ``epoch``; with
 #: ``epoch`` None, every one (the phase's final evaluation). kd_jax.train.evaluators.build.
 Evaluate = Callable[..., Results]
