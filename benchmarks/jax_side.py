@@ -38,9 +38,7 @@ def random_split(batch: int, steps_: int, shape: tuple, classes: int,
 
 
 def build_model(name: str, classes: int, dtype: str = "float32"):
-  config = config_lib.base_config()
-  config.run.dtype = dtype
-  return modeling.build_model(ConfigDict(dict(name=name)), classes, config)
+  return modeling.build_model(ConfigDict(dict(name=name)), classes, dtype)
 
 
 def param_count(stacked_vars: dict) -> int:

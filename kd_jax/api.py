@@ -110,7 +110,12 @@ def load_results(workdir: PathLike) -> dict[str, Any]:
 @functools.lru_cache(maxsize=4)
 def _splits(data_json: str) -> splits_lib.Splits:
   """Splits are a pure function of ``config.data``: read them once per data config."""
-  return inputs.load_splits(ConfigDict({"data": json.loads(data_json)}))
+  return inputs.load_splits(ConfigDict(json.loads(data_json)))
+
+
+def _data_splits(data: ConfigDict) -> splits_lib.Splits:
+  """The splits of ``data`` (``config.data``), cached."""
+  return _splits(json.dumps(data.to_dict(), sort_keys=True, default=str))
 
 
 def _config_of(source: Any) -> ConfigDict:
@@ -129,8 +134,7 @@ def load_splits(source: Any) -> splits_lib.Splits:
 
   The same arrays the run trained on (a pure function of ``config.data``); cached per config.
   """
-  config = _config_of(source)
-  return _splits(json.dumps(config.data.to_dict(), sort_keys=True, default=str))
+  return _data_splits(_config_of(source).data)
 
 
 def load_split(source: Any, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
@@ -219,30 +223,31 @@ def _pixels(images: Any) -> np.ndarray:
   return x
 
 
-def _num_classes(workdir: Path, config: ConfigDict) -> int:
+def _num_classes(workdir: Path, data: ConfigDict) -> int:
+  """From the run's results.json when it has finished, else from the splits of ``data``."""
   results = Path(workdir) / "results.json"
   if results.is_file():
     sizes = json.loads(results.read_text()).get("sizes", {})
     if "num_classes" in sizes:
       return int(sizes["num_classes"])
-  return int(load_splits(config).num_classes)
+  return int(_data_splits(data).num_classes)
 
 
-def _normalizer(config: ConfigDict) -> Callable[[jax.Array], jax.Array]:
-  """The run's normalization; z-score statistics come from its teacher images."""
-  host = load_splits(config) if config.data.normalization == "zscore" else None
-  return inputs.normalizer(host, config.data.normalization)
+def _normalizer(data: ConfigDict) -> Callable[[jax.Array], jax.Array]:
+  """The run's normalization (``data`` = its ``config.data``); z-score statistics come from its
+  teacher images."""
+  host = _data_splits(data) if data.normalization == "zscore" else None
+  return inputs.normalizer(host, data.normalization)
 
 
-def _predictor(role: str, workdir: Path, config: ConfigDict, variables: dict,
-               model_cfg: ConfigDict) -> Predictor:
-  model = modeling.build_model(model_cfg, _num_classes(workdir, config), config)
-  return Predictor(role, model, variables, config, workdir, _normalizer(config),
-                   int(config.run.eval_batch_size))
+def _model(model_cfg: ConfigDict, workdir: Path, data: ConfigDict, run: ConfigDict):
+  """The flax module of ``model_cfg`` as the run (``data``, ``run``: its sections) built it."""
+  return modeling.build_model(model_cfg, _num_classes(workdir, data), run.dtype)
 
 
-def _teacher_entry(workdir: Path, config: ConfigDict, members: int) -> Path:
-  """The stored ensemble a run used: results.json's entry, else a lookup in the store."""
+def _teacher_entry(workdir: Path, data: ConfigDict, teacher: ConfigDict, members: int) -> Path:
+  """The stored ensemble a run used: results.json's entry, else a lookup in the store
+  (``data``, ``teacher``: the run's ``config.data`` and ``config.teacher``)."""
   from kd_jax.runner import teachers
   tried = []
   results = workdir / "results.json"
@@ -253,8 +258,8 @@ def _teacher_entry(workdir: Path, config: ConfigDict, members: int) -> Path:
     if (path / "teacher.json").is_file():
       return path
   # Keyed by the data's content: on a machine without the data only results.json can say.
-  store = teachers.store_dir(config, workdir)
-  found = find_teacher(store, config.data, config.teacher, members, missing_ok=True)
+  store = teachers.store_dir(teacher, workdir)
+  found = find_teacher(store, data, teacher, members, missing_ok=True)
   if found is not None:
     return found
   looked = ", ".join(map(str, [store, *tried]))
@@ -272,10 +277,12 @@ def load_teacher(workdir: PathLike, members: Optional[int] = None) -> Predictor:
   used = int(config.distill.teacher_members or config.teacher.ensemble_size)
   if (workdir / "results.json").is_file():
     used = int(load_results(workdir)["teacher"]["members_used"])
-  entry = _teacher_entry(workdir, config, int(members or used))
+  entry = _teacher_entry(workdir, config.data, config.teacher, int(members or used))
   _, tree = checkpoints.read_host(entry / "final")
   final = ensemble.take_members(tree["final"], int(members or used))
-  return _predictor("teacher", workdir, config, final, config.teacher.model)
+  model = _model(config.teacher.model, workdir, config.data, config.run)
+  return Predictor("teacher", model, final, config, workdir, _normalizer(config.data),
+                   int(config.run.eval_batch_size))
 
 
 def export_teacher(workdir: PathLike, out_dir: Optional[PathLike] = None) -> Path:
@@ -284,11 +291,12 @@ def export_teacher(workdir: PathLike, out_dir: Optional[PathLike] = None) -> Pat
   look for one before training); returns the artifact's manifest."""
   workdir = Path(workdir)
   config = load_run_config(workdir)
-  entry = _teacher_entry(workdir, config, 1)
+  entry = _teacher_entry(workdir, config.data, config.teacher, 1)
   members = int(json.loads((entry / "teacher.json").read_text())["members"])
   _, tree = checkpoints.read_host(entry / "final")
   return artifacts.save(Path(out_dir) if out_dir else artifacts.folder(), tree["final"],
-                        teacher_key(config.data, config.teacher), members, config)
+                        teacher_key(config.data, config.teacher), members, config.teacher,
+                        config.data)
 
 
 def load_student(workdir: PathLike, epoch: Optional[int] = None) -> Predictor:
@@ -297,7 +305,9 @@ def load_student(workdir: PathLike, epoch: Optional[int] = None) -> Predictor:
   config = load_run_config(workdir)
   _, state = checkpoints.read_host(workdir / "checkpoints" / "student", epoch)
   variables = {"params": state["params"], "batch_stats": state.get("batch_stats") or {}}
-  return _predictor("student", workdir, config, variables, config.distill.model)
+  model = _model(config.distill.model, workdir, config.data, config.run)
+  return Predictor("student", model, variables, config, workdir, _normalizer(config.data),
+                   int(config.run.eval_batch_size))
 
 
 # ------------------------------------------------------------------------------- metrics

@@ -23,7 +23,8 @@ NOT_IDENTITY = ("data.pipeline", "data.cache_dir",
                 "run.num_devices", "run.steps_per_call", "run.checkpoint_every", "run.log_every",
                 "run.eval_batch_size", "run.tensorboard",
                 "gan.store", "gan.eval_every", "gan.checkpoint_every", "gan.steps_per_call",
-                "gan.eval_samples", "gan.inception_path", "gan.fid_samples", "gan.fid_batch")
+                "gan.eval_samples", "gan.inception_path", "gan.fid_samples", "gan.fid_batch",
+                "evals")
 
 def optim_config(**overrides: Any) -> ConfigDict:
   """optax optimizer + schedule (see kd_jax/train/optim.py)."""
@@ -89,7 +90,7 @@ def teacher_config() -> ConfigDict:
     optim=optim_config(),
     augment="",
     eval_every=10,           # epochs between test evaluations
-    evals=("test", "members", "running"),  # kd_jax/train/evaluators.py TEACHER_EVALS
+    evals=("test", "members", "running"),  # kd_jax/train/evaluators.py TEACHER_DEFAULTS
     store="",                # teacher store folder ('' = <workdir>/teachers); shared across runs
     keep_every=0,            # keep the checkpoint of every k-th epoch (the teacher's trajectory,
                              # read by distill.trajectory); 0 = only the latest
@@ -109,7 +110,7 @@ def distill_config() -> ConfigDict:
     alpha=0.0,
     loss="kd",               # kd | kl | reverse_kl | symmetric_kl | logit_mse | brier (losses.py)
     eval_every=10,
-    evals=("test", "train", "train_aug", "synth", "running"),  # evaluators.DISTILL_EVALS
+    evals=("test", "train", "train_aug", "synth", "running"),  # evaluators.DISTILL_DEFAULTS
     train_eval_size=0,       # distillation images used for train agreement; 0 = all
     synth_ratio=0.0,         # fraction of each batch that is fresh generator samples (the
                              # GAN of section gan, kd_jax/train/synthetic.py); 0 = real data only
@@ -197,6 +198,12 @@ def base_config() -> ConfigDict:
   c.gan = gan_config()
   c.run = run_config()
   c.analysis = analysis_config()
+  # Evaluations besides the teacher.evals/distill.evals names, one entry each (results key →
+  # dict(phase="teacher"|"distill", type=..., split=..., pred="clean"|"augmented", every=0));
+  # kd_jax/train/evaluators.py. A figure config adds entries here (the one section that takes
+  # new keys): c.evals.test_aug = dict(phase="distill", type="fidelity", split="test",
+  # pred="augmented", every=5).
+  c.evals = ConfigDict()
   return c
 
 

@@ -81,11 +81,14 @@ def has_sweep(spec: str | Path) -> bool:
   return hasattr(load_module(split_spec(spec)[0]), "get_sweep")
 
 
-def get_dotted(config: ConfigDict, key: str) -> Any:
-  """``config["a"]["b"]`` for ``"a.b"``; KeyError(key) when any part is missing."""
+def get_dotted(config: ConfigDict, key: str, field: str = "") -> Any:
+  """``config["a"]["b"]`` for ``"a.b"``; when any part is missing KeyError(key), or with
+  ``field`` (the setting that named the key, e.g. ``sweep.x_key``) a ConfigError naming it."""
   node = config
   for part in key.split("."):
     if not (isinstance(node, ConfigDict) and part in node):
+      if field:
+        raise ConfigError(f"{field}={key!r} is not a config key")
       raise KeyError(key)
     node = node[part]
   return node

@@ -46,31 +46,31 @@ def main(argv: list[str]) -> None:
 
 def train_gan(config, workdir: Path):
   """The GAN of ``config`` (trained here when the store lacks it) and its teacher view."""
-  from kd_jax.runner import gans, teachers
-  from kd_jax.core import parallel
+  from kd_jax.runner import experiment, gans, teachers
+  from kd_jax.runner.identity import store_keys
   from kd_jax.runner.validate import validate
-  from kd_jax.data import inputs, splits as splits_lib
-  validate(config)
-  mesh = parallel.make_mesh(config.run.num_devices)
-  host = inputs.load_splits(config)
-  print(f"[data] {splits_lib.describe(host)}", flush=True)
-  data = inputs.load(config, mesh, host)
   from kd_jax.train import modeling
-  model = modeling.build_model(config.teacher.model, data.num_classes, config,
+  validate(config)
+  _, data = experiment.load_data(config.data, config.run.num_devices)
+  host = data.host
+  model = modeling.build_model(config.teacher.model, data.num_classes, config.run.dtype,
                                data.model_options)
-  teacher = teachers.load(config, workdir, model, data.input_shape)
+  teacher = teachers.load(config.teacher, store_keys(config.data, config.teacher), workdir,
+                          model, data.input_shape)
   view = None if teacher is None else gans.teacher_view(teacher, data)
   if teacher is None:
     print("[gan] no stored teacher for this config: evaluations report losses and sample "
           "grids only", flush=True)
-  print(gans.fid_is_line(config), flush=True)
-  gan = gans.get_gan(config, workdir, host.teacher_x, view)
+  g = config.gan
+  print(gans.fid_is_line(g), flush=True)
+  gan = gans.get_gan(g, gans.store_keys(g, config.data), workdir, host.teacher_x, view,
+                     config.run.tensorboard)
   if view is not None:
-    samples = gans.generate(gan.generator, gan.variables, gan.z_dim,
-                            int(config.gan.eval_samples), seed=int(config.gan.seed))
+    samples = gans.generate(gan.generator, gan.variables, gan.z_dim, int(g.eval_samples),
+                            seed=int(g.seed))
     q = view(samples)
     print(f"[gan] teacher's view of {len(samples)} samples: {q}", flush=True)
-  inception = gans.inception_quality(config, gan, host.teacher_x)
+  inception = gans.inception_quality(g, gan, host.teacher_x)
   if inception is not None:
     print(f"[gan] {gans.fid.describe(inception)}", flush=True)
   return gan

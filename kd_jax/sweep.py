@@ -6,7 +6,7 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Optional, Sequence
 
 from ml_collections import ConfigDict
 
@@ -15,6 +15,7 @@ from kd_jax.sweeps import launchers
 from kd_jax import config_files
 from kd_jax.sweeps.sweep import (default_workdir, describe, missing_data, run_sweep,
                                   use_compile_cache)
+from kd_jax.sweeps.trials import resolve_arms
 
 
 def _define_flags():
@@ -55,28 +56,19 @@ SUBMITIT_FLAGS = ("cluster", "parallel", "gpus_per_trial", "cpus_per_trial", "ti
                   "slurm_partition", "slurm_account")
 
 
-def launch_options(f) -> launchers.LaunchOptions:
+#: ``--launcher`` → the ``launch`` argument of ``run_sweep`` (None: trials in this process).
+LAUNCHERS = {
+    "inprocess": lambda f: None,
+    "submitit": lambda f: launchers.LaunchOptions(**{n: f[n].value for n in SUBMITIT_FLAGS}),
+}
+
+
+def launch_options(f) -> Optional[launchers.LaunchOptions]:
   """The submitit flags; given with the in-process launcher they are an error, not ignored."""
   given = [n for n in SUBMITIT_FLAGS if f[n].present]
   if f.launcher != "submitit" and given:
     raise ConfigError(f"--{given[0]} is for --launcher=submitit; add it or drop --{given[0]}")
-  return launchers.LaunchOptions(**{n: f[n].value for n in SUBMITIT_FLAGS})
-
-
-def _in_process(config, sweep, workdir, options, only, command) -> list[dict[str, Any]]:
-  return run_sweep(config, sweep, workdir, only=only, command=command)
-
-
-def _submitit(config, sweep, workdir, options, only, command) -> list[dict[str, Any]]:
-  import jax
-  jax.config.update("jax_platforms", "cpu")  # the runner computes nothing: leave GPUs to jobs
-  from kd_jax.sweeps.trials import resolve_arms, select
-  from kd_jax.sweeps.sweep import check_data
-  check_data(select(resolve_arms(config, sweep, workdir), only), workdir)  # before any job
-  return launchers.run_submitit(config, sweep, workdir, options, only=only, command=command)
-
-
-LAUNCHERS = {"inprocess": _in_process, "submitit": _submitit}
+  return LAUNCHERS[f.launcher](f)
 
 
 def load_sweep(config_flag) -> ConfigDict:
@@ -97,15 +89,16 @@ def main(argv: list[str]) -> None:
   from kd_jax import cli
   f = flags.FLAGS
   config = cli.config_value(flags.FLAGS["config"])
-  workdir = Path(f.workdir) if f.workdir else default_workdir(config)
+  workdir = Path(f.workdir) if f.workdir else default_workdir(config.name)
   if not f.workdir:
     print(f"[sweep] no --workdir given: using {workdir} (runs/<config name>)", flush=True)
   try:
     sweep = load_sweep(flags.FLAGS["config"])
-    options = launch_options(f)
+    launch = launch_options(f)
     if f.dry_run:
-      print(describe(config, sweep, workdir, f.only), flush=True)
-      missing = missing_data(config, sweep, workdir, f.only)
+      trials = resolve_arms(config, sweep, workdir)
+      print(describe(trials, sweep, workdir, f.only), flush=True)
+      missing = missing_data(trials, workdir, f.only)
       for line in missing:
         print(f"error: {line}", file=sys.stderr)
       if missing:
@@ -119,7 +112,11 @@ def main(argv: list[str]) -> None:
     use_compile_cache(workdir)
     from kd_jax.core import distributed
     distributed.initialize_from_flags()  # many hosts: every host runs this same command
-    LAUNCHERS[f.launcher](config, sweep, workdir, options, f.only, command_line(sys.argv))
+    if launch is not None:
+      import jax
+      jax.config.update("jax_platforms", "cpu")  # the runner computes nothing: leave GPUs to jobs
+    run_sweep(config, sweep, workdir, only=f.only, command=command_line(sys.argv),
+              launch=launch)
   except UserFacingError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

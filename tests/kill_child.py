@@ -125,7 +125,8 @@ def run(spec: dict) -> None:
     experiment.run(tiny.tiny_kill_config(root / "store"), root / "run")
   elif spec["kind"] == "gan":
     images = np.random.RandomState(0).randint(0, 256, (10, 32, 32, 3)).astype(np.uint8)
-    gans.get_gan(tiny.tiny_gan_config(root / "gans", gen_steps=3), root, images)
+    c = tiny.tiny_gan_config(root / "gans", gen_steps=3)
+    gans.get_gan(c.gan, gans.store_keys(c.gan, c.data), root, images, tensorboard=False)
   elif spec["kind"] == "sweep":
     config, s = tiny.tiny_sweep(root / "sweep" / "teachers")
     sweep.run_sweep(config, s, root / "sweep")

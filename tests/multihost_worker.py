@@ -16,7 +16,8 @@ import numpy as np  # noqa: E402
 
 from kd_jax.core import distributed, parallel  # noqa: E402
 from kd_jax.train import writer as report
-from kd_jax.runner import teachers
+from kd_jax.runner import teachers  # noqa: E402
+from kd_jax.runner.identity import teacher_key  # noqa: E402
 from kd_jax.data import inputs  # noqa: E402
 from kd_jax.data import pipelines  # noqa: E402
 from tiny import multihost_config  # noqa: E402
@@ -53,6 +54,7 @@ pipelines.ArraySource.take_train = recording
 config = multihost_config(store)
 mesh = parallel.make_mesh(0)
 writer = report.MetricWriter(workdir, tensorboard=False)
-teachers.get_teacher(config, workdir, inputs.load(config, mesh), mesh, writer)
+teachers.get_teacher(config.teacher, teacher_key(config.data, config.teacher), config.run,
+                     workdir, inputs.load(config.data, mesh), mesh, writer)
 writer.close()
 np.savez(os.path.join(workdir, f"taken_{pid}.npz"), taken=np.concatenate(taken))

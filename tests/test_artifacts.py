@@ -21,9 +21,9 @@ from tiny import tiny_config
 
 def _teacher(c, workdir):
   mesh = parallel.make_mesh(c.run.num_devices)
-  data = inputs.load(c, mesh)
-  return teachers.get_teacher(c, workdir, data, mesh, report.MetricWriter(workdir,
-                                                                          tensorboard=False))
+  data = inputs.load(c.data, mesh)
+  return teachers.get_teacher(c.teacher, identity.store_keys(c.data, c.teacher), c.run, workdir,
+                              data, mesh, report.MetricWriter(workdir, tensorboard=False))
 
 
 def _logits(model, variables, x) -> np.ndarray:
@@ -44,7 +44,7 @@ def test_saved_artifact_loads_elsewhere_with_identical_logits(trained, tmp_path,
   c, teacher = trained
   monkeypatch.setattr(artifacts, "PART_BYTES", 20_000)  # the tiny LeNet pair: several parts
   key = identity.teacher_key(c.data, c.teacher)
-  manifest = artifacts.save(tmp_path / "a", teacher.final, key, 2, c)
+  manifest = artifacts.save(tmp_path / "a", teacher.final, key, 2, c.teacher, c.data)
   meta = json.loads(manifest.read_text())
   assert len(meta["parts"]) > 1 and meta["key"] == key and meta["members"] == 2
   assert meta["teacher"]["seed"] == c.teacher.seed and meta["data"]["source"] == "mnist_embedded"
@@ -68,7 +68,7 @@ def test_saved_artifact_loads_elsewhere_with_identical_logits(trained, tmp_path,
 
 def test_a_corrupted_byte_is_one_line_naming_the_file(trained, tmp_path):
   c, teacher = trained
-  manifest = artifacts.save(tmp_path, teacher.final, "abc", 2, c)
+  manifest = artifacts.save(tmp_path, teacher.final, "abc", 2, c.teacher, c.data)
   part = tmp_path / json.loads(manifest.read_text())["parts"][0]["file"]
   raw = bytearray(part.read_bytes())
   raw[len(raw) // 2] ^= 0x01
@@ -83,7 +83,7 @@ def test_a_corrupted_byte_is_one_line_naming_the_file(trained, tmp_path):
 def test_find_takes_the_smallest_artifact_with_enough_members(trained, tmp_path):
   c, teacher = trained
   for m in (2, 5):
-    artifacts.save(tmp_path, teacher.final, "k1", m, c)
+    artifacts.save(tmp_path, teacher.final, "k1", m, c.teacher, c.data)
   assert artifacts.find(tmp_path, "k1", 1).name == "teacher-k1-m2.json"
   assert artifacts.find(tmp_path, "k1", 3).name == "teacher-k1-m5.json"
   assert artifacts.find(tmp_path, "k1", 6) is None
@@ -103,7 +103,7 @@ def test_run_with_the_artifact_present_does_not_train_the_teacher(tmp_path, monk
   monkeypatch.setattr(teachers, "_train", no_training)
   c = tiny_config(tmp_path / "store2", members=1, distill_epochs=1)  # the first member of 2
   second = experiment.run(c, tmp_path / "run2")
-  entry = teachers.store_dir(c, tmp_path / "run2") / f"{identity.teacher_key(c.data, c.teacher)}-m2"
+  entry = teachers.store_dir(c.teacher, tmp_path / "run2") / f"{identity.teacher_key(c.data, c.teacher)}-m2"
   assert json.loads((entry / "teacher.json").read_text())["artifact"] == str(manifest)
   # The same first member, so the same teacher numbers on the same test split.
   assert second["teacher"]["members_used"] == 1

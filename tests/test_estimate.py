@@ -45,9 +45,9 @@ def test_seconds_are_images_over_rate_and_a_teacher_forward_is_a_third_step():
   rate = estimate.THROUGHPUT["cpu"]["lenet5"][0]
   teacher = 100 * 200 * 3           # epochs × examples × members
   student = 60 * 3800 * (3 + 3) / 3  # each step also runs 3 teacher members forward
-  got = estimate.seconds(estimate.run_work(c, teacher_stored=False), "cpu", 4)
+  got = estimate.seconds(estimate.run_work(c.data, c.teacher, c.distill, teacher_stored=False), "cpu", 4)
   assert got == pytest.approx((teacher + student) / rate)  # CPU devices share the cores
-  got = estimate.seconds(estimate.run_work(c, teacher_stored=True), "gpu", 2)
+  got = estimate.seconds(estimate.run_work(c.data, c.teacher, c.distill, teacher_stored=True), "gpu", 2)
   assert got == pytest.approx(student / (2 * estimate.THROUGHPUT["gpu"]["lenet5"][0]))
 
 
@@ -65,7 +65,8 @@ def test_model_size_scales_compute_down_to_the_fixed_cost():
   assert estimate.throughput("cpu", tiny) == pytest.approx(1 / per_image)
   assert ref < estimate.throughput("cpu", tiny) < fastest
   assert estimate.throughput("cpu", config_lib.model_config("bilstm")) is None
-  assert estimate.seconds([estimate.student_work(_mnist())], "tpu", 1) is not None
+  m = _mnist()
+  assert estimate.seconds([estimate.student_work(m.data, m.teacher, m.distill)], "tpu", 1) is not None
   assert estimate.seconds([None], "cpu", 1) is None
 
 

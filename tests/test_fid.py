@@ -94,7 +94,8 @@ def test_gan_evaluation_writes_fid_and_is(tmp_path, monkeypatch):
   c.gan.fid_samples = 10
   c.gan.fid_batch = 10
   images = np.random.RandomState(0).randint(0, 256, (12, 32, 32, 3)).astype(np.uint8)
-  gan = gans.get_gan(c, tmp_path, images)
+  gan = gans.get_gan(c.gan, gans.gan_key(c.gan, c.data), tmp_path, images,
+                     tensorboard=False)
   records = [json.loads(l) for l in (gan.entry / "metrics.jsonl").read_text().splitlines()]
   q = records[-1]["inception"]
   assert q["samples"] == 10 and q["real"] == 10
@@ -103,9 +104,10 @@ def test_gan_evaluation_writes_fid_and_is(tmp_path, monkeypatch):
   assert len(list(gan.entry.glob("fid-real-*.npz"))) == 1   # the real statistics, cached
   # a later run reads the finished GAN's numbers and the real statistics from the entry
   monkeypatch.setattr(fid, "extract", lambda *a, **k: pytest.fail("recomputed"))
-  again = gans.get_gan(c, tmp_path, images)
+  again = gans.get_gan(c.gan, gans.gan_key(c.gan, c.data), tmp_path, images,
+                     tensorboard=False)
   assert not again.trained_now
-  assert gans.inception_quality(c, again, images) == q
+  assert gans.inception_quality(c.gan, again, images) == q
 
 
 def test_bad_weights_stop_before_any_gan_training(tmp_path):
@@ -116,6 +118,7 @@ def test_bad_weights_stop_before_any_gan_training(tmp_path):
   c.gan.inception_path = str(tmp_path / "w.npz")
   images = np.zeros((12, 32, 32, 3), np.uint8)
   with pytest.raises(ConfigError, match="1 weights missing .*fc.bias") as e:
-    gans.get_gan(c, tmp_path, images)
+    gans.get_gan(c.gan, gans.gan_key(c.gan, c.data), tmp_path, images,
+                     tensorboard=False)
   assert "\n" not in str(e.value)
   assert not [p for p in (tmp_path / "store").glob("gan-*") if p.is_dir()]  # no GAN entry

@@ -118,13 +118,19 @@ def _tiny_config(store, gen_steps=2) -> ConfigDict:
   return c
 
 
+def _get_gan(c: ConfigDict, workdir, images):
+  """The GAN of config ``c``, as a run gets it."""
+  return gans.get_gan(c.gan, gans.gan_key(c.gan, c.data), workdir, images,
+                      tensorboard=c.run.tensorboard)
+
+
 def _final(gan):
   return jax.tree.leaves(gan.variables)
 
 
 def test_gan_training_resumes_exactly(tmp_path, monkeypatch):
   images = np.random.RandomState(0).randint(0, 256, (10, 32, 32, 3)).astype(np.uint8)
-  straight = gans.get_gan(_tiny_config(tmp_path / "a"), tmp_path, images)
+  straight = _get_gan(_tiny_config(tmp_path / "a"), tmp_path, images)
   assert (straight.entry / "gan.json").exists()
   assert [p.name for p in (straight.entry / "samples").iterdir()] == ["step0000002.png"]
 
@@ -136,14 +142,14 @@ def test_gan_training_resumes_exactly(tmp_path, monkeypatch):
 
   monkeypatch.setattr(checkpoints.Checkpointer, "save", save_then_die)
   with pytest.raises(KeyboardInterrupt):
-    gans.get_gan(_tiny_config(tmp_path / "b"), tmp_path, images)
+    _get_gan(_tiny_config(tmp_path / "b"), tmp_path, images)
   monkeypatch.setattr(checkpoints.Checkpointer, "save", original)
-  resumed = gans.get_gan(_tiny_config(tmp_path / "b"), tmp_path, images)
+  resumed = _get_gan(_tiny_config(tmp_path / "b"), tmp_path, images)
   assert resumed.trained_now
   for a, b in zip(_final(straight), _final(resumed)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   # and the store is reused, not retrained
-  again = gans.get_gan(_tiny_config(tmp_path / "b"), tmp_path, images)
+  again = _get_gan(_tiny_config(tmp_path / "b"), tmp_path, images)
   assert not again.trained_now
 
 
@@ -151,11 +157,11 @@ def test_gan_key_ignores_reporting_knobs_not_recipe(tmp_path):
   a, b = _tiny_config(tmp_path), _tiny_config(tmp_path)
   b.gan.eval_every = 7
   b.gan.store = "elsewhere"
-  assert gans.gan_key(a) == gans.gan_key(b)
+  assert gans.gan_key(a.gan, a.data) == gans.gan_key(b.gan, b.data)
   b.gan.lr = 1e-3
-  assert gans.gan_key(a) != gans.gan_key(b)
+  assert gans.gan_key(a.gan, a.data) != gans.gan_key(b.gan, b.data)
   b = _tiny_config(tmp_path)
   b.teacher.epochs = 3          # the teacher's recipe is not the GAN's identity …
-  assert gans.gan_key(a) == gans.gan_key(b)
+  assert gans.gan_key(a.gan, a.data) == gans.gan_key(b.gan, b.data)
   b.data.teacher_subset = 100   # … its data is
-  assert gans.gan_key(a) != gans.gan_key(b)
+  assert gans.gan_key(a.gan, a.data) != gans.gan_key(b.gan, b.data)

@@ -209,11 +209,11 @@ def test_gan_key_ignores_the_path_and_follows_the_content(tmp_path):
   shutil.copy(tar, moved)
   c = config_lib.base_config()
   c.data.source, c.data.path = "image_folder", str(tar)
-  key = gans.gan_key(c)
+  key = gans.gan_key(c.gan, c.data)
   c.data.path = str(moved)
-  assert gans.gan_key(c) == key
+  assert gans.gan_key(c.gan, c.data) == key
   _write_tar(moved, 40, 80)
-  assert gans.gan_key(c) != key
+  assert gans.gan_key(c.gan, c.data) != key
 
 
 # ------------------------------------------------------------------ the store
@@ -221,9 +221,9 @@ def test_gan_key_ignores_the_path_and_follows_the_content(tmp_path):
 
 def _teacher(c, workdir):
   mesh = parallel.make_mesh(c.run.num_devices)
-  data = inputs.load(c, mesh)
-  return teachers.get_teacher(c, workdir, data, mesh, report.MetricWriter(workdir,
-                                                                          tensorboard=False))
+  data = inputs.load(c.data, mesh)
+  return teachers.get_teacher(c.teacher, identity.store_keys(c.data, c.teacher), c.run, workdir,
+                              data, mesh, report.MetricWriter(workdir, tensorboard=False))
 
 
 def _tar_config(store: Path, tar: Path, cache: Path):
@@ -282,8 +282,8 @@ def test_entries_stored_under_the_path_based_key_are_still_found(tmp_path):
   assert identity.find_teacher(tmp_path / "store", c.data, c.teacher, 4) is None
   g = config_lib.base_config()
   g.gan.store = str(tmp_path / "gans")
-  legacy_gan = tmp_path / "gans" / f"gan-{gans.gan_key(g, legacy=True)}"
-  assert gans.stored_entry(g, tmp_path) is None
+  legacy_gan = tmp_path / "gans" / f"gan-{gans.gan_key(g.gan, g.data, legacy=True)}"
+  assert gans.stored_entry(g.gan, gans.store_keys(g.gan, g.data), tmp_path) is None
   legacy_gan.mkdir(parents=True)
   (legacy_gan / "gan.json").write_text("{}")
-  assert gans.stored_entry(g, tmp_path) == legacy_gan
+  assert gans.stored_entry(g.gan, gans.store_keys(g.gan, g.data), tmp_path) == legacy_gan

@@ -56,7 +56,7 @@ def submitit_logs(workdir: Path) -> dict[str, str]:
 
 def test_local_executor_writes_the_in_process_table(in_process, figure_file, tmp_path, capsys):
   options = launchers.LaunchOptions(cluster="local", parallel=2, poll_s=0.5)
-  launchers.run_submitit(*fig(figure_file), tmp_path, options)
+  sweep.run_sweep(*fig(figure_file), tmp_path, launch=options)
   out = capsys.readouterr().out
   assert read_rows(tmp_path / "results.csv") == read_rows(in_process / "results.csv")
   assert len(read_rows(tmp_path / "results.csv")) == 4
@@ -187,7 +187,7 @@ def test_teachers_run_first_and_a_failed_teacher_fails_its_trials(figure_file, t
   options = launchers.LaunchOptions(cluster="debug", poll_s=0.01)
   monkeypatch.setattr("pdb.post_mortem", lambda *a: None)  # the debug executor's failure path
   with pytest.raises(launchers.JobsFailed) as err:
-    launchers.run_submitit(c, s, tmp_path, options)
+    sweep.run_sweep(c, s, tmp_path, launch=options)
   assert sorted(calls[:2]) == [("teacher", 2), ("teacher", 3)]
   assert sorted(calls[2:]) == [("trial", "a/seed0"), ("trial", "a/seed1")]
   failed = {label: e for label, e, _ in err.value.failed}

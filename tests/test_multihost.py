@@ -21,6 +21,7 @@ from equivalence import assert_same_training
 from kd_jax.core import checkpoints, parallel
 from kd_jax.train import writer as report
 from kd_jax.runner import teachers
+from kd_jax.runner.identity import teacher_key
 from kd_jax.data import inputs, pipelines
 from tiny import multihost_config
 
@@ -62,7 +63,8 @@ def _spawn(workdir: Path, store: Path, mode: str = "teacher") -> list[str]:
 def test_two_processes_train_what_one_process_trains(tmp_path):
   config = multihost_config(tmp_path / "s1")
   mesh = parallel.make_mesh(4)
-  teachers.get_teacher(config, tmp_path / "w1", inputs.load(config, mesh), mesh,
+  teachers.get_teacher(config.teacher, teacher_key(config.data, config.teacher), config.run,
+                       tmp_path / "w1", inputs.load(config.data, mesh), mesh,
                        report.MetricWriter(tmp_path / "w1", tensorboard=False))
   outs = _spawn(tmp_path / "w2", tmp_path / "s2")
   assert "[teacher] epoch 2/2" in outs[0] and "[teacher]" not in outs[1], "process 0 logs alone"

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kd_jax.runner import analysis, experiment, student, teachers
+from kd_jax.runner.identity import teacher_key
 from kd_jax.train import modeling, writer as report, steps
 from kd_jax.core import parallel
 from kd_jax.data import inputs
@@ -24,8 +25,9 @@ def _ln_config(store, **kw):
 
 def _data_and_teacher(c, workdir):
   mesh = parallel.make_mesh(c.run.num_devices)
-  data = inputs.load(c, mesh)
-  teacher = teachers.get_teacher(c, workdir, data, mesh, report.MetricWriter(workdir, False))
+  data = inputs.load(c.data, mesh)
+  teacher = teachers.get_teacher(c.teacher, teacher_key(c.data, c.teacher), c.run, workdir, data,
+                                 mesh, report.MetricWriter(workdir, False))
   return data, teacher
 
 
@@ -36,8 +38,8 @@ def test_lambda_one_layernorm_student_is_the_teacher(tmp_path):
     c.distill.init.lam = 1.0
     c.distill.temperature = 3.0
   data, teacher = _data_and_teacher(c, tmp_path / "w")
-  model = modeling.build_model(c.distill.model, data.num_classes, c)
-  init, lr = student.student_init(c, model, teacher, data)
+  model = modeling.build_model(c.distill.model, data.num_classes, c.run.dtype)
+  init, lr = student.student_init(c.distill, c.seed, model, teacher, data)
   assert lr == c.distill.optim.lr_min  # lr·(1−λ) floored at the schedule minimum
   x = data.host_inputs(data.host.distill_x, 64)
   local = modeling.local(model)
@@ -61,8 +63,8 @@ def test_teacher_initial_weights_init(tmp_path):
   with c.unlocked():
     c.distill.init.mode = "teacher_initial"
   data, teacher = _data_and_teacher(c, tmp_path / "w")
-  model = modeling.build_model(c.distill.model, data.num_classes, c)
-  init, _ = student.student_init(c, model, teacher, data)
+  model = modeling.build_model(c.distill.model, data.num_classes, c.run.dtype)
+  init, _ = student.student_init(c.distill, c.seed, model, teacher, data)
   fresh = modeling.init_variables(model, c.teacher.seed, steps.TEACHER_STREAM, 1,
                                   data.input_shape)
   for a, b, f in zip(jax.tree.leaves(init["params"]), jax.tree.leaves(teacher.initial["params"]),

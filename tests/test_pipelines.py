@@ -14,6 +14,7 @@ from jax.sharding import PartitionSpec as P
 from equivalence import assert_same_training
 from kd_jax.core import checkpoints, parallel
 from kd_jax.runner import experiment, teachers
+from kd_jax.runner.identity import teacher_key
 from kd_jax.train import writer as report
 from kd_jax.core.batch import Batch, sharded_specs
 from kd_jax.data import inputs, pipelines
@@ -89,9 +90,9 @@ def _streamed(c):
 def test_teacher_trained_through_either_pipeline_is_the_same(tmp_path):
   def train(c, name):
     mesh = parallel.make_mesh(c.run.num_devices)
-    data = inputs.load(c, mesh)
-    return teachers.get_teacher(c, tmp_path / name, data, mesh,
-                                report.MetricWriter(tmp_path / name, tensorboard=False))
+    data = inputs.load(c.data, mesh)
+    return teachers.get_teacher(c.teacher, teacher_key(c.data, c.teacher), c.run, tmp_path / name,
+                                data, mesh, report.MetricWriter(tmp_path / name, tensorboard=False))
 
   device = train(tiny_config(tmp_path / "sd", members=2, devices=2), "wd")
   streamed = train(_streamed(tiny_config(tmp_path / "ss", members=2, devices=2)), "ws")

@@ -14,6 +14,7 @@ import pytest
 
 from kd_jax.core import checkpoints
 from kd_jax.runner import experiment, remedies
+from kd_jax.runner.identity import teacher_key
 from kd_jax.train import steps
 from kd_jax.core.errors import ConfigError
 from tiny import tiny_config
@@ -58,11 +59,11 @@ def _step_pair(tmp_path, lam0):
   with c.unlocked():
     _ln(c)
   mesh = parallel.make_mesh(1)
-  data = inputs.load(c, mesh)
-  teacher = teachers.get_teacher(c, tmp_path / "w", data, mesh,
-                                 report.MetricWriter(tmp_path / "w", False))
-  model = modeling.build_model(c.distill.model, data.num_classes, c)
-  init, _ = student.student_init(c, model, teacher, data)
+  data = inputs.load(c.data, mesh)
+  teacher = teachers.get_teacher(c.teacher, teacher_key(c.data, c.teacher), c.run, tmp_path / "w",
+                                 data, mesh, report.MetricWriter(tmp_path / "w", False))
+  model = modeling.build_model(c.distill.model, data.num_classes, c.run.dtype)
+  init, _ = student.student_init(c.distill, c.seed, model, teacher, data)
   tx = optim.make_optimizer(c.distill.optim, 10, 10)
   plain = steps.StepSpec(apply_fn=model.apply, tx=tx, prepare=data.prepare(""),
                          materialize=None, objective="kd", temperature=4.0,

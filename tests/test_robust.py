@@ -291,7 +291,8 @@ def test_diverging_gan_stops_with_one_line_and_no_bad_checkpoint(tmp_path, monke
   monkeypatch.setattr(gan_steps, "gan_chunk", blows_up_in_update_2)
   images = np.random.RandomState(0).randint(0, 256, (10, 32, 32, 3)).astype(np.uint8)
   with pytest.raises(TrainingDiverged) as err:
-    gans.get_gan(tiny_gan_config(tmp_path / "gans", gen_steps=3), tmp_path, images)
+    c = tiny_gan_config(tmp_path / "gans", gen_steps=3)
+    gans.get_gan(c.gan, gans.store_keys(c.gan, c.data), tmp_path, images, tensorboard=False)
   msg = _one_line(err)
   (work,) = (tmp_path / "gans").glob("*.partial")
   assert msg.startswith("[gan] non-finite values in")

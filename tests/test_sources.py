@@ -364,4 +364,4 @@ def test_teacher_store_is_set_by_one_variable_and_printed_absolute(monkeypatch, 
   assert c.teacher.store == str(tmp_path / "store")
   monkeypatch.chdir(tmp_path)
   c.teacher.store = "rel/store"
-  assert teachers.store_dir(c, tmp_path / "w") == tmp_path / "rel" / "store"
+  assert teachers.store_dir(c.teacher, tmp_path / "w") == tmp_path / "rel" / "store"

@@ -130,9 +130,10 @@ cache.use_compile_cache(cache_dir)
 import jax, numpy as np
 from tiny import tiny_config
 from kd_jax.core import parallel
-from kd_jax.runner import teachers
-from kd_jax.train import writer as report
 from kd_jax.data import inputs
+from kd_jax.runner import teachers
+from kd_jax.runner.identity import teacher_key
+from kd_jax.train import writer as report
 
 def hold_until_gate(phase, epoch):
   while not os.path.exists(gate):
@@ -140,9 +141,10 @@ def hold_until_gate(phase, epoch):
 
 c = tiny_config(store, members=2)
 mesh = parallel.make_mesh(c.run.num_devices)
-data = inputs.load(c, mesh, inputs.load_splits(c))
+data = inputs.load(c.data, mesh, inputs.load_splits(c.data))
 writer = report.MetricWriter(Path(workdir), tensorboard=False)
-t = teachers.get_teacher(c, Path(workdir), data, mesh, writer, hold_until_gate)
+t = teachers.get_teacher(c.teacher, teacher_key(c.data, c.teacher), c.run, Path(workdir), data,
+                         mesh, writer, hold_until_gate)
 writer.close()
 np.savez(Path(workdir) / "final.npz", *jax.tree.leaves(jax.device_get(t.final)))
 """

@@ -80,8 +80,8 @@ def test_real_rows_per_epoch_unchanged():
   size = 23
   for ratio, synth in ((0.0, 0), (0.2, 2), (1 / 3, 3), (0.5, 5)):
     c = _config(ratio)
-    assert synthetic.synth_count(c) == synth
-    real_bs = synthetic.real_batch_size(c)
+    assert synthetic.synth_count(c.distill) == synth
+    real_bs = synthetic.real_batch_size(c.distill)
     assert real_bs + synth == 10
     idx, mask = pipelines.epoch_plan(0, 1, 0, size, real_bs, stream=2)
     # every real row exactly once per epoch, whatever the share of GAN samples

@@ -15,6 +15,7 @@ import pytest
 from equivalence import assert_same_training, update_gaps
 from kd_jax.kd import ensemble
 from kd_jax.runner import experiment, teachers
+from kd_jax.runner.identity import teacher_key
 from kd_jax.core import parallel
 from kd_jax.train import writer as report
 from kd_jax.data import inputs
@@ -24,9 +25,10 @@ from tiny import tiny_config
 
 def _teacher(c, workdir):
   mesh = parallel.make_mesh(c.run.num_devices)
-  data = inputs.load(c, mesh)
+  data = inputs.load(c.data, mesh)
   writer = report.MetricWriter(workdir, tensorboard=False)
-  return teachers.get_teacher(c, workdir, data, mesh, writer)
+  return teachers.get_teacher(c.teacher, teacher_key(c.data, c.teacher), c.run, workdir, data,
+                              mesh, writer)
 
 
 def _leaves(tree):

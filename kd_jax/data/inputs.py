@@ -1,6 +1,6 @@
 """An experiment's data: its three splits as input pipelines, and how images become inputs.
 
-``load(config, mesh)`` reads the source, carves the teacher / distillation / test splits
+``load(config.data, mesh)`` reads the source, carves the teacher / distillation / test splits
 (``kd_jax.data.splits``) and wraps each in the pipeline ``data.pipeline`` names. The modality's
 ``prepare(batch, key)`` runs inside the step, after the pipeline has produced the batch: images
 uint8 → [0, 1] → augmentation → normalization; text (sources in ``text.TEXT_SOURCES``) token
@@ -71,9 +71,10 @@ def image_prepare(augment, normalize) -> Callable[[Batch, Array], tuple[Array, A
   return prepare
 
 
-def load_splits(config: ConfigDict) -> splits_lib.Splits:
-  ds = sources.load_source(config.data)
-  host = splits_lib.make_splits(ds, config.data, sources.load_ood(config.data))
+def load_splits(data: ConfigDict) -> splits_lib.Splits:
+  """The host splits of ``data`` (``config.data``)."""
+  ds = sources.load_source(data)
+  host = splits_lib.make_splits(ds, data, sources.load_ood(data))
   if "vocab" in ds.meta:  # text: the vocabulary the model's embedding is sized by
     host.info.update(vocab_size=len(ds.meta["vocab"]), vocab_sha256=ds.meta["vocab_sha256"])
   return host
@@ -94,11 +95,12 @@ def normalizer(host: splits_lib.Splits, mode: str) -> Callable[[Array], Array]:
   return functools.partial(augment_lib.normalize, mode=mode, mean=mean, std=std)
 
 
-def load(config: ConfigDict, mesh: Mesh, host: splits_lib.Splits | None = None) -> ExperimentData:
-  host = load_splits(config) if host is None else host
-  kind = config.data.pipeline
+def load(data: ConfigDict, mesh: Mesh, host: splits_lib.Splits | None = None) -> ExperimentData:
+  """``data`` (``config.data``) as pipelines on ``mesh``; ``host``: its splits, if read already."""
+  host = load_splits(data) if host is None else host
+  kind = data.pipeline
   make = lambda x, y: pipelines.make_pipeline(kind, x, y, mesh)
-  is_text = config.data.source in text.TEXT_SOURCES
+  is_text = data.source in text.TEXT_SOURCES
   return ExperimentData(
       host=host,
       teacher=make(host.teacher_x, host.teacher_y),
@@ -106,6 +108,6 @@ def load(config: ConfigDict, mesh: Mesh, host: splits_lib.Splits | None = None) 
       test=make(host.test_x, host.test_y),
       num_classes=int(host.num_classes),
       input_shape=tuple(host.teacher_x.shape[1:]),
-      normalize=(lambda x: x) if is_text else normalizer(host, config.data.normalization),
+      normalize=(lambda x: x) if is_text else normalizer(host, data.normalization),
       modality="text" if is_text else "image",
       model_options={"vocab_size": int(host.info["vocab_size"])} if is_text else {})

@@ -150,10 +150,11 @@ def teacher_logprobs_of(teacher_model, stacked_vars: dict, x: Array,
   return jnp.concatenate([fn(stacked_vars, x[i:i + batch]) for i in range(0, x.shape[0], batch)])
 
 
-def run_analyses(config: ConfigDict, workdir: Path, data, teacher, student) -> dict[str, Any]:
-  """CKA (``{"cka": {"stage1": ...}}``), the loss plane and the student → teacher line, when the
-  config asks for them."""
-  a, d = config.analysis, config.distill
+def run_analyses(a: ConfigDict, d: ConfigDict, workdir: Path, data, teacher,
+                 student) -> dict[str, Any]:
+  """CKA (``{"cka": {"stage1": ...}}``), the loss plane and the student → teacher line, when
+  ``a`` (``config.analysis``) asks for them; ``d`` = ``config.distill`` (the teacher member
+  and members used, the temperature)."""
   out: dict[str, Any] = {}
   member = int(d.init.member)
   t_single = modeling.as_flax(modeling.member(teacher.final, member))

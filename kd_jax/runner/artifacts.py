@@ -57,8 +57,10 @@ def _write_atomic(path: Path, data: bytes) -> None:
     raise
 
 
-def save(out_dir: Path, final: Any, key: str, members: int, config: ConfigDict) -> Path:
-  """Writes the artifact of ``final`` (stacked {"params", "batch_stats"}); returns its manifest."""
+def save(out_dir: Path, final: Any, key: str, members: int, teacher: ConfigDict,
+         data: ConfigDict) -> Path:
+  """Writes the artifact of ``final`` (stacked {"params", "batch_stats"}) trained by the
+  ``teacher`` recipe on ``data`` (the config's sections); returns its manifest."""
   out_dir = Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
   flat = traverse_util.flatten_dict(final, sep=_SEP)
@@ -75,8 +77,8 @@ def save(out_dir: Path, final: Any, key: str, members: int, config: ConfigDict) 
     parts.append({"file": file, "bytes": len(chunk), "sha256": hashlib.sha256(chunk).hexdigest()})
   manifest = {"format": FORMAT, "key": key, "members": int(members),
               "sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob), "parts": parts,
-              "teacher": json.loads(to_json(config.teacher)),
-              "data": json.loads(to_json(config.data))}
+              "teacher": json.loads(to_json(teacher)),
+              "data": json.loads(to_json(data))}
   path = out_dir / f"{stem}.json"
   _write_atomic(path, json.dumps(manifest, indent=2, sort_keys=True).encode())
   return path

@@ -99,22 +99,22 @@ def sizes(data: ConfigDict) -> tuple[Optional[int], Optional[int]]:
   return teacher, distill
 
 
-def teacher_work(config: ConfigDict, members: int = 0) -> Optional[Work]:
+def teacher_work(data: ConfigDict, teacher: ConfigDict, members: int = 0) -> Optional[Work]:
   """Training the teacher ensemble (``members`` of it; 0 = ``teacher.ensemble_size``)."""
-  teacher_n, _ = sizes(config.data)
+  teacher_n, _ = sizes(data)
   if teacher_n is None:
     return None
-  m = members or int(config.teacher.ensemble_size)
-  return Work(config.teacher.model, float(config.teacher.epochs) * teacher_n * m)
+  m = members or int(teacher.ensemble_size)
+  return Work(teacher.model, float(teacher.epochs) * teacher_n * m)
 
 
-def student_work(config: ConfigDict) -> Optional[Work]:
+def student_work(data: ConfigDict, teacher: ConfigDict, distill: ConfigDict) -> Optional[Work]:
   """Distilling one student: each step runs the first m teacher members forward."""
-  _, distill_n = sizes(config.data)
+  _, distill_n = sizes(data)
   if distill_n is None:
     return None
-  m = int(config.distill.teacher_members or config.teacher.ensemble_size)
-  return Work(config.distill.model, float(config.distill.epochs) * distill_n * (3 + m) / 3)
+  m = int(distill.teacher_members or teacher.ensemble_size)
+  return Work(distill.model, float(distill.epochs) * distill_n * (3 + m) / 3)
 
 
 def seconds(work: list[Optional[Work]], backend: str, devices: int) -> Optional[float]:
@@ -129,9 +129,11 @@ def seconds(work: list[Optional[Work]], backend: str, devices: int) -> Optional[
   return total
 
 
-def run_work(config: ConfigDict, teacher_stored: bool) -> list[Optional[Work]]:
+def run_work(data: ConfigDict, teacher: ConfigDict, distill: ConfigDict,
+             teacher_stored: bool) -> list[Optional[Work]]:
   """What one ``kd_jax.main`` run trains: the student, and the teacher unless stored."""
-  return ([] if teacher_stored else [teacher_work(config)]) + [student_work(config)]
+  return (([] if teacher_stored else [teacher_work(data, teacher)])
+          + [student_work(data, teacher, distill)])
 
 
 def warning(secs: Optional[float], backend: str, devices: int,
@@ -191,14 +193,14 @@ def _platform_name(device: Any) -> str:
 # --------------------------------------------------------------------------- at start
 
 
-def teacher_stored(config: ConfigDict, workdir: Any, members: int = 0) -> bool:
+def teacher_stored(data: ConfigDict, teacher: ConfigDict, workdir: Any, members: int = 0) -> bool:
   """Whether the store already holds this teacher (then a run only distills). Data that is
   not there yet is keyed by its config (``missing_ok``): such a teacher is never stored."""
   from pathlib import Path
   from kd_jax.runner import identity, teachers
   return identity.find_teacher(
-      teachers.store_dir(config, Path(workdir)), config.data, config.teacher,
-      members or int(config.teacher.ensemble_size), missing_ok=True) is not None
+      teachers.store_dir(teacher, Path(workdir)), data, teacher,
+      members or int(teacher.ensemble_size), missing_ok=True) is not None
 
 
 def announce(config: ConfigDict, workdir: Any) -> None:
@@ -208,7 +210,8 @@ def announce(config: ConfigDict, workdir: Any) -> None:
   print(describe_devices(), flush=True)
   validate(config)
   backend, n = backend_devices()
-  secs = seconds(run_work(config, teacher_stored(config, workdir)), backend, n)
+  stored = teacher_stored(config.data, config.teacher, workdir)
+  secs = seconds(run_work(config.data, config.teacher, config.distill, stored), backend, n)
   line = warning(secs, backend, n)
   if line:
     print(line, flush=True)

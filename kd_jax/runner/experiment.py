@@ -20,6 +20,7 @@ from kd_jax.core import atomic, distributed, parallel
 from kd_jax.train import writer as report
 from kd_jax.runner import identity as rundir, student as student_lib, teachers
 from kd_jax.config import to_json
+from kd_jax.runner.identity import store_keys
 from kd_jax.runner.validate import validate
 from kd_jax.data import inputs, splits as splits_lib
 from kd_jax.core.errors import ConfigError
@@ -44,13 +45,14 @@ def check_workdir(workdir: Path) -> None:
                       "pass a folder you can write to") from None
 
 
-def load_data(config: ConfigDict) -> tuple[Any, inputs.ExperimentData]:
-  """The device mesh and the experiment's splits on it, announced with one ``[data]`` line:
-  the start of a run and of a teacher-only job (kd_jax.sweeps.jobs)."""
-  mesh = parallel.make_mesh(config.run.num_devices)
-  host = inputs.load_splits(config)
+def load_data(data: ConfigDict, num_devices: int) -> tuple[Any, inputs.ExperimentData]:
+  """The device mesh (``run.num_devices``) and the experiment's splits (``config.data``) on it,
+  announced with one ``[data]`` line: the start of a run, of a teacher-only job
+  (kd_jax.sweeps.jobs) and of a GAN's training (kd_jax.gan_main)."""
+  mesh = parallel.make_mesh(num_devices)
+  host = inputs.load_splits(data)
   print(f"[data] {splits_lib.describe(host)}", flush=True)
-  return mesh, inputs.load(config, mesh, host)
+  return mesh, inputs.load(data, mesh, host)
 
 
 def run(config: ConfigDict, workdir: str | Path, hook: Optional[Hook] = None,
@@ -67,32 +69,36 @@ def run(config: ConfigDict, workdir: str | Path, hook: Optional[Hook] = None,
   if primary:
     check_workdir(workdir)
   if restart and primary:
-    gone = rundir.clear(config, workdir)
+    gone = rundir.clear(config.teacher.store, workdir)
     if gone:
       print(f"[run] --restart: deleted {', '.join(gone)} in {workdir}", flush=True)
   distributed.barrier("kd_jax.run.start")
-  rundir.check(config, workdir)
+  rundir.check(json.loads(to_json(config)), workdir)
   finished = _finished(workdir)
   if finished is not None:
     return finished
   if primary:
     (workdir / rundir.CONFIG).write_text(to_json(config))
-  mesh, data = load_data(config)
+  mesh, data = load_data(config.data, config.run.num_devices)
   writer = report.MetricWriter(workdir, tensorboard=config.run.tensorboard)
   try:
-    teacher = teachers.get_teacher(config, workdir, data, mesh, writer, hook)
+    teacher = teachers.get_teacher(config.teacher, store_keys(config.data, config.teacher),
+                                   config.run, workdir, data, mesh, writer, hook, config.evals)
     gan, gan_info = None, None
     if float(config.distill.synth_ratio) > 0:
       from kd_jax.runner import gans  # the SN-GAN only when its samples are used
-      gan, gan_info = gans.gan_for_run(config, workdir, data, teacher)
-    student = student_lib.distill(config, workdir, data, teacher, mesh, writer, hook, gan=gan)
+      gan, gan_info = gans.gan_for_run(config.gan, gans.store_keys(config.gan, config.data),
+                                       workdir, data, teacher, config.run.tensorboard)
+    student = student_lib.distill(config.distill, config.run, int(config.seed), workdir, data,
+                                  teacher, mesh, writer, hook, gan=gan, evals=config.evals)
   finally:
     writer.close()
   splits = dict(student.results)
   extra: dict[str, Any] = {}
   if config.analysis.cka or config.analysis.plane or config.analysis.line:
     from kd_jax.runner import analysis  # matplotlib only when needed
-    extra = analysis.run_analyses(config, workdir, data, teacher, student)
+    extra = analysis.run_analyses(config.analysis, config.distill, workdir, data, teacher,
+                                  student)
     if "cka" in extra:
       splits["cka"] = extra.pop("cka")
   if gan_info is not None:

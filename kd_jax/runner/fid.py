@@ -122,9 +122,10 @@ def extract(variables: dict, images_u8: np.ndarray, batch: int,
   return moments, np.concatenate(logits)
 
 
-def check(config: ConfigDict) -> None:
-  """The FID/IS keys' one-line errors, before any work (only when ``gan.inception_path`` is set)."""
-  g = config.gan
+def check(gan: ConfigDict) -> None:
+  """The FID/IS keys' one-line errors (``config.gan``), before any work (only when
+  ``gan.inception_path`` is set)."""
+  g = gan
   if not g.inception_path:
     return
   inception_weights.check_file(g.inception_path)
@@ -182,13 +183,14 @@ class InceptionScorer:
             "is_std": is_std, "samples": int(m.n), "real": len(self.real)}
 
 
-def scorer_for(config: ConfigDict, cache_dir: Path,
+def scorer_for(gan: ConfigDict, cache_dir: Path,
                real_u8: np.ndarray) -> Optional[InceptionScorer]:
-  """The scorer of ``gan.inception_path`` (weights read and checked now), or None when unset."""
-  g = config.gan
+  """The scorer of ``gan.inception_path`` (``gan`` = ``config.gan``; weights read and checked
+  now), or None when unset."""
+  g = gan
   if not g.inception_path:
     return None
-  check(config)
+  check(g)
   variables = inception_weights.load(g.inception_path)
   return InceptionScorer(variables, inception_weights.digest(g.inception_path), real_u8,
                          cache_dir, int(g.fid_samples), int(g.fid_batch))

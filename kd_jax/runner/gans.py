@@ -54,27 +54,29 @@ class Gan:
   trained_now: bool
 
 
-def gan_key(config: ConfigDict, *, legacy: bool = False) -> str:
-  """Identity of a GAN: the teacher's data (teacher_key's data part: its content, no path) and
-  the GAN recipe; ``legacy``: the path-based key of GANs stored before (still looked up)."""
-  recipe = {k: v for k, v in config.gan.to_dict().items() if k not in NOT_KEY}
-  data_key = (legacy_teacher_key if legacy else teacher_key)(config.data, teacher_config())
+def gan_key(gan: ConfigDict, data: ConfigDict, *, legacy: bool = False) -> str:
+  """Identity of a GAN (``config.gan``) in its store: the teacher's data (teacher_key's data
+  part, of ``config.data``: its content, no path) and the GAN recipe; ``legacy``: the
+  path-based key of GANs stored before (still looked up)."""
+  recipe = {k: v for k, v in gan.to_dict().items() if k not in NOT_KEY}
+  data_key = (legacy_teacher_key if legacy else teacher_key)(data, teacher_config())
   ident = {"data": data_key, "gan": recipe}
   return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def store_dir(config: ConfigDict, workdir: Path) -> Path:
-  if config.gan.store:
-    return Path(config.gan.store).expanduser().resolve()
+def store_dir(gan: ConfigDict, workdir: Path) -> Path:
+  if gan.store:
+    return Path(gan.store).expanduser().resolve()
   return Path(workdir) / "gans"
 
 
-def entry_dir(config: ConfigDict, workdir: Path) -> Path:
-  return store_dir(config, workdir) / f"gan-{gan_key(config)}"
+def entry_dir(gan: ConfigDict, key: str, workdir: Path) -> Path:
+  """The store entry of the GAN ``gan`` (``config.gan``) whose ``gan_key`` is ``key``."""
+  return store_dir(gan, workdir) / f"gan-{key}"
 
 
-def make_spec(config: ConfigDict, num_real: int) -> gan_steps.GanSpec:
-  g = config.gan
+def make_spec(gan: ConfigDict, num_real: int) -> gan_steps.GanSpec:
+  g = gan
   generator, discriminator = sngan.get_gan(g.model)
   gen_tx, disc_tx = gan_steps.make_optimizers(g.lr, g.lr_min, g.b1, g.b2, g.gen_steps,
                                               g.disc_steps)
@@ -82,19 +84,29 @@ def make_spec(config: ConfigDict, num_real: int) -> gan_steps.GanSpec:
                            int(g.disc_steps), int(generator.z_dim), bool(g.hflip), num_real)
 
 
-def stored_entry(config: ConfigDict, workdir: Path) -> Optional[Path]:
-  """The finished GAN's entry: ``gan-<key>``, else one stored under its path-based key."""
-  legacy = store_dir(config, workdir) / f"gan-{gan_key(config, legacy=True)}"
-  return next((e for e in (entry_dir(config, workdir), legacy) if (e / META).exists()),
-              None)
+def store_keys(gan: ConfigDict, data: ConfigDict) -> tuple[str, str]:
+  """The keys a GAN's store entry may have: its content key, then its path-based key."""
+  return gan_key(gan, data), gan_key(gan, data, legacy=True)
 
 
-def load(config: ConfigDict, workdir: Path, image_shape) -> Optional[Gan]:
-  entry = stored_entry(config, workdir)
+def _keys(key) -> tuple[str, ...]:
+  return (key,) if isinstance(key, str) else tuple(key)
+
+
+def stored_entry(gan: ConfigDict, key, workdir: Path) -> Optional[Path]:
+  """The finished GAN's entry under its key, else under an older key (``store_keys``)."""
+  return next((e for e in (entry_dir(gan, k, workdir) for k in _keys(key))
+               if (e / META).exists()), None)
+
+
+def load(gan: ConfigDict, key, workdir: Path) -> Optional[Gan]:
+  """The finished GAN of ``gan`` (``config.gan``) with ``gan_key`` ``key`` (or
+  ``store_keys``), or None."""
+  entry = stored_entry(gan, key, workdir)
   if entry is None:
     return None
   checkpoints.read_meta(entry, META)  # a damaged gan.json is named, not a traceback
-  generator, _ = sngan.get_gan(config.gan.model)
+  generator, _ = sngan.get_gan(gan.model)
   like = jax.eval_shape(lambda: generator.init(jax.random.key(0), jnp.zeros((2, generator.z_dim)),
                                                 train=False))
   variables = checkpoints.load_tree(entry / "final", {"params": like["params"],
@@ -103,33 +115,35 @@ def load(config: ConfigDict, workdir: Path, image_shape) -> Optional[Gan]:
   return Gan(generator, jax.device_get(variables), generator.z_dim, entry, trained_now=False)
 
 
-def get_gan(config: ConfigDict, workdir: Path, images_u8: np.ndarray,
-            view: Optional["TeacherView"] = None) -> Gan:
-  """Loads the GAN of this config from its store, or trains it (resumably) on ``images_u8``."""
-  stored = load(config, workdir, images_u8.shape[1:])
+def get_gan(gan: ConfigDict, key: str, workdir: Path, images_u8: np.ndarray,
+            view: Optional["TeacherView"] = None, tensorboard: bool = True) -> Gan:
+  """Loads the GAN of ``gan`` (``config.gan``; ``key``: its ``gan_key``) from its store, or
+  trains it (resumably) on ``images_u8``; ``tensorboard``: ``run.tensorboard``."""
+  stored = load(gan, key, workdir)
   if stored is not None:
     return stored
-  lock = store_dir(config, workdir) / f"gan-{gan_key(config)}.lock"
-  with store_lock.hold(lock, f"GAN {gan_key(config)}"):
-    stored = load(config, workdir, images_u8.shape[1:])
+  lock = store_dir(gan, workdir) / f"gan-{_keys(key)[0]}.lock"
+  with store_lock.hold(lock, f"GAN {_keys(key)[0]}"):
+    stored = load(gan, key, workdir)
     if stored is not None:
       return stored
-    return train(config, workdir, images_u8, view)
+    return train(gan, key, workdir, images_u8, view, tensorboard)
 
 
-def train(config: ConfigDict, workdir: Path, images_u8: np.ndarray,
-          view: Optional["TeacherView"] = None) -> Gan:
+def train(gan: ConfigDict, key: str, workdir: Path, images_u8: np.ndarray,
+          view: Optional["TeacherView"] = None, tensorboard: bool = True) -> Gan:
   """Trains (or resumes) the GAN into its store entry; the caller holds the lock."""
-  g = config.gan
-  done_entry = entry_dir(config, workdir)
+  g = gan
+  key = _keys(key)[0]
+  done_entry = entry_dir(g, key, workdir)
   entry = checkpoints.open_staging(done_entry, META)  # renamed to done_entry once complete
-  scorer = fid.scorer_for(config, entry, images_u8)  # a bad weights file fails before training
-  (entry / "config.json").write_text(json.dumps({"gan": g.to_dict(), "key": gan_key(config)},
+  scorer = fid.scorer_for(g, entry, images_u8)  # a bad weights file fails before training
+  (entry / "config.json").write_text(json.dumps({"gan": g.to_dict(), "key": key},
                                                 indent=2, default=str))
-  spec = make_spec(config, len(images_u8))
+  spec = make_spec(g, len(images_u8))
   state = gan_steps.init_state(spec, int(g.seed), images_u8.shape[1:])
   ckpt = checkpoints.Checkpointer(entry / "ckpt")
-  writer = report.MetricWriter(entry, tensorboard=config.run.tensorboard)
+  writer = report.MetricWriter(entry, tensorboard=tensorboard)
   at = _At()
   try:
     at.done, state = ckpt.resume(state, what="generator update")
@@ -142,7 +156,7 @@ def train(config: ConfigDict, workdir: Path, images_u8: np.ndarray,
           f"updates × {g.disc_steps} D updates, batch {g.batch_size} → {entry}", flush=True)
     data = jnp.asarray(images_u8)
     seed = jnp.int32(g.seed)
-    state = _loop(config, spec, state, data, seed, ckpt, writer, entry, (view, scorer), at)
+    state = _loop(g, spec, state, data, seed, ckpt, writer, entry, (view, scorer), at)
   except budget.TimeUp:  # --time_budget: stopped right after a checkpoint
     raise OutOfTime(PHASE, at.done, int(g.gen_steps), at.saved, "generator update") from None
   except KeyboardInterrupt:  # counted in generator updates where a classifier counts epochs
@@ -152,7 +166,7 @@ def train(config: ConfigDict, workdir: Path, images_u8: np.ndarray,
     ckpt.close()
     writer.close()
   variables = jax.device_get({"params": state.gen_params, "batch_stats": state.gen_stats})
-  meta = {"key": gan_key(config), "gen_steps": int(g.gen_steps), "images": len(images_u8)}
+  meta = {"key": key, "gen_steps": int(g.gen_steps), "images": len(images_u8)}
   checkpoints.publish(done_entry, variables, META, meta)
   return Gan(spec.generator, variables, spec.z_dim, done_entry, trained_now=True)
 
@@ -164,9 +178,9 @@ class _At:
   saved: int = 0
 
 
-def _loop(config, spec, state, data, seed, ckpt, writer, entry, judges, at: _At):
-  """Chunks of generator updates to ``gan.gen_steps``; evaluates and checkpoints between them."""
-  g = config.gan
+def _loop(g: ConfigDict, spec, state, data, seed, ckpt, writer, entry, judges, at: _At):
+  """Chunks of generator updates to ``gan.gen_steps`` (``g`` = ``config.gan``); evaluates and
+  checkpoints between them."""
   total, t0, sums, n_sum, done = int(g.gen_steps), time.time(), None, 0, at.done
   while done < total:
     # A chunk never crosses an evaluation or checkpoint boundary.
@@ -185,7 +199,7 @@ def _loop(config, spec, state, data, seed, ckpt, writer, entry, judges, at: _At)
     if done % g.eval_every == 0 or done == total:
       losses = {"gen_loss": sums["gen_loss_sum"] / n_sum,
                 "disc_loss": sums["disc_loss_sum"] / n_sum}
-      evaluate(config, spec, state, done, losses, writer, entry, judges, time.time() - t0)
+      evaluate(g, spec, state, done, losses, writer, entry, judges, time.time() - t0)
       sums, n_sum = None, 0
     if done % g.checkpoint_every == 0 or done == total:
       bad = checkpoints.nonfinite_leaves(state)
@@ -204,24 +218,25 @@ def _next_multiple(x: int, k: int) -> int:
   return (x // k + 1) * k
 
 
-def evaluate(config, spec, state, done, losses, writer, entry, judges, elapsed) -> None:
+def evaluate(g: ConfigDict, spec, state, done, losses, writer, entry, judges, elapsed) -> None:
   """Losses to metrics.jsonl/TensorBoard, an 8×8 sample grid, the teacher's view of samples
-  and FID/IS; ``judges`` = (TeacherView or None, fid.InceptionScorer or None)."""
+  and FID/IS; ``g`` = ``config.gan``; ``judges`` = (TeacherView or None, fid.InceptionScorer or
+  None)."""
   view, scorer = judges
   grid = entry / "samples" / f"step{done:07d}.png"
   gen_vars = {"params": state.gen_params, "batch_stats": state.gen_stats}
-  save_grid(generate(spec.generator, gen_vars, spec.z_dim, 64, seed=int(config.gan.seed),
+  save_grid(generate(spec.generator, gen_vars, spec.z_dim, 64, seed=int(g.seed),
                      batch=64), grid)
   results: dict[str, dict[str, Any]] = {"running": dict(losses)}
   if view is not None:
-    samples = generate(spec.generator, gen_vars, spec.z_dim, int(config.gan.eval_samples),
-                       seed=int(config.gan.seed))
+    samples = generate(spec.generator, gen_vars, spec.z_dim, int(g.eval_samples),
+                       seed=int(g.seed))
     results["quality"] = view(samples)
   if scorer is not None:
     results["inception"] = scorer(generate(spec.generator, gen_vars, spec.z_dim,
-                                           int(config.gan.fid_samples), seed=int(config.gan.seed)))
-    if done == int(config.gan.gen_steps):  # the finished GAN's numbers: later runs read them
-      checkpoints.write_json(_inception_cache(config, entry, scorer.key), results["inception"])
+                                           int(g.fid_samples), seed=int(g.seed)))
+    if done == int(g.gen_steps):  # the finished GAN's numbers: later runs read them
+      checkpoints.write_json(_inception_cache(g, entry, scorer.key), results["inception"])
   writer.write(PHASE, done, results)
   shown = ", ".join(f"{k} {v:.3f}" for k, v in losses.items())
   extra = f"; {fid.describe(results['inception'])}" if scorer is not None else ""
@@ -230,7 +245,7 @@ def evaluate(config, spec, state, done, losses, writer, entry, judges, elapsed) 
     extra += (f"; teacher self-agreement under crop+flip: samples "
               f"{q['self_agreement_samples']:.1f}% / real {q['self_agreement_real']:.1f}%, "
               f"classes covered {q['effective_classes']:.1f} (perplexity of predicted classes)")
-  print(f"[gan] update {done}/{config.gan.gen_steps} ({report.format_duration(elapsed)}): "
+  print(f"[gan] update {done}/{g.gen_steps} ({report.format_duration(elapsed)}): "
         f"{shown}{extra}; grid {grid}", flush=True)
 
 
@@ -262,33 +277,35 @@ def save_grid(images_u8: np.ndarray, path: Path, cols: int = 8) -> None:
   Image.fromarray(canvas.squeeze(-1) if c == 1 else canvas).save(path)
 
 
-def fid_is_line(config: ConfigDict) -> str:
-  """The one line saying whether FID/IS are reported, and from which weights."""
-  if not config.gan.inception_path:
+def fid_is_line(g: ConfigDict) -> str:
+  """The one line saying whether FID/IS are reported (``g`` = ``config.gan``), and from which
+  weights."""
+  if not g.inception_path:
     return ("[gan] FID/IS skipped: no Inception weights (set gan.inception_path to local "
             "weights); reporting the teacher's view of the samples instead")
-  return (f"[gan] FID/IS from the Inception weights {config.gan.inception_path} on "
-          f"{config.gan.fid_samples} samples (FID against as many training images at most)")
+  return (f"[gan] FID/IS from the Inception weights {g.inception_path} on "
+          f"{g.fid_samples} samples (FID against as many training images at most)")
 
 
-def inception_quality(config: ConfigDict, gan: Gan, real_u8: np.ndarray) -> Optional[dict]:
-  """FID/IS of a finished GAN's samples (``gan.fid_samples``, seed ``gan.seed``), kept in its
-  entry so later runs read them; None without ``gan.inception_path``."""
-  scorer = fid.scorer_for(config, gan.entry, real_u8)
+def inception_quality(g: ConfigDict, gan: Gan, real_u8: np.ndarray) -> Optional[dict]:
+  """FID/IS of a finished GAN's samples (``gan.fid_samples``, seed ``gan.seed`` of ``g`` =
+  ``config.gan``), kept in its entry so later runs read them; None without
+  ``gan.inception_path``."""
+  scorer = fid.scorer_for(g, gan.entry, real_u8)
   if scorer is None:
     return None
-  path = _inception_cache(config, gan.entry, scorer.key)
+  path = _inception_cache(g, gan.entry, scorer.key)
   if path.exists():
     return json.loads(path.read_text())
-  quality = scorer(generate(gan.generator, gan.variables, gan.z_dim, int(config.gan.fid_samples),
-                            seed=int(config.gan.seed)))
+  quality = scorer(generate(gan.generator, gan.variables, gan.z_dim, int(g.fid_samples),
+                            seed=int(g.seed)))
   checkpoints.write_json(path, quality)
   return quality
 
 
-def _inception_cache(config: ConfigDict, entry: Path, scorer_key: str) -> Path:
+def _inception_cache(g: ConfigDict, entry: Path, scorer_key: str) -> Path:
   """Where the finished GAN's FID/IS for these weights, real images and sample count live."""
-  return entry / f"fid-is-{scorer_key}-n{config.gan.fid_samples}-seed{config.gan.seed}.json"
+  return entry / f"fid-is-{scorer_key}-n{g.fid_samples}-seed{g.seed}.json"
 
 
 
@@ -339,23 +356,25 @@ def teacher_view(teacher, data) -> TeacherView:
                      data.host.teacher_x, data.num_classes)
 
 
-def gan_for_run(config: ConfigDict, workdir: Path, data, teacher) -> tuple[Gan, dict]:
-  """The run's GAN (stored, or trained now) and the teacher's view of its samples."""
-  print(fid_is_line(config), flush=True)
+def gan_for_run(g: ConfigDict, key: str, workdir: Path, data, teacher,
+                tensorboard: bool = True) -> tuple[Gan, dict]:
+  """The run's GAN (``g`` = ``config.gan``, ``key`` its ``gan_key``; stored, or trained now)
+  and the teacher's view of its samples."""
+  print(fid_is_line(g), flush=True)
   view = teacher_view(teacher, data)
-  gan = get_gan(config, workdir, data.host.teacher_x, view)
-  samples = generate(gan.generator, gan.variables, gan.z_dim, int(config.gan.eval_samples),
-                     seed=int(config.gan.seed))
+  gan = get_gan(g, key, workdir, data.host.teacher_x, view, tensorboard)
+  samples = generate(gan.generator, gan.variables, gan.z_dim, int(g.eval_samples),
+                     seed=int(g.seed))
   quality = view(samples)
   print(f"[gan] teacher's view of {len(samples)} samples: self-agreement under crop+flip "
         f"{quality['self_agreement_samples']:.1f}% (real images "
         f"{quality['self_agreement_real']:.1f}%), predicted classes: perplexity "
         f"{quality['effective_classes']:.2f} of {data.num_classes}", flush=True)
-  inception = inception_quality(config, gan, data.host.teacher_x)
+  inception = inception_quality(g, gan, data.host.teacher_x)
   if inception is not None:
     quality["inception"] = inception
     print(f"[gan] {fid.describe(inception)}", flush=True)
-  return gan, {"entry": str(gan.entry), "key": gan_key(config), "quality": quality}
+  return gan, {"entry": str(gan.entry), "key": key, "quality": quality}
 
 
 def eval_pipeline(gan: Optional[Gan], n: int, mesh) -> Optional[pipelines.Pipeline]:

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Optional
 
 from ml_collections import ConfigDict
 
-from kd_jax.config import NOT_IDENTITY, to_json
+from kd_jax.config import NOT_IDENTITY
 from kd_jax.core import checkpoints
 from kd_jax.core.errors import ConfigError
 
@@ -68,6 +68,12 @@ def teacher_key(data: ConfigDict, teacher: ConfigDict, *, missing_ok: bool = Fal
       raise
     ident["data"]["content"] = {"unavailable": {k: data[k] for k in ("path", "data_dir")}}
   return _digest(ident)
+
+
+def store_keys(data: ConfigDict, teacher: ConfigDict) -> tuple[str, str]:
+  """The keys a teacher's store entry may have: its content key (``teacher_key``), then the
+  path-based key it was stored under before keys were content-based (reused in place)."""
+  return teacher_key(data, teacher), legacy_teacher_key(data, teacher)
 
 
 def legacy_teacher_key(data: ConfigDict, teacher: ConfigDict) -> str:
@@ -159,12 +165,14 @@ def stored_config(workdir: Path) -> dict | None:
                       "to start this one over") from None
 
 
-def check(config: ConfigDict, workdir: Path) -> None:
-  """Refuses to resume a run of another config (raises ConfigError naming the first keys)."""
+def check(config_dict: dict, workdir: Path) -> None:
+  """Refuses to resume a run of another config (raises ConfigError naming the first keys);
+  ``config_dict``: the resolved config as ``config.json`` holds it,
+  ``json.loads(to_json(config))``."""
   old = stored_config(workdir)
   if old is None or not holds_run(workdir):
     return  # nothing to mix with: a folder a failed start left behind is simply reused
-  diffs = differences(old, json.loads(to_json(config)))
+  diffs = differences(old, config_dict)
   if diffs:
     raise ConfigError(
         f"--workdir={workdir} holds a run of another config ({describe(diffs)}); use a new "
@@ -172,22 +180,23 @@ def check(config: ConfigDict, workdir: Path) -> None:
         "checkpoints and results (stored teachers are kept)")
 
 
-def _stores(config: ConfigDict, workdir: Path) -> list[Path]:
+def _stores(teacher_store: str, workdir: Path) -> list[Path]:
   """Teacher stores this workdir's runs may have used (the default one lies in it)."""
-  stores = [config.teacher.store]
+  stores = [teacher_store]
   old = stored_config(workdir) if (Path(workdir) / CONFIG).exists() else None
   if old:
     stores.append(old.get("teacher", {}).get("store", ""))
   return [Path(s).absolute() for s in stores if s]
 
 
-def clear(config: ConfigDict, workdir: Path) -> list[str]:
-  """Deletes the run in ``workdir`` (``CLEARED``) but never a teacher store; returns what went."""
+def clear(teacher_store: str, workdir: Path) -> list[str]:
+  """Deletes the run in ``workdir`` (``CLEARED``) but never a teacher store (the run's
+  ``teacher.store``, or the one its stored config names); returns what went."""
   workdir = Path(workdir)
   try:
-    stores = _stores(config, workdir)
+    stores = _stores(teacher_store, workdir)
   except ConfigError:
-    stores = [Path(config.teacher.store).absolute()] if config.teacher.store else []
+    stores = [Path(teacher_store).absolute()] if teacher_store else []
   gone = []
   for name in CLEARED:
     path = (workdir / name).absolute()

@@ -31,11 +31,11 @@ class Student:
   results: Results     # the final evaluation, {split: {metric: value}}
 
 
-def student_init(config: ConfigDict, model, teacher: Teacher,
+def student_init(d: ConfigDict, seed: int, model, teacher: Teacher,
                  data: ExperimentData) -> tuple[dict, float]:
-  """Initial student variables and the learning rate to start from (docs/paper.md, interpolated init)."""
-  d = config.distill
-  random = modeling.init_variables(model, config.seed, steps.STUDENT_STREAM, 1, data.input_shape)
+  """Initial student variables and the learning rate to start from (docs/paper.md, interpolated
+  init); ``d`` = ``config.distill``, ``seed`` = ``config.seed``."""
+  random = modeling.init_variables(model, seed, steps.STUDENT_STREAM, 1, data.input_shape)
   lr = float(d.optim.lr)
   if d.init.mode in ("random", remedies.ANNEAL_MODE):  # anneal: θ starts random, λ moves it
     return random, lr
@@ -50,15 +50,15 @@ def student_init(config: ConfigDict, model, teacher: Teacher,
     return jax.tree.map(jnp.asarray, source), lr
   mixed = interpolate.interpolate(pick(teacher.final), random, d.init.lam)
   if d.init.refresh_bn and jax.tree.leaves(mixed["batch_stats"]):
-    mixed = refresh_bn(model, mixed, data, config)
+    mixed = refresh_bn(model, mixed, data, int(d.batch_size))
   if d.init.scale_lr:
     lr = interpolate.scaled_lr(lr, d.init.lam, d.optim.lr_min)
   return mixed, lr
 
 
-def refresh_bn(model, variables: dict, data: ExperimentData, config: ConfigDict) -> dict:
-  """One train-mode pass over the (clean) distillation data to refit BatchNorm statistics."""
-  bs = config.distill.batch_size
+def refresh_bn(model, variables: dict, data: ExperimentData, bs: int) -> dict:
+  """One train-mode pass over the (clean) distillation data, in batches of ``bs``, to refit
+  BatchNorm statistics."""
   x = data.host.distill_x
   batches = (data.host_inputs(x[i:i + bs]) for i in range(0, len(x), bs))
   new = interpolate.refresh_batch_stats(modeling.local(model).apply,
@@ -82,12 +82,11 @@ def _optimizer(d: ConfigDict, data: ExperimentData, mesh: Mesh, lr: float, batch
   return tx, batch_size, line_search, float(d.optim.weight_decay) if line_search else 0.0
 
 
-def _stages(config: ConfigDict, teacher: Teacher, k: int, final_vars: Any,
+def _stages(d: ConfigDict, teacher: Teacher, k: int, final_vars: Any,
             to_device: Callable[[dict], Any]) -> list[remedies.Stage]:
   """The teachers the student distils from, in order: the final one, or checkpoints along the
-  teacher's training (``distill.trajectory``). ``to_device`` turns host variables into what the
-  step's teacher takes (folded if so configured, replicated)."""
-  d = config.distill
+  teacher's training (``distill.trajectory`` of ``d`` = ``config.distill``). ``to_device`` turns
+  host variables into what the step's teacher takes (folded if so configured, replicated)."""
   stages = int(d.trajectory)
   if not stages:
     return [remedies.Stage(int(d.epochs), -1, final_vars)]
@@ -101,28 +100,28 @@ def _stages(config: ConfigDict, teacher: Teacher, k: int, final_vars: Any,
           for end, e in zip(ends, epochs)]
 
 
-def _anchor(config: ConfigDict, teacher: Teacher, model_vars: dict, mesh: Mesh):
-  """The teacher member annealed interpolation starts from (unstacked params, replicated)."""
-  d = config.distill
+def _anchor(member: int, teacher: Teacher, model_vars: dict, mesh: Mesh):
+  """The teacher member (``distill.init.member``) annealed interpolation starts from
+  (unstacked params, replicated)."""
   available = ensemble.num_members(teacher.final["params"])
-  if d.init.member >= available:
-    raise ConfigError(f"distill.init.member={d.init.member} but the teacher has {available} "
+  if member >= available:
+    raise ConfigError(f"distill.init.member={member} but the teacher has {available} "
                       f"members; use 0..{available - 1}")
-  anchor = modeling.member(teacher.final, d.init.member)["params"]
+  anchor = modeling.member(teacher.final, member)["params"]
   interpolate.check_same_architecture(anchor, modeling.member(model_vars, 0)["params"])
   return parallel.replicate(anchor, mesh)
 
 
-def _no_eval(state, results):
+def _no_eval(state, results, epoch=None):
   """Stages before the last are not evaluated (their numbers are in metrics.jsonl)."""
   return {}
 
 
-def _polish(config: ConfigDict, workdir: Path, data: ExperimentData, spec: steps.StepSpec,
+def _polish(d: ConfigDict, workdir: Path, data: ExperimentData, spec: steps.StepSpec,
             base: Phase, state, model, mesh: Mesh, writer, hook):
-  """Full-batch second-order polish after the first-order run (``distill.polish``), on the
-  clean distillation images."""
-  p = remedies.polish_section(config.distill)
+  """Full-batch second-order polish after the first-order run (``distill.polish`` of ``d`` =
+  ``config.distill``), on the clean distillation images."""
+  p = remedies.polish_section(d)
   tx, batch_size, line_search, l2 = _optimizer(p, data, mesh, float(p.optim.lr),
                                                int(p.batch_size))
   apply_fn = modeling.local(model).apply if line_search else model.apply
@@ -143,65 +142,72 @@ def _polish(config: ConfigDict, workdir: Path, data: ExperimentData, spec: steps
   return state, results
 
 
-def _synthetic(config: ConfigDict, data: ExperimentData, mesh: Mesh, gan, t_vars):
-  """(SynthSpec or None, the vars the steps read, the eval pipeline of samples or None)."""
-  if float(config.distill.synth_ratio) <= 0:
+def _synthetic(d: ConfigDict, data: ExperimentData, mesh: Mesh, gan, t_vars):
+  """(SynthSpec or None, the vars the steps read, the eval pipeline of samples or None);
+  ``d`` = ``config.distill``."""
+  if float(d.synth_ratio) <= 0:
     return None, t_vars, None
   if gan is None or data.modality != "image":
     raise ConfigError("distill.synth_ratio > 0 needs image data and a GAN (kd_jax.runner.gans); "
                       "set distill.synth_ratio=0")
-  spec = synthetic.make_spec(config, gan.generator, gan.z_dim, data.normalize,
+  spec = synthetic.make_spec(d, gan.generator, gan.z_dim, data.normalize,
                              parallel.num_shards(mesh))
   step_vars = {"teacher": t_vars, "generator": parallel.replicate(gan.variables, mesh)}
-  n_eval = int(config.distill.train_eval_size) or data.distill.size
+  n_eval = int(d.train_eval_size) or data.distill.size
   return spec, step_vars, gans.eval_pipeline(gan, n_eval, mesh)
 
 
-def distill(config: ConfigDict, workdir: Path, data: ExperimentData, teacher: Teacher,
-            mesh: Mesh, writer: report.MetricWriter, hook: Optional[Hook] = None,
-            gan: Any = None) -> Student:
+def distill(d: ConfigDict, run: ConfigDict, seed: int, workdir: Path, data: ExperimentData,
+            teacher: Teacher, mesh: Mesh, writer: report.MetricWriter,
+            hook: Optional[Hook] = None, gan: Any = None, evals: Any = None) -> Student:
   """Distills one student from the (first k members of the) teacher; with
-  ``distill.synth_ratio`` > 0 each batch also holds fresh samples of ``gan``."""
-  d = config.distill
+  ``distill.synth_ratio`` > 0 each batch also holds fresh samples of ``gan``.
+
+  ``d``, ``run``: ``config.distill`` and ``config.run``; ``seed``: ``config.seed``, the trial's
+  student seed (its initialization and data order); ``evals``: ``config.evals``, evaluations
+  besides those ``distill.evals`` names (kd_jax.train.evaluators).
+  """
   k = int(d.teacher_members) or ensemble.num_members(teacher.final["params"])
   # The frozen teacher may run with its BatchNorms folded into its convs (models/fold.py).
-  fold_bn = bool(config.run.fold_teacher_bn)
+  fold_bn = bool(run.fold_teacher_bn)
   t_model, t_flax = fold.teacher_for_inference(
       teacher.model, modeling.as_flax(ensemble.take_members(teacher.final, k)), fold_bn)
   t_vars = parallel.replicate(t_flax, mesh)
   to_device = lambda host: parallel.replicate(fold.teacher_for_inference(
       teacher.model, modeling.as_flax(host), fold_bn)[1], mesh)
-  synth, step_vars, synth_eval = _synthetic(config, data, mesh, gan, t_vars)
-  model = modeling.build_model(d.model, data.num_classes, config, data.model_options)
-  init_vars, lr = student_init(config, model, teacher, data)
+  synth, step_vars, synth_eval = _synthetic(d, data, mesh, gan, t_vars)
+  model = modeling.build_model(d.model, data.num_classes, run.dtype, data.model_options)
+  init_vars, lr = student_init(d, seed, model, teacher, data)
   init_vars = jax.device_get(init_vars)  # host copy: the device state is donated to the steps
   tx, batch_size, line_search, l2 = _optimizer(d, data, mesh, lr,
-                                               synthetic.real_batch_size(config))
+                                               synthetic.real_batch_size(d))
   anneal, anchor = None, None
   if d.init.mode == remedies.ANNEAL_MODE:
     spe = pipelines.steps_per_epoch(data.distill.size, batch_size)
     anneal = remedies.anneal_schedule(d, spe * int(d.epochs))
-    anchor = _anchor(config, teacher, init_vars, mesh)
+    anchor = _anchor(int(d.init.member), teacher, init_vars, mesh)
   # A line search fits the gathered batch on each device: BatchNorm needs no device axis there.
   apply_fn = modeling.local(model).apply if line_search else model.apply
   spec = steps.StepSpec(apply_fn=apply_fn, tx=tx, prepare=data.prepare(d.augment),
                         materialize=data.distill.materialize, objective=d.loss,
                         temperature=float(d.temperature), alpha=float(d.alpha),
                         teacher_apply=t_model.apply, line_search=line_search, l2=l2,
-                        member_mode=config.run.member_mode, anneal=anneal, synth=synth)
+                        member_mode=run.member_mode, anneal=anneal, synth=synth)
   clean = dataclasses.replace(spec, prepare=data.prepare(""), anneal=None)
   ctx = evaluators.DistillContext(
       student_apply=model.apply, teacher_apply=t_model.apply, teacher_vars=t_vars,
       test=data.test, distill=data.distill, mesh=mesh, clean=clean,
       augmented=dataclasses.replace(spec, anneal=None) if d.augment else None,
-      batch_size=config.run.eval_batch_size, train_limit=int(d.train_eval_size),
-      seed=config.seed, synthetic=synth_eval)
-  evaluate = evaluators.combine(evaluators.DISTILL_EVALS, d.evals, ctx)
+      batch_size=run.eval_batch_size, train_limit=int(d.train_eval_size),
+      seed=seed, synthetic=synth_eval)
+  chosen = evaluators.entries("distill", d.evals, evals)
+  evaluate = evaluators.build("distill", chosen, ctx, int(d.eval_every))
   phase = Phase(name="distill", spec=spec, pipeline=data.distill, epochs=d.epochs,
-                batch_size=batch_size, seed=config.seed, stream=steps.STUDENT_STREAM,
+                batch_size=batch_size, seed=seed, stream=steps.STUDENT_STREAM,
                 checkpoint_dir=Path(workdir) / "checkpoints" / "student",
-                checkpoint_every=config.run.checkpoint_every, log_every=config.run.log_every,
-                steps_per_call=config.run.steps_per_call, eval_every=d.eval_every,
+                checkpoint_every=run.checkpoint_every, log_every=run.log_every,
+                steps_per_call=run.steps_per_call,
+                eval_every=evaluators.cadence(chosen, int(d.eval_every)),
                 evaluate=evaluate, teacher_vars=step_vars)
   state = parallel.replicate(modeling.make_state(init_vars, tx), mesh)
   print(f"[distill] {k}-member {teacher.model.__class__.__name__} teacher → "
@@ -209,7 +215,7 @@ def distill(config: ConfigDict, workdir: Path, data: ExperimentData, teacher: Te
         f"(τ={d.temperature}, α={d.alpha}, loss={d.loss}, augment={d.augment or 'none'!r}, "
         f"init={d.init.mode})", flush=True)
   if synth is not None:
-    print(f"[distill] each batch: {batch_size} real rows + {synthetic.synth_count(config)} "
+    print(f"[distill] each batch: {batch_size} real rows + {synthetic.synth_count(d)} "
           f"GAN samples at τ={d.synth_temp} (from {gan.entry})", flush=True)
 
   def step_teacher(stage_vars):
@@ -217,7 +223,7 @@ def distill(config: ConfigDict, workdir: Path, data: ExperimentData, teacher: Te
     v = stage_vars if synth is None else {**step_vars, "teacher": stage_vars}
     return v if anchor is None else (v, anchor)
 
-  stages = _stages(config, teacher, k, t_vars, to_device)
+  stages = _stages(d, teacher, k, t_vars, to_device)
   for i, stage in enumerate(stages):
     last = i == len(stages) - 1
     stage_phase = dataclasses.replace(
@@ -228,7 +234,7 @@ def distill(config: ConfigDict, workdir: Path, data: ExperimentData, teacher: Te
   if results is None:  # finished before this process: evaluate the restored student
     results = evaluate(state, {"running": writer.last("distill").get("running", {})})
   if int(d.polish.epochs):
-    state, results = _polish(config, workdir, data, spec, dataclasses.replace(
+    state, results = _polish(d, workdir, data, spec, dataclasses.replace(
         phase, teacher_vars=t_vars, evaluate=evaluate), state, model, mesh, writer, hook)
   final = parallel.host(modeling.state_variables(state))
   return Student(model, init_vars, final, results)

@@ -28,10 +28,8 @@ def validate(config: ConfigDict) -> None:
                       "which only the streamed pipeline does; add "
                       "--config.data.pipeline=streamed")
   augment.check_normalization(config.data.normalization)
-  for name in config.teacher.evals:
-    evaluators.TEACHER_EVALS.check(name)
-  for name in config.distill.evals:
-    evaluators.DISTILL_EVALS.check(name)
+  evaluators.entries("teacher", config.teacher.evals, config.evals)
+  evaluators.entries("distill", config.distill.evals, config.evals)
   for section in ("teacher", "distill"):
     s = config[section]
     MODELS.check(s.model.name, f"{section}.model.name")
@@ -59,7 +57,7 @@ def validate(config: ConfigDict) -> None:
   if (a.plane or a.line) and config.teacher.model.to_dict() != config.distill.model.to_dict():
     raise ConfigError("analysis.plane/analysis.line put the teacher into the student's weight "
                       "space; they need distill.model equal to teacher.model")
-  synthetic.check(config)
+  synthetic.check(config.distill)
   if config.distill.synth_ratio > 0:
     GAN_MODELS.check(config.gan.model.name)
     for key in ("gen_steps", "disc_steps", "batch_size", "steps_per_call", "eval_every",
@@ -70,7 +68,7 @@ def validate(config: ConfigDict) -> None:
       raise ConfigError("distill.synth_ratio > 0 needs a minibatch optimizer; L-BFGS fits the "
                         "whole distillation set at once: set distill.synth_ratio=0")
   if config.gan.inception_path:
-    fid.check(config)
+    fid.check(config.gan)
   if config.analysis.cka_kernel not in ("linear", "rbf", "official"):
     raise ConfigError(f"analysis.cka_kernel={config.analysis.cka_kernel!r} is not known; "
                       "choose linear, rbf or official")

@@ -93,12 +93,15 @@ def train_teacher(config: ConfigDict, workdir: Path, hook: Optional[Hook] = None
   """The teacher half of ``experiment.run``: data → ``teachers.get_teacher``; its store entry."""
   from kd_jax.runner import experiment, teachers
   from kd_jax.train import writer as report
+  from kd_jax.runner.identity import store_keys
   from kd_jax.runner.validate import validate
   validate(config)
   workdir.mkdir(parents=True, exist_ok=True)
-  mesh, data = experiment.load_data(config)
+  mesh, data = experiment.load_data(config.data, config.run.num_devices)
   writer = report.MetricWriter(workdir, tensorboard=config.run.tensorboard)
   try:
-    return teachers.get_teacher(config, workdir, data, mesh, writer, hook).entry
+    key = store_keys(config.data, config.teacher)
+    return teachers.get_teacher(config.teacher, key, config.run, workdir, data, mesh, writer,
+                                hook, config.evals).entry
   finally:
     writer.close()

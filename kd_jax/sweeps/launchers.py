@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Optional
 
 from ml_collections import ConfigDict
 
@@ -30,7 +30,7 @@ from kd_jax.runner.experiment import RESULTS
 from kd_jax.core.registry import Registry
 from kd_jax.train.writer import format_duration
 from kd_jax.train.trainer import Hook
-from kd_jax.sweeps.trials import Trial, check_existing, resolve_arms, select, teacher_groups
+from kd_jax.sweeps.trials import Trial, teacher_groups
 
 JOBS = "_jobs"  # arm names start with a letter or digit, so this never names an arm
 
@@ -211,16 +211,13 @@ def _plan(todo: list[Trial], workdir: Path, cache_dir: str, hook: Optional[Hook]
     runner.waiting[key] = trial_jobs
 
 
-def run_submitit(config: ConfigDict, sweep: ConfigDict, workdir: str | Path,
-                 options: LaunchOptions, *, only: Iterable[str] = (), command: str = "",
+def run_submitit(name: str, sweep: ConfigDict, trials: list[Trial], chosen: list[Trial],
+                 workdir: Path, options: LaunchOptions, *, command: str = "",
                  hook: Optional[Hook] = None) -> list[dict[str, Any]]:
-  """Runs the missing trials as submitit jobs and writes the sweep's outputs; returns rows."""
+  """Runs the missing ``chosen`` trials as submitit jobs and writes the sweep's outputs (of
+  every trial; ``name``: the figure's config name); returns rows. ``kd_jax.sweeps.sweep.
+  run_sweep`` resolves and checks the trials first."""
   import jax
-  workdir = Path(workdir).absolute()
-  trials = resolve_arms(config, sweep, workdir)
-  chosen = select(trials, only)
-  check_existing(trials, workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
   cluster = CLUSTERS.get(options.cluster)
   executor = make_executor(options, workdir / JOBS / "submitit")
   n = len(chosen)
@@ -234,13 +231,13 @@ def run_submitit(config: ConfigDict, sweep: ConfigDict, workdir: str | Path,
     done += 1
     finished_here = done - (n - len(todo))
     eta = (time.perf_counter() - t0) / finished_here * (n - done)
-    sweep_report.write_outputs(config.name, sweep, trials, workdir, command)
+    sweep_report.write_outputs(name, sweep, trials, workdir, command)
     print(f"[sweep] {job.label} done: {done}/{n}, ETA {format_duration(eta)}", flush=True)
 
   runner = _Runner(executor, cluster, options, on_trial_done)
   _plan(todo, workdir, jax.config.jax_compilation_cache_dir or "", hook, runner)
   runner.run()
-  rows = sweep_report.write_outputs(config.name, sweep, trials, workdir, command)
+  rows = sweep_report.write_outputs(name, sweep, trials, workdir, command)
   print(f"[sweep] {done}/{n} trials done; wrote {workdir / 'results.csv'}, results.md and the "
         "plot", flush=True)
   if runner.failed:

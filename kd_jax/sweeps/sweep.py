@@ -52,33 +52,47 @@ from typing import Any, Iterable, Optional
 from ml_collections import ConfigDict
 
 from kd_jax.core import budget, cache
-from kd_jax.core.errors import OutOfTime
-from kd_jax.core.errors import ConfigError
-from kd_jax.sweeps import report as sweep_report
+from kd_jax.core.errors import ConfigError, OutOfTime
+from kd_jax.sweeps import launchers, report as sweep_report
 from kd_jax import config_files
 from kd_jax.runner import estimate
 from kd_jax.runner.experiment import RESULTS
 from kd_jax.train.writer import format_duration
 from kd_jax.train.trainer import Hook
-from kd_jax.sweeps.trials import arm_specs, check_existing, resolve_arms, select, teacher_groups
+from kd_jax.sweeps.trials import (Trial, arm_specs, check_existing, resolve_arms, select,
+                                  teacher_groups)
 
 # --------------------------------------------------------------------------------- running
 
 
 def run_sweep(config: ConfigDict, sweep: ConfigDict, workdir: str | Path, *,
-              only: Iterable[str] = (), hook: Optional[Hook] = None,
-              command: str = "") -> list[dict[str, Any]]:
-  """Runs the missing trials (of the ``only`` arms), writing outputs after each; returns rows."""
-  from kd_jax.runner import experiment  # looked up at call time: tests replace experiment.run
+              only: Iterable[str] = (), hook: Optional[Hook] = None, command: str = "",
+              launch: Optional[launchers.LaunchOptions] = None) -> list[dict[str, Any]]:
+  """Runs the missing trials (of the ``only`` arms), writing outputs after each; returns rows.
 
-  workdir = Path(workdir)
+  Trials run one after another in this process, or with ``launch`` as submitit jobs
+  (``kd_jax.sweeps.launchers``), teachers first.
+  """
   commit = sweep_report.git_commit()  # the code this process runs, not what is checked out later
+  workdir = Path(workdir) if launch is None else Path(workdir).absolute()
   trials = resolve_arms(config, sweep, workdir)
   chosen = select(trials, only)
   check_existing(trials, workdir)
   check_data(chosen, workdir)
   workdir.mkdir(parents=True, exist_ok=True)
+  if launch is not None:
+    return launchers.run_submitit(config.name, sweep, trials, chosen, workdir, launch,
+                                  command=command, hook=hook)
   _announce(trials, chosen, workdir)
+  return _run_here(config.name, sweep, trials, chosen, workdir, hook, command, commit)
+
+
+def _run_here(name: str, sweep: ConfigDict, trials: list[Trial], chosen: list[Trial],
+              workdir: Path, hook: Optional[Hook], command: str,
+              commit: str) -> list[dict[str, Any]]:
+  """The chosen trials one after another in this process; ``name``: the figure's config name."""
+  from kd_jax.runner import experiment  # looked up at call time: tests replace experiment.run
+
   n = len(chosen)
   done = sum((workdir / t.path / RESULTS).exists() for t in chosen)
   times: list[float] = []
@@ -98,9 +112,9 @@ def run_sweep(config: ConfigDict, sweep: ConfigDict, workdir: str | Path, *,
     experiment.run(t.config, workdir / t.path, hook=hook)
     times.append(time.perf_counter() - t0)
     done += 1
-    rows = _outputs(config, sweep, trials, workdir, command, chosen, commit)
+    rows = _outputs(name, sweep, trials, workdir, command, chosen, commit)
   if rows is None:
-    rows = _outputs(config, sweep, trials, workdir, command, chosen, commit)
+    rows = _outputs(name, sweep, trials, workdir, command, chosen, commit)
   print(f"[sweep] {done}/{n} trials done; wrote {workdir / 'results.csv'}, results.md and the plot",
         flush=True)
   return rows
@@ -109,11 +123,11 @@ def run_sweep(config: ConfigDict, sweep: ConfigDict, workdir: str | Path, *,
 # ------------------------------------------------------------------------------ dry run
 
 
-def describe(config: ConfigDict, sweep: ConfigDict, workdir: Path,
+def describe(trials: list[Trial], sweep: ConfigDict, workdir: Path,
              only: Iterable[str] = ()) -> str:
-  """The arms, resolved trials and teacher groups, for ``--dry_run``; runs the same checks."""
+  """The arms, resolved trials (``resolve_arms``) and teacher groups, for ``--dry_run``; runs
+  the same checks as a sweep."""
   from kd_jax.runner.identity import find_teacher
-  trials = resolve_arms(config, sweep, workdir)
   chosen = select(trials, only)
   check_existing(trials, workdir)
   lines = ["[sweep] arms:"]
@@ -148,10 +162,10 @@ def describe(config: ConfigDict, sweep: ConfigDict, workdir: Path,
   return "\n".join(lines)
 
 
-def missing_data(config: ConfigDict, sweep: ConfigDict, workdir: Path,
-                 only: Iterable[str] = ()) -> list[str]:
-  """One line per data source the chosen trials read that is not there (with its fix)."""
-  return _missing(select(resolve_arms(config, sweep, workdir), only), workdir)
+def missing_data(trials: list[Trial], workdir: Path, only: Iterable[str] = ()) -> list[str]:
+  """One line per data source the chosen trials (of ``resolve_arms``) read that is not there
+  (with its fix)."""
+  return _missing(select(trials, only), workdir)
 
 
 def _missing(chosen, workdir: Path) -> list[str]:
@@ -178,11 +192,13 @@ def _work(trials, chosen, workdir: Path) -> list:
   and the chosen trials without results."""
   left = [t for t in chosen if not (workdir / t.path / RESULTS).exists()]
   needed = {t.group for t in left}
-  work = [estimate.teacher_work(group[0].config)
-          for key, group in teacher_groups(trials).items()
-          if key in needed and not estimate.teacher_stored(group[0].config,
-                                                            workdir / group[0].path)]
-  return work + [estimate.student_work(t.config) for t in left]
+  work = []
+  for key, group in teacher_groups(trials).items():
+    c = group[0].config
+    if key in needed and not estimate.teacher_stored(c.data, c.teacher, workdir / group[0].path):
+      work.append(estimate.teacher_work(c.data, c.teacher))
+  return work + [estimate.student_work(t.config.data, t.config.teacher, t.config.distill)
+                 for t in left]
 
 
 def _announce(trials, chosen, workdir: Path) -> None:
@@ -205,21 +221,21 @@ def figure_arms(spec: str | Path) -> int:
   return len(arm_specs(config_files.load_sweep(spec)))
 
 
-def _outputs(config: ConfigDict, sweep: ConfigDict, trials, workdir: Path, command: str,
+def _outputs(name: str, sweep: ConfigDict, trials, workdir: Path, command: str,
              chosen, commit: str) -> list[dict[str, Any]]:
   """Table, CSV and plot after a trial; on many hosts process 0 writes them, the others only
   read the rows back."""
   from kd_jax.core import distributed
   rows = None
   if distributed.is_primary():
-    rows = sweep_report.write_outputs(config.name, sweep, trials, workdir, command, chosen,
-                                      commit)
+    rows = sweep_report.write_outputs(name, sweep, trials, workdir, command, chosen, commit)
   distributed.barrier("kd_jax.sweeps.sweep.outputs")
   return rows if rows is not None else sweep_report.collect_rows(trials, workdir)
 
 
-def default_workdir(config: ConfigDict) -> Path:
-  return Path("runs") / config.name
+def default_workdir(name: str) -> Path:
+  """``runs/<config name>``."""
+  return Path("runs") / name
 
 
 def use_compile_cache(workdir: str | Path) -> None:

@@ -6,6 +6,7 @@ what they are, which of them share a teacher, and whether a workdir already hold
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -102,11 +103,8 @@ def _numeric(value: Any) -> bool:
   return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _number(config: ConfigDict, key: str, field: str, arm: str) -> float:
-  try:
-    value = get_dotted(config, key)
-  except KeyError:
-    raise ConfigError(f"{field}={key!r} is not a config key") from None
+def _number(value: Any, key: str, field: str, arm: str) -> float:
+  """``value`` of ``key`` (named by ``field``) as the plot's x; ConfigError unless numeric."""
   if not _numeric(value):
     raise ConfigError(f"{field}={key!r} must name a numeric key; arm {arm!r} has {value!r}")
   return float(value)
@@ -135,9 +133,11 @@ def _check_sweep(s: ConfigDict, arms: Sequence[str]) -> None:
         raise ConfigError(f"sweep.paper[{name!r}][{m!r}]={v!r} must be a number or '≈number'")
 
 
-def _validated(config: ConfigDict, arm: str) -> None:
+@contextlib.contextmanager
+def _in_arm(arm: str):
+  """ConfigErrors raised inside say which arm they come from."""
   try:
-    validate(config)
+    yield
   except ConfigError as e:
     raise ConfigError(f"arm {arm!r}: {e}") from None
 
@@ -155,17 +155,17 @@ def resolve_arms(config: ConfigDict, sweep: ConfigDict,
   resolved = []  # (arm, config with the arm's own teacher size, x, series)
   for name, overrides in arms:
     c = apply_overrides(config, name, overrides)
-    _validated(c, name)
+    with _in_arm(name):
+      validate(c)
     c.distill.teacher_members = int(c.distill.teacher_members or c.teacher.ensemble_size)
     if workdir is not None and not c.teacher.store:
       c.teacher.store = str((Path(workdir) / "teachers").absolute())
-    x = _number(c, s.x_key, "sweep.x_key", name) if s.x_key else None
+    x = (_number(get_dotted(c, s.x_key, "sweep.x_key"), s.x_key, "sweep.x_key", name)
+         if s.x_key else None)
     series = ""
     if s.series_key:
-      try:
-        series = f"{s.series_key.split('.')[-1]}={get_dotted(c, s.series_key)}"
-      except KeyError:
-        raise ConfigError(f"sweep.series_key={s.series_key!r} is not a config key") from None
+      series = (f"{s.series_key.split('.')[-1]}="
+                f"{get_dotted(c, s.series_key, 'sweep.series_key')}")
     resolved.append((name, c, x, series))
 
   # Keyed once per arm (a key fingerprints the data); data not there yet keys by its config.
@@ -175,7 +175,8 @@ def resolve_arms(config: ConfigDict, sweep: ConfigDict,
     size[key] = max(size.get(key, 0), int(c.teacher.ensemble_size))
   for key, (name, c, _, _) in zip(keys, resolved):
     c.teacher.ensemble_size = size[key]
-    _validated(c, name)
+    with _in_arm(name):
+      validate(c)
   # Seed-major: a sweep stopped part-way has every arm at its first seeds, not some arms at all
   # seeds and others at none.
   trials = []

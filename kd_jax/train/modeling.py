@@ -17,12 +17,13 @@ from kd_jax.models import get_model
 from kd_jax.train.steps import TrainState, variables as flax_variables
 
 
-def build_model(model_cfg: ConfigDict, num_classes: int, config: ConfigDict,
+def build_model(model_cfg: ConfigDict, num_classes: int, dtype: str = "float32",
                 data_options: dict | None = None):
-  """``data_options``: what the data fixes for the model (text: the vocabulary size)."""
+  """``dtype``: ``run.dtype``, the compute dtype; ``data_options``: what the data fixes for the
+  model (text: the vocabulary size)."""
   opts = {k: v for k, v in model_cfg.items() if k != "name"}
   opts.update(data_options or {})
-  dtype = jnp.bfloat16 if config.run.dtype == "bfloat16" else jnp.float32
+  dtype = jnp.bfloat16 if dtype == "bfloat16" else jnp.float32
   model = get_model(model_cfg.name, num_classes, bn_axis_name=parallel.AXIS, **opts)
   if hasattr(model, "dtype") and dtype != jnp.float32:
     model = model.clone(dtype=dtype)

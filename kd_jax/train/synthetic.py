@@ -42,35 +42,36 @@ class SynthSpec:
   normalize: Callable[[jax.Array], jax.Array]   # [0, 1] images → model inputs
 
 
-def synth_count(config: ConfigDict) -> int:
-  """⌊r·B⌋ synthetic rows of a global batch, as the official loader rounds."""
-  return int(float(config.distill.synth_ratio) * int(config.distill.batch_size))
+def synth_count(distill: ConfigDict) -> int:
+  """⌊r·B⌋ synthetic rows of a global batch (``distill`` = ``config.distill``), as the official
+  loader rounds."""
+  return int(float(distill.synth_ratio) * int(distill.batch_size))
 
 
-def real_batch_size(config: ConfigDict) -> int:
-  return int(config.distill.batch_size) - synth_count(config)
+def real_batch_size(distill: ConfigDict) -> int:
+  return int(distill.batch_size) - synth_count(distill)
 
 
-def check(config: ConfigDict) -> None:
-  """Values the synthetic rows need; ConfigError naming the key otherwise."""
-  d = config.distill
+def check(distill: ConfigDict) -> None:
+  """Values the synthetic rows need (``config.distill``); ConfigError naming the key otherwise."""
+  d = distill
   r = float(d.synth_ratio)
   if not 0.0 <= r < 1.0:
     raise ConfigError(f"distill.synth_ratio={r} must be in [0, 1) (the GAN share of each batch; "
                       "0.2 = the paper's Fig 3 GAN arm)")
-  if r > 0 and synth_count(config) < 1:
+  if r > 0 and synth_count(d) < 1:
     raise ConfigError(f"distill.synth_ratio={r} × distill.batch_size={d.batch_size} is under one "
                       "synthetic row per batch; raise either")
   if not (float(d.synth_temp) > 0):
     raise ConfigError(f"distill.synth_temp={d.synth_temp} must be a float > 0 (official: 1.0)")
 
 
-def make_spec(config: ConfigDict, generator, z_dim: int, normalize, n_dev: int) -> SynthSpec:
-  total = synth_count(config)
+def make_spec(distill: ConfigDict, generator, z_dim: int, normalize, n_dev: int) -> SynthSpec:
+  total = synth_count(distill)
   if total % n_dev:
     raise ConfigError(f"{total} synthetic rows per batch (distill.synth_ratio × batch_size) do "
                       f"not split over {n_dev} devices; pick a ratio giving a multiple of {n_dev}")
-  return SynthSpec(generator, total // n_dev, float(config.distill.synth_temp), int(z_dim),
+  return SynthSpec(generator, total // n_dev, float(distill.synth_temp), int(z_dim),
                    normalize)
 
 

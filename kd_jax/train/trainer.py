@@ -27,6 +27,9 @@ from kd_jax.core.errors import Interrupted, OutOfTime, TrainingDiverged
 from kd_jax.core.types import Evaluator, Results
 
 Hook = Callable[[str, int], None]
+#: ``evaluate(state, {"running": ...}, epoch)``: the evaluations due after ``epoch``; with
+#: ``epoch`` None, every one (the phase's final evaluation). kd_jax.train.evaluators.build.
+Evaluate = Callable[..., Results]
 
 #: (split, metric) pairs shown on the progress line when an evaluation produced them.
 SHOWN = (("test", "student_acc"), ("test", "agreement"), ("test", "kl"), ("test", "teacher_acc"))
@@ -47,7 +50,7 @@ class Phase:
   log_every: int
   steps_per_call: int
   eval_every: int
-  evaluate: Evaluator
+  evaluate: Evaluate
   teacher_vars: Any = None
   keep_every: int = 0      # also keep every checkpoint at a multiple of this epoch (trajectory)
   record: Optional[Results] = None  # written with every epoch's metrics (e.g. which teacher)
@@ -142,7 +145,8 @@ def fit(phase: Phase, state: steps.TrainState, mesh: Mesh, writer: report.Metric
       run_stats = running(phase, totals)
       evals: Results = {}
       if done % phase.eval_every == 0 or done == phase.epochs:
-        evals = phase.evaluate(state, {"running": run_stats})
+        evals = phase.evaluate(state, {"running": run_stats},
+                               None if done == phase.epochs else done)
         final = evals if done == phase.epochs else None
       writer.write(phase.name, done, {"running": run_stats, **evals, **(phase.record or {})})
       if done % phase.log_every == 0 or done == phase.epochs or done == start + 1:
