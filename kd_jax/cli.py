@@ -134,11 +134,11 @@ def config_value(holder) -> object:
     fail(explain(str(e), sys.argv))
 
 
-def print_config(config) -> None:
-  """Every key of the resolved config with its value, one ``key = value`` a line: each is
-  what ``--config.<key>=<value>`` sets."""
+def print_config(values: dict) -> None:
+  """Every key of the resolved config (``config.to_dict()``) with its value, one ``key =
+  value`` a line: each is what ``--config.<key>=<value>`` sets."""
   from kd_jax.runner import identity as rundir
-  for key, value in rundir.flat(config.to_dict()).items():
+  for key, value in rundir.flat(values).items():
     print(f"{key} = {value!r}")
 
 

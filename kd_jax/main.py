@@ -44,7 +44,7 @@ def main(argv: list[str]) -> None:
   from kd_jax import cli
   config = cli.config_value(_CONFIG)
   if _PRINT_CONFIG.value:
-    cli.print_config(config)
+    cli.print_config(config.to_dict())
     return
   if not _WORKDIR.value:
     cli.fail("--workdir is required: the folder for checkpoints, metrics and results "
