@@ -33,8 +33,10 @@ setup(
         "filelock>=4.3,<5",
     ],
     extras_require={
-        # nbclient/nbformat/ipykernel: the test suite executes notebooks/ in a fresh kernel.
-        "test": ["pytest>=8", "scipy>=1.11", "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"],
+        # nbclient/nbformat/ipykernel: the test suite executes notebooks/ in a fresh kernel;
+        # pytest-xdist: test files run in parallel processes (pytest.ini).
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "scipy>=1.11", "nbclient>=0.10",
+                 "nbformat>=5.10", "ipykernel>=6.29"],
         # `tfds build` needs TensorFlow to prepare a dataset once; training never imports it.
         # scipy reads svhn_cropped's .mat files while preparing.
         # apache-beam, mlcroissant: the `tfds build` command line (tfds 4.9.x) imports them at

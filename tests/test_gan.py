@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
+from tiny import tiny_gan_config
 from kd_jax.core import checkpoints
 from kd_jax.train import gan_steps
 from kd_jax.runner import gans
@@ -103,19 +104,7 @@ def test_generator_range_and_shapes():
 
 
 def _tiny_config(store, gen_steps=2) -> ConfigDict:
-  c = base_config()
-  c.gan.model.z_dim = 8
-  c.gan.model.gen_width = 8
-  c.gan.model.disc_width = 8
-  c.gan.batch_size = 4
-  c.gan.disc_steps = 2
-  c.gan.gen_steps = gen_steps
-  c.gan.steps_per_call = 1
-  c.gan.eval_every = 2
-  c.gan.checkpoint_every = 1
-  c.gan.store = str(store)
-  c.run.tensorboard = False
-  return c
+  return tiny_gan_config(store, gen_steps=gen_steps)
 
 
 def _get_gan(c: ConfigDict, workdir, images):

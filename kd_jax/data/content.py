@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from kd_jax.core.registry import Registry
+from kd_jax.data.core import sha256_file
 
 #: Files and folders up to this many bytes are hashed completely.
 FULL_HASH_BYTES = 1 << 30
@@ -37,14 +38,6 @@ FingerprintFn = Callable[[Any, str], dict]
 FINGERPRINTS: Registry[FingerprintFn] = Registry("data source", "data.source")
 
 _MEMO: dict[tuple, str] = {}
-
-
-def _file_sha256(path: Path) -> str:
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      h.update(block)
-  return h.hexdigest()
 
 
 def _sampled_file(path: Path, size: int) -> str:
@@ -63,7 +56,7 @@ def file_digest(path: Path) -> str:
   key = ("file", str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
   if key not in _MEMO:
     whole = st.st_size <= max(FULL_HASH_BYTES, SAMPLE_BLOCKS * BLOCK_BYTES)
-    _MEMO[key] = (f"sha256:{_file_sha256(path)}" if whole
+    _MEMO[key] = (f"sha256:{sha256_file(path)}" if whole
                   else f"sampled:{_sampled_file(path, st.st_size)}")
   return _MEMO[key]
 

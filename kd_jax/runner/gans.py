@@ -136,8 +136,9 @@ def train(gan: ConfigDict, key: str, workdir: Path, images_u8: np.ndarray,
   g = gan
   key = _keys(key)[0]
   done_entry = entry_dir(g, key, workdir)
+  # a bad weights file fails before anything is written to the store
+  scorer = fid.scorer_for(g, checkpoints.staging(done_entry), images_u8)
   entry = checkpoints.open_staging(done_entry, META)  # renamed to done_entry once complete
-  scorer = fid.scorer_for(g, entry, images_u8)  # a bad weights file fails before training
   (entry / "config.json").write_text(json.dumps({"gan": g.to_dict(), "key": key},
                                                 indent=2, default=str))
   spec = make_spec(g, len(images_u8))
