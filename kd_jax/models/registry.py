@@ -30,3 +30,9 @@ def check_options(ctor: Callable[..., Any], kwargs: dict, name: str,
       if k not in params:
         raise ConfigError(f"{section}.{k} is not an option of model {name!r}; "
                           f"allowed: {', '.join(allowed)}")
+
+
+def supports_dtype(name: str) -> bool:
+  """Whether model ``name`` can compute in another dtype (``run.dtype``): its constructor
+  takes ``dtype``. Others compute in float32 whatever run.dtype says, so asking is an error."""
+  return "dtype" in inspect.signature(MODELS.get(name)).parameters

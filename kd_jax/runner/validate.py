@@ -74,6 +74,15 @@ def validate(config: ConfigDict) -> None:
                       "choose linear, rbf or official")
   if config.run.dtype not in ("float32", "bfloat16"):
     raise ConfigError(f"run.dtype={config.run.dtype!r} is not known; choose float32 or bfloat16")
+  if config.run.dtype != "float32":
+    from kd_jax.models.registry import supports_dtype
+    for section in ("teacher", "distill"):
+      name = config[section].model.name
+      if not supports_dtype(name):
+        able = ", ".join(n for n in MODELS.names() if supports_dtype(n))
+        raise ConfigError(f"run.dtype={config.run.dtype!r} but {section}.model.name={name!r} "
+                          f"computes in float32 only; use run.dtype=float32, or a model that "
+                          f"takes a dtype: {able}")
   ensemble.check_member_mode(config.run.member_mode)
   if not isinstance(config.run.fold_teacher_bn, bool):
     raise ConfigError(f"run.fold_teacher_bn={config.run.fold_teacher_bn!r} must be True or False")
