@@ -39,10 +39,7 @@ def student_init(d: ConfigDict, seed: int, model, teacher: Teacher,
   lr = float(d.optim.lr)
   if d.init.mode in ("random", remedies.ANNEAL_MODE):  # anneal: θ starts random, λ moves it
     return random, lr
-  available = ensemble.num_members(teacher.final["params"])
-  if d.init.member >= available:
-    raise ConfigError(f"distill.init.member={d.init.member} but the teacher has {available} "
-                      f"members; use 0..{available - 1}")
+  _check_member(d.init.member, teacher)
   pick = lambda tree: jax.tree.map(lambda a: a[d.init.member: d.init.member + 1], tree)
   if d.init.mode == "teacher_initial":
     source = pick(teacher.initial)
@@ -100,13 +97,18 @@ def _stages(d: ConfigDict, teacher: Teacher, k: int, final_vars: Any,
           for end, e in zip(ends, epochs)]
 
 
-def _anchor(member: int, teacher: Teacher, model_vars: dict, mesh: Mesh):
-  """The teacher member (``distill.init.member``) annealed interpolation starts from
-  (unstacked params, replicated)."""
+def _check_member(member: int, teacher: Teacher) -> None:
+  """``distill.init.member`` names a member the stored teacher has (one message for both uses)."""
   available = ensemble.num_members(teacher.final["params"])
   if member >= available:
     raise ConfigError(f"distill.init.member={member} but the teacher has {available} "
                       f"members; use 0..{available - 1}")
+
+
+def _anchor(member: int, teacher: Teacher, model_vars: dict, mesh: Mesh):
+  """The teacher member (``distill.init.member``) annealed interpolation starts from
+  (unstacked params, replicated)."""
+  _check_member(member, teacher)
   anchor = modeling.member(teacher.final, member)["params"]
   interpolate.check_same_architecture(anchor, modeling.member(model_vars, 0)["params"])
   return parallel.replicate(anchor, mesh)
