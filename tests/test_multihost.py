@@ -51,6 +51,12 @@ def _spawn(workdir: Path, store: Path, mode: str = "teacher") -> list[str]:
   try:
     for p in procs:
       outs.append(p.communicate(timeout=240)[0])
+  except subprocess.TimeoutExpired:  # one stopped, the other waits in a collective: show both
+    for p in procs:
+      p.kill()
+    logs = [p.communicate()[0] for p in procs]
+    raise AssertionError("a process did not finish:\n" + "\n".join(
+        f"--- process {i}:\n{log[-3000:]}" for i, log in enumerate(logs))) from None
   finally:
     for p in procs:
       if p.poll() is None:

@@ -75,10 +75,14 @@ def run(config: ConfigDict, workdir: str | Path, hook: Optional[Hook] = None,
   distributed.barrier("kd_jax.run.start")
   rundir.check(json.loads(to_json(config)), workdir)
   finished = _finished(workdir)
+  # Every process has read config.json and results.json before process 0 rewrites config.json
+  # (on many hosts a reader could otherwise see it half-written and stop alone, leaving the
+  # others waiting in a collective for good).
+  distributed.barrier("kd_jax.run.checked")
   if finished is not None:
     return finished
   if primary:
-    (workdir / rundir.CONFIG).write_text(to_json(config))
+    atomic.write_text(workdir / rundir.CONFIG, to_json(config))
   mesh, data = load_data(config.data, config.run.num_devices)
   writer = report.MetricWriter(workdir, tensorboard=config.run.tensorboard)
   try:

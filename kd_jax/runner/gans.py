@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import ConfigDict
 
-from kd_jax.core import budget, checkpoints, store_lock
+from kd_jax.core import atomic, budget, checkpoints, store_lock
 from kd_jax.kd import ensemble
 from kd_jax.runner import fid
 from kd_jax.train import gan_steps, modeling, synthetic, writer as report
@@ -139,8 +139,8 @@ def train(gan: ConfigDict, key: str, workdir: Path, images_u8: np.ndarray,
   # a bad weights file fails before anything is written to the store
   scorer = fid.scorer_for(g, checkpoints.staging(done_entry), images_u8)
   entry = checkpoints.open_staging(done_entry, META)  # renamed to done_entry once complete
-  (entry / "config.json").write_text(json.dumps({"gan": g.to_dict(), "key": key},
-                                                indent=2, default=str))
+  atomic.write_text(entry / "config.json",
+                    json.dumps({"gan": g.to_dict(), "key": key}, indent=2, default=str))
   spec = make_spec(g, len(images_u8))
   state = gan_steps.init_state(spec, int(g.seed), images_u8.shape[1:])
   ckpt = checkpoints.Checkpointer(entry / "ckpt")

@@ -17,7 +17,7 @@ import jax
 from jax.sharding import Mesh
 from ml_collections import ConfigDict
 
-from kd_jax.core import checkpoints, distributed, parallel, store_lock
+from kd_jax.core import atomic, checkpoints, distributed, parallel, store_lock
 from kd_jax.kd import ensemble
 from kd_jax.train import evaluators, modeling, optim, writer as report, steps
 from kd_jax.config import to_json
@@ -121,7 +121,7 @@ def _from_artifact(teacher: ConfigDict, key, workdir: Path, model, input_shape,
   entry = checkpoints.teacher_entry(store_dir(teacher, workdir), meta["key"], members)
   if distributed.is_primary():  # built in the staging folder, renamed into place complete
     checkpoints.open_staging(entry, checkpoints.TEACHER_META)
-    (checkpoints.staging(entry) / "config.json").write_text(to_json(teacher))
+    atomic.write_text(checkpoints.staging(entry) / "config.json", to_json(teacher))
   distributed.barrier("kd_jax.teacher.staging")
   print(f"[teacher] storing the {members}-member artifact {manifest} → {entry}", flush=True)
   checkpoints.save_teacher(entry, final, initial, {"key": meta["key"], "members": members,
@@ -139,7 +139,7 @@ def _train(teacher: ConfigDict, key: str, run: ConfigDict, workdir: Path, data: 
   work = checkpoints.staging(entry)  # renamed to entry once complete (save_teacher)
   if distributed.is_primary():
     checkpoints.open_staging(entry, checkpoints.TEACHER_META)
-    (work / "config.json").write_text(to_json(t))
+    atomic.write_text(work / "config.json", to_json(t))
   distributed.barrier("kd_jax.teacher.staging")
   initial = jax.device_get(modeling.init_variables(model, t.seed, steps.TEACHER_STREAM, members,
                                                    data.input_shape))
