@@ -168,13 +168,18 @@ def phase_epochs(path: Path, phase: str) -> list[int]:
 # ------------------------------------------------------------------------------- the chains
 
 
-def test_experiment_killed_anywhere_ends_as_uninterrupted(server, tmp_path):
-  kind = "run"
+def straight_then_killed(server, kind: str, tmp_path: Path) -> None:
+  """An uninterrupted run in ``straight/`` (counting its writes), then the same run in
+  ``killed/`` killed at the seeded draws and rerun until it finishes."""
   counts = reference(server, kind, tmp_path / "straight")
   assert all(counts), counts
   kills = draws(kind, counts, SEEDS[kind])
   killed = chain(server, kind, tmp_path / "killed", kills)
   assert killed >= _sure(kills), (killed, kills)
+
+
+def test_experiment_killed_anywhere_ends_as_uninterrupted(server, tmp_path):
+  straight_then_killed(server, "run", tmp_path)
   a, b = tmp_path / "straight", tmp_path / "killed"
   ra, rb = (json.loads((r / "run" / "results.json").read_text()) for r in (a, b))
   assert ra["splits"] == rb["splits"] and ra["sizes"] == rb["sizes"]  # bitwise
@@ -191,12 +196,7 @@ def test_experiment_killed_anywhere_ends_as_uninterrupted(server, tmp_path):
 
 
 def test_gan_killed_anywhere_ends_as_uninterrupted(server, tmp_path):
-  kind = "gan"
-  counts = reference(server, kind, tmp_path / "straight")
-  assert all(counts), counts
-  kills = draws(kind, counts, SEEDS[kind])
-  killed = chain(server, kind, tmp_path / "killed", kills)
-  assert killed >= _sure(kills), (killed, kills)
+  straight_then_killed(server, "gan", tmp_path)
   (ea,), (eb,) = (list((r / "gans").glob("gan-*")) for r in (tmp_path / "straight",
                                                              tmp_path / "killed"))
   assert (eb / "gan.json").exists()
@@ -207,12 +207,7 @@ def test_gan_killed_anywhere_ends_as_uninterrupted(server, tmp_path):
 
 
 def test_sweep_killed_anywhere_ends_as_uninterrupted(server, tmp_path):
-  kind = "sweep"
-  counts = reference(server, kind, tmp_path / "straight")
-  assert all(counts), counts
-  kills = draws(kind, counts, SEEDS[kind])
-  killed = chain(server, kind, tmp_path / "killed", kills)
-  assert killed >= _sure(kills), (killed, kills)
+  straight_then_killed(server, "sweep", tmp_path)
   a, b = tmp_path / "straight" / "sweep", tmp_path / "killed" / "sweep"
   for arm in ("a", "b"):
     ra, rb = (json.loads((r / arm / "seed0" / "results.json").read_text()) for r in (a, b))
