@@ -6,8 +6,8 @@
 The Fig 6a setting (configs/fig6_optimization.py: ResNet-20 LayerNorm self-distillation on
 CIFAR-100's train split with crop + flip) with SGD for 300 epochs. The paper's "train agreement"
 and "train KL" are the official code's running values over the last epoch (train mode, each
-augmented batch before its update): the `running/*` columns; `train/*` is eval mode on clean
-images, `train_aug/*` eval mode as augmented; docs/paper.md's λ = 0 numbers equal its SGD-300 ones.
+augmented batch before its update): the `running/*` columns; `distill/*` is eval mode on clean
+images, `distill_aug/*` eval mode as augmented; docs/paper.md's λ = 0 numbers equal its SGD-300 ones.
 As in the official code the learning rate is scaled by (1−λ), floored at the schedule minimum.
 docs/paper.md: a sharp change between λ = 0.25 and 0.375.
 
@@ -49,7 +49,7 @@ def _figure(arg: str = ""):
   s.arms = tuple((f"lam_{lam:g}", {"distill.init.lam": lam}) for lam, _, _ in PAPER)
   s.x_key = "distill.init.lam"
   s.x_label = "λ (0 = random init, 1 = the teacher)"
-  s.metrics = ("running/agreement", "running/kl", "train/agreement", "test/agreement")
+  s.metrics = ("running/agreement", "running/kl", "distill/agreement", "test/agreement")
   s.paper = tuple((f"lam_{lam:g}", {"running/agreement": agree, "running/kl": kl})
                         for lam, agree, kl in PAPER)
   if arg in ("mini", "mid"):

@@ -32,7 +32,7 @@ def _figure(arg: str = ""):
     s.title = "Fig 6c: loss plane through teacher, student init and final student"
   c.analysis.plane = True
   s.arms = (("random_init", {"distill.init.mode": "random"}),)
-  s.metrics = ("running/agreement", "train/agreement", "test/agreement")
+  s.metrics = ("running/agreement", "distill/agreement", "test/agreement")
   s.paper = ()                   # the paper shows the plane as a picture only
   return c, s
 

@@ -9,7 +9,7 @@ training images with crop + flip; configs/fig6_optimization.py) and its finding:
 start the student does not match the teacher even on those images, while a start near the
 teacher (interpolated init, λ ≳ 0.375) does. Each arm changes one thing against the baseline
 (random init, SGD, KD at τ = 4) and is reported with the paper's in-training measure
-(`running/*`), eval mode on the same images (`train/*`), on held-out images (`test/*`) and its
+(`running/*`), eval mode on the same images (`distill/*`), on held-out images (`test/*`) and its
 wall time. Arms:
 
 - `baseline`; `lam_0.5`: the interpolated init halfway to the teacher (the reference that works);
@@ -97,8 +97,8 @@ def _figure(arg: str = ""):
     c.teacher.keep_every = 10        # 20 checkpoints along the 200-epoch teacher
     s.arms = _arms(epochs=300, trajectory=10, polish_epochs=50)
     s.title = "Optimization remedies (ResNet-20 LN, CIFAR-100)"
-  s.metrics = ("running/agreement", "train/agreement", "test/agreement", "running/kl",
-               "train/kl", "test/kl", "test/student_acc", "run/wall_time_s")
+  s.metrics = ("running/agreement", "distill/agreement", "test/agreement", "running/kl",
+               "distill/kl", "test/kl", "test/student_acc", "run/wall_time_s")
   return c, s
 
 

@@ -79,7 +79,7 @@ def _figure(arg: str = ""):
   c.teacher.store = recipes.teacher_store()
   c.teacher.evals = ("test", "members", "running")
   c.distill.temperature, c.distill.alpha = 1.0, 0.0
-  c.distill.evals = ("test", "train", "running")
+  c.distill.evals = ("test", "distill", "running")
   if mini:
     mini_data(c)
     recipe(c.teacher, epochs=6, batch=64, weight_decay=1e-4, warmup=1)

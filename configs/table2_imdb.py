@@ -65,7 +65,7 @@ def _figure(arg: str = ""):
   c.teacher.store = "runs/teachers"
   c.teacher.evals = ("test", "members")
   c.distill.temperature, c.distill.alpha = 1.0, 0.0
-  c.distill.evals = ("test", "train")    # text has no augmentation: train_aug = train
+  c.distill.evals = ("test", "distill")    # text has no augmentation: distill_aug = distill
   c.run.eval_batch_size = 500
   if "mini" in parts:
     c.data.source, c.data.name = "rotten_tomatoes", ""

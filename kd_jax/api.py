@@ -101,7 +101,7 @@ def load_results(workdir: PathLike) -> dict[str, Any]:
   path = Path(workdir) / "results.json"
   if not path.is_file():
     raise ConfigError(f"{path} does not exist; the run has not finished (rerun it to resume)")
-  return json.loads(path.read_text())
+  return metrics.current_results(json.loads(path.read_text()), str(path))
 
 
 # --------------------------------------------------------------------------------- data

@@ -110,7 +110,7 @@ def distill_config() -> ConfigDict:
     alpha=0.0,
     loss="kd",               # kd | kl | reverse_kl | symmetric_kl | logit_mse | brier (losses.py)
     eval_every=10,
-    evals=("test", "train", "train_aug", "synth", "running"),  # evaluators.DISTILL_DEFAULTS
+    evals=("test", "distill", "distill_aug", "synth", "running"),  # evaluators.DISTILL_DEFAULTS
     train_eval_size=0,       # distillation images used for train agreement; 0 = all
     synth_ratio=0.0,         # fraction of each batch that is fresh generator samples (the
                              # GAN of section gan, kd_jax/train/synthetic.py); 0 = real data only

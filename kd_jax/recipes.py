@@ -215,7 +215,7 @@ def optimization_model(c: ConfigDict, model: ConfigDict) -> None:
   on exactly the teacher's training images with crop + flip, the official code's default
   distillation augmentation. The paper's "train agreement" is the official code's running
   agreement over the last epoch, in train mode, on each augmented batch before its update:
-  kd_jax's ``running`` split. ``train`` (eval mode, clean images) and ``train_aug`` (eval mode,
+  kd_jax's ``running`` split. ``distill`` (eval mode, clean images) and ``distill_aug`` (eval mode,
   as augmented) are reported beside it."""
   c.teacher.model = model
   c.distill.model = ConfigDict(model.to_dict())

@@ -21,12 +21,22 @@ def test_a_name_list_stands_for_its_default_entries():
   got = evaluators.entries("distill", c.distill.evals, c.evals)
   assert [(e.name, e.type, e.split, e.pred, e.every) for e in got] == [
       ("test", "fidelity", "test", "clean", 0),
-      ("train", "fidelity", "distill", "clean", 0),
-      ("train_aug", "fidelity", "distill", "augmented", 0),
+      ("distill", "fidelity", "distill", "clean", 0),
+      ("distill_aug", "fidelity", "distill", "augmented", 0),
       ("synth", "fidelity_unlabelled", "synth", "clean", 0),
       ("running", "running", "test", "clean", 0)]
   got = evaluators.entries("teacher", ("test", "members"), c.evals)
   assert [(e.name, e.type) for e in got] == [("test", "ensemble"), ("members", "members")]
+
+
+def test_old_split_names_in_distill_evals_are_read_with_a_note(capsys):
+  got = evaluators.entries("distill", ("test", "train", "train_aug"), None)
+  assert [(e.name, e.split, e.pred) for e in got] == [
+      ("test", "test", "clean"), ("distill", "distill", "clean"),
+      ("distill_aug", "distill", "augmented")]
+  err = capsys.readouterr().err.splitlines()
+  assert len(err) == 2 and "'train' is the old name of 'distill'" in err[0]
+  assert "'train_aug' is the old name of 'distill_aug'" in err[1]
 
 
 def test_config_entries_add_to_and_replace_the_names_of_their_phase():

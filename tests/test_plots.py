@@ -99,7 +99,10 @@ def test_trial_count_under_only_says_asked_of_all():
 
 
 @pytest.mark.parametrize("old,new", [("test_agreement", "test/agreement"),
-                                     ("train_aug_agreement", "train_aug/agreement"),
+                                     ("train_aug_agreement", "distill_aug/agreement"),
+                                     ("train_kl", "distill/kl"),
+                                     ("train/agreement", "distill/agreement"),
+                                     ("distill_aug/kl", "distill_aug/kl"),
                                      ("running_kl", "running/kl"), ("cka_stage2", "cka/stage2"),
                                      ("wall_time_s", "run/wall_time_s"), ("seed", "seed"),
                                      ("test/kl", "test/kl")])

@@ -142,7 +142,7 @@ def test_every_arm_runs_and_the_teacher_trains_once(straight):
   assert {r["teacher"]["entry"] for r in results.values()} == {str(entry)}
 
   cols, rows = read_csv(workdir / "results.csv")
-  expected = (["arm", "seed"] + [f"{s}/{m}" for s in ("test", "train") for m in SPLIT_METRICS]
+  expected = (["arm", "seed"] + [f"{s}/{m}" for s in ("test", "distill") for m in SPLIT_METRICS]
               + ["running/agreement", "running/kl", "running/loss"]
               + ["run/wall_time_s", "run/teacher_members_used"])
   assert sorted(cols) == sorted(expected) and cols[:2] == ["arm", "seed"]
@@ -150,7 +150,7 @@ def test_every_arm_runs_and_the_teacher_trains_once(straight):
   for r in rows:
     res = results[r["arm"]]["splits"]
     assert int(r["run/teacher_members_used"]) == MEMBERS[r["arm"]]
-    for split in ("test", "train"):
+    for split in ("test", "distill"):
       for m in SPLIT_METRICS:
         # the CSV keeps 6 significant digits (sweep_report.CSV_DIGITS)
         got = float(r[f"{split}/{m}"])
@@ -215,7 +215,7 @@ def test_killed_sweep_finishes_on_rerun_with_the_same_numbers(straight, figure_f
 # ------------------------------------------------------------ without training (fast)
 
 
-def fake_run(monkeypatch, score, extra=None) -> list:
+def fake_run(monkeypatch, score, extra=None, legacy_names=False) -> list:
   """experiment.run stand-in: writes config.json and results.json with numbers from ``score``."""
   calls = []
 
@@ -226,9 +226,10 @@ def fake_run(monkeypatch, score, extra=None) -> list:
     (workdir / "config.json").write_text(json.dumps(config.to_dict(), default=str))
     split = lambda base: {m: base + i for i, m in enumerate(SPLIT_METRICS)}
     s = score(workdir.parent.name, config.seed)
-    splits = {"test": split(s), "train": split(s + 100), **(extra or {})}
+    names = legacy_names and ("train", "train_aug") or ("distill", "distill_aug")
+    splits = {"test": split(s), names[0]: split(s + 100), **(extra or {})}
     if config.distill.augment:
-      splits["train_aug"] = split(s + 200)
+      splits[names[1]] = split(s + 200)
     res = {"splits": splits, "wall_time_s": 1.0,
            "teacher": {"members_used": int(config.distill.teacher_members)}}
     (workdir / "results.json").write_text(json.dumps(res))
@@ -242,7 +243,7 @@ def lam_figure(figure_file):
   arms = tuple((f"lam{lam}", {"distill.init.mode": "interpolate", "distill.init.lam": lam})
                for lam in (0.0, 0.5, 1.0))
   c, s = with_arms(fig(figure_file), arms, seeds=(0, 1, 2), x_key="distill.init.lam")
-  s.paper = (("lam0.5", {"train/agreement": 99.65}),)
+  s.paper = (("lam0.5", {"distill/agreement": 99.65}),)
   return c, s
 
 
@@ -252,7 +253,7 @@ def test_table_is_mean_and_sample_std_over_seeds(figure_file, tmp_path, monkeypa
   sweep.run_sweep(*lam_figure(figure_file), tmp_path)
   assert len(calls) == 3 * 3
   cols, rows = read_csv(tmp_path / "results.csv")
-  assert len(rows) == 9 and "x" in cols and not any(c.startswith("train_aug/") for c in cols)
+  assert len(rows) == 9 and "x" in cols and not any(c.startswith("distill_aug/") for c in cols)
   assert [float(r["x"]) for r in rows] == [lam for lam in (0.0, 0.5, 1.0) for _ in range(3)]
   md = (tmp_path / "results.md").read_text()
   for arm in ("lam0.0", "lam0.5", "lam1.0"):
@@ -263,14 +264,22 @@ def test_table_is_mean_and_sample_std_over_seeds(figure_file, tmp_path, monkeypa
   assert (tmp_path / "tiny_figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_augmented_arm_adds_train_aug_columns(figure_file, tmp_path, monkeypatch):
-  fake_run(monkeypatch, lambda arm, seed: 1.0)
+@pytest.mark.parametrize("legacy", [False, True])
+def test_augmented_arm_adds_distill_aug_columns(figure_file, tmp_path, monkeypatch, capsys,
+                                                legacy):
+  """Trials whose results.json still says train/train_aug (written before the split had one
+  name) land in the same columns, with a note."""
+  fake_run(monkeypatch, lambda arm, seed: 1.0, legacy_names=legacy)
   c = with_arms(fig(figure_file), (("plain", {}), ("flip", {"distill.augment": "hflip"})))
   sweep.run_sweep(*c, tmp_path)
   cols, rows = read_csv(tmp_path / "results.csv")
-  aug = [c for c in cols if c.startswith("train_aug/")]
-  assert sorted(aug) == sorted(f"train_aug/{m}" for m in SPLIT_METRICS)
-  assert [r["train_aug/agreement"] for r in rows] == ["", str(float(201 + SPLIT_METRICS.index("agreement")))]
+  assert not any(c.startswith("train") for c in cols)
+  aug = [c for c in cols if c.startswith("distill_aug/")]
+  assert sorted(aug) == sorted(f"distill_aug/{m}" for m in SPLIT_METRICS)
+  assert [r["distill_aug/agreement"] for r in rows] == ["", str(float(201 + SPLIT_METRICS.index("agreement")))]
+  assert [r["distill/agreement"] for r in rows] == [str(float(101 + SPLIT_METRICS.index("agreement")))] * 2
+  notes = [l for l in capsys.readouterr().err.splitlines() if "old name" in l]
+  assert bool(notes) == legacy
 
 
 def test_analysis_numbers_become_columns(figure_file, tmp_path, monkeypatch):

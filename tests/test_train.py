@@ -151,7 +151,7 @@ def test_end_to_end_teacher_beats_chance(tmp_path):
     assert np.isfinite(test[key]), key
   # The running agreement of the last epoch is the mean over its batches: between 0 and 100
   # and, on the unaugmented distillation data, close to the eval-mode train agreement.
-  assert abs(res["splits"]["running"]["agreement"] - res["splits"]["train"]["agreement"]) < 25
+  assert abs(res["splits"]["running"]["agreement"] - res["splits"]["distill"]["agreement"]) < 25
   stored = json.loads((tmp_path / "run" / "results.json").read_text())
   assert stored["splits"] == res["splits"]
 
@@ -186,7 +186,7 @@ def test_divergence_is_one_line_naming_the_fix(tmp_path):
 
 
 def test_running_metrics_equal_eval_metrics_when_weights_stand_still(tmp_path):
-  """The ``running`` split (train mode, batches as trained) against the eval-mode ``train``
+  """The ``running`` split (train mode, batches as trained) against the eval-mode ``distill``
   split: LeNet has no BatchNorm or dropout, so with a learning rate of 1e-12 and no
   augmentation both measure the same weights on the same images."""
   c = tiny_config(tmp_path / "store", teacher_epochs=4, distill_epochs=1)
@@ -195,6 +195,6 @@ def test_running_metrics_equal_eval_metrics_when_weights_stand_still(tmp_path):
     c.distill.optim.lr_min = 0.0
     c.distill.optim.weight_decay = 0.0
   res = experiment.run(c, tmp_path / "w")["splits"]
-  assert res["running"]["agreement"] == pytest.approx(res["train"]["agreement"], abs=1e-9)
-  assert res["running"]["kl"] == pytest.approx(res["train"]["kl"], rel=1e-4)
+  assert res["running"]["agreement"] == pytest.approx(res["distill"]["agreement"], abs=1e-9)
+  assert res["running"]["kl"] == pytest.approx(res["distill"]["kl"], rel=1e-4)
   assert res["running"]["kl"] > 1e-3  # a real distance, not a trivially equal zero

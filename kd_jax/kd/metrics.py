@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import sys
 from types import ModuleType
 from typing import Optional
 
@@ -242,9 +243,9 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
 #: Splits a run reports (``results.json`` is nested by these names) and how tables call them.
 SPLITS: dict[str, str] = {
     "test": "test",
-    "train": "train",                       # the distillation data, eval mode, clean
-    "train_aug": "train (augmented)",       # the distillation data as augmented, eval mode
-    "running": "train (running)",           # train mode, augmented batches, last epoch
+    "distill": "distill",                   # the distillation data, eval mode, clean
+    "distill_aug": "distill (augmented)",   # the distillation data as augmented, eval mode
+    "running": "distill (running)",         # train mode, the batches as trained, last epoch
     "synth": "GAN samples",                 # fixed samples of the distillation GAN, eval mode
     "members": "teacher members",
     "cka": "CKA",
@@ -277,7 +278,38 @@ def format_value(name: str, value) -> str:
 
 RUN_COLUMNS = ("run/wall_time_s", "run/teacher_members_used")
 #: Splits whose columns are fixed by the config (present even before any trial finished).
-FIXED_SPLITS = ("test", "train", "train_aug")
+FIXED_SPLITS = ("test", "distill", "distill_aug")
+
+#: Split names results used before the distillation split had one name everywhere.
+LEGACY_SPLITS = {"train": "distill", "train_aug": "distill_aug"}
+_told: set[tuple[str, str]] = set()
+
+
+def current_column(column: str, where: str = "") -> str:
+  """``train/agreement`` → ``distill/agreement`` (the old name of the split), saying so once
+  per name and place on stderr; any other column as it is."""
+  split, sep, name = column.partition("/")
+  if not sep or split not in LEGACY_SPLITS:
+    return column
+  new = f"{LEGACY_SPLITS[split]}/{name}"
+  if where and (column, where) not in _told:
+    _told.add((column, where))
+    print(f"note: {where}: {column!r} is the old name of {new!r}; read as {new!r} "
+          "(rename it; the old names will stop being read)", file=sys.stderr, flush=True)
+  return new
+
+
+def current_results(results: dict, where: str = "") -> dict:
+  """A results.json's dict with its ``splits`` under today's names (old ones noted once)."""
+  splits = results.get("splits")
+  if not isinstance(splits, dict) or not set(splits) & set(LEGACY_SPLITS):
+    return results
+  if where and (where, "splits") not in _told:
+    _told.add((where, "splits"))
+    print(f"note: {where} names the distillation split "
+          f"{'/'.join(sorted(set(splits) & set(LEGACY_SPLITS)))}, the old name of "
+          "distill/distill_aug; read as those", file=sys.stderr, flush=True)
+  return dict(results, splits={LEGACY_SPLITS.get(k, k): v for k, v in splits.items()})
 
 
 def known_column(column: str) -> bool:

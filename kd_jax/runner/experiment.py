@@ -4,7 +4,7 @@
 A workdir holds one run: a rerun with the same config resumes it (or, finished, prints its
 results), one with another config is refused unless ``restart`` (``kd_jax.runner.identity``).
 ``results.json`` is nested by split: ``{"splits": {"test": {"agreement": ..., ...},
-"train": {...}, ...}, ...}`` with split and metric names from ``kd_jax.kd.metrics``.
+"distill": {...}, ...}, ...}`` with split and metric names from ``kd_jax.kd.metrics``.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import numpy as np
 from ml_collections import ConfigDict
 
 from kd_jax.core import atomic, distributed, parallel
+from kd_jax.kd import metrics
 from kd_jax.train import writer as report
 from kd_jax.runner import identity as rundir, student as student_lib, teachers
 from kd_jax.config import to_json
@@ -28,10 +29,10 @@ from kd_jax.train.trainer import Hook
 
 RESULTS = rundir.RESULTS
 #: Rows of the printed table, in order: (split, row label).
-#: The distillation split is ``distill`` here as in kd_jax.load_split; results.json and CSV
-#: columns keep the key ``train`` (README.md, "Outputs": the names of the splits).
-TABLE_ROWS = (("test", "test"), ("train", "distill"),
-              ("train_aug", "distill (augmented)"), ("running", "distill (running)"))
+#: The distillation split is ``distill`` everywhere: here, results.json, CSV columns and
+#: kd_jax.load_split (README.md, "Outputs": the names of the splits).
+TABLE_ROWS = (("test", "test"), ("distill", "distill"),
+              ("distill_aug", "distill (augmented)"), ("running", "distill (running)"))
 
 
 def check_workdir(workdir: Path) -> None:
@@ -128,7 +129,8 @@ def _finished(workdir: Path) -> Optional[dict[str, Any]]:
   """The results of a run that finished before: printed, not recomputed, so ``results.json``
   keeps the wall time of the process that computed it."""
   try:
-    results = json.loads((workdir / RESULTS).read_text())
+    results = metrics.current_results(json.loads((workdir / RESULTS).read_text()),
+                                      str(workdir / RESULTS))
   except (OSError, ValueError):  # absent or cut short by a kill: (re)compute it
     return None
   print(f"[run] {workdir} finished before: its results, not recomputed (--restart starts it "

@@ -25,18 +25,20 @@ from kd_jax.runner.experiment import RESULTS
 
 Stat = tuple[float, float, int]  # mean, sample std (nan for one seed), number of seeds
 TABLE_COLUMNS = ("test/agreement", "test/student_acc", "test/teacher_acc", "test/kl",
-                 "test/student_ece", "train/agreement", "train_aug/agreement",
+                 "test/student_ece", "distill/agreement", "distill_aug/agreement",
                  "running/agreement")
 
 
 def trial_row(arm: str, seed: int, x: Optional[float], series: str,
-              results: dict) -> dict[str, Any]:
+              results: dict, where: str = "") -> dict[str, Any]:
+  """A results.csv row of one trial's results.json (``where``: its path, named when it uses
+  the old split names)."""
   row: dict[str, Any] = {"arm": arm, "seed": seed}
   if x is not None:
     row["x"] = x
   if series:
     row["series"] = series
-  for split, values in results["splits"].items():
+  for split, values in metrics.current_results(results, where)["splits"].items():
     row.update({f"{split}/{name}": v for name, v in values.items()})
   row["run/wall_time_s"] = results.get("wall_time_s")
   row["run/teacher_members_used"] = results["teacher"]["members_used"]
@@ -48,14 +50,14 @@ def collect_rows(trials: Sequence[Any], workdir: Path) -> list[dict[str, Any]]:
   order = {a: i for i, a in enumerate(dict.fromkeys(t.arm for t in trials))}
   found = ((t, Path(workdir) / t.path / RESULTS)
            for t in sorted(trials, key=lambda t: (order[t.arm], t.seed)))
-  return [trial_row(t.arm, t.seed, t.x, t.series, json.loads(p.read_text()))
+  return [trial_row(t.arm, t.seed, t.x, t.series, json.loads(p.read_text()), str(p))
           for t, p in found if p.exists()]
 
 
 def columns(sweep: ConfigDict, trials: Sequence[Any], rows: Sequence[dict]) -> list[str]:
   """Fixed by the config (not by which trials finished), so partial and full tables align."""
   cols = ["arm", "seed"] + (["x"] if sweep.x_key else []) + (["series"] if sweep.series_key else [])
-  splits = ["test", "train"] + (["train_aug"] if any(t.config.distill.augment for t in trials)
+  splits = ["test", "distill"] + (["distill_aug"] if any(t.config.distill.augment for t in trials)
                                 else [])
   found = [k for r in rows for k in r if "/" in k and k not in metrics.RUN_COLUMNS]
   for split in splits:
@@ -270,16 +272,17 @@ OLD_RUN_COLUMNS = {"wall_time_s": "run/wall_time_s",
 _PLAIN = ("arm", "seed", "x", "series")
 
 
-def new_column(old: str) -> str:
-  """``test_agreement`` → ``test/agreement``, ``train_aug_kl`` → ``train_aug/kl``; new names
-  and the plain columns stay as they are."""
+def new_column(old: str, where: str = "") -> str:
+  """``test_agreement`` → ``test/agreement``, ``train_aug_kl`` → ``distill_aug/kl``,
+  ``train/kl`` → ``distill/kl``; current names and the plain columns stay as they are."""
   if "/" in old or old in _PLAIN:
-    return old
+    return metrics.current_column(old, where)
   if old in OLD_RUN_COLUMNS:
     return OLD_RUN_COLUMNS[old]
-  for split in sorted(metrics.SPLITS, key=len, reverse=True):  # train_aug before train
+  splits = list(metrics.SPLITS) + list(metrics.LEGACY_SPLITS)
+  for split in sorted(splits, key=len, reverse=True):  # train_aug before train
     if old.startswith(split + "_"):
-      return f"{split}/{old[len(split) + 1:]}"
+      return metrics.current_column(f"{split}/{old[len(split) + 1:]}", where)
   return old
 
 
@@ -291,7 +294,7 @@ def read_csv(path: Path) -> list[dict[str, Any]]:
   for r in raw:
     row: dict[str, Any] = {}
     for k, v in r.items():
-      key = new_column(k)
+      key = new_column(k, str(path))
       if key in ("arm", "series"):
         row[key] = v
       elif key == "seed":

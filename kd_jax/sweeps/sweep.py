@@ -39,7 +39,7 @@ different settings is refused rather than mixed into the table.
 The plot is a bar per arm, or, with ``x_key`` (a numeric dotted key such as
 ``"distill.init.lam"``), lines over x split by ``series_key`` (e.g.
 ``"distill.teacher_members"``). ``metrics`` and ``paper`` name result columns ``"split/metric"``
-(``test/agreement``, ``train/kl``, ``running/agreement``, ``cka/stage1``); a paper value may be a
+(``test/agreement``, ``distill/kl``, ``running/agreement``, ``cka/stage1``); a paper value may be a
 number or a string ``"≈74.5"`` for one read off a plot.
 """
 from __future__ import annotations

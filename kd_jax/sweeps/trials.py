@@ -117,6 +117,15 @@ def _check_sweep(s: ConfigDict, arms: Sequence[str]) -> None:
   if len(set(seeds)) != len(seeds):
     raise ConfigError(f"sweep.seeds={tuple(seeds)!r} repeats a seed")
   known = ", ".join(metrics.known_columns())
+  # Old split names (train/…, train_aug/…) are read as today's, with a note.
+  named = tuple(metrics.current_column(m, "sweep.metrics") for m in s.metrics)
+  if named != tuple(s.metrics):
+    s.metrics = named
+  paper = _pairs(s.paper, "sweep.paper")
+  renamed = [(name, {metrics.current_column(m, f"sweep.paper[{name!r}]"): v
+                     for m, v in values.items()}) for name, values in paper]
+  if renamed != paper:
+    s.paper = tuple(renamed)
   for m in s.metrics:
     if not metrics.known_column(m):
       raise ConfigError(f"sweep.metrics entry {m!r} is not a result column; choose from: "

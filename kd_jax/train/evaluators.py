@@ -19,8 +19,8 @@ The default entries of a distillation run (``distill.evals`` names; entry splits
 ``distill``, ``synth``):
 
 * ``test`` — teacher vs student on the test split (eval mode, clean inputs);
-* ``train`` — on the distillation data, eval mode, clean inputs;
-* ``train_aug`` — on the distillation data as augmented for distillation (eval mode; teacher and
+* ``distill`` — on the distillation data, eval mode, clean inputs;
+* ``distill_aug`` — on the distillation data as augmented for distillation (eval mode; teacher and
   student see the same augmented images); only when ``distill.augment`` is set;
 * ``synth`` — on fixed samples of the GAN whose rows were added to the batches
   (``distill.synth_ratio`` > 0; agreement and KL: the samples have no labels);
@@ -37,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import sys
 from typing import Any, Callable, Iterable, Optional
 
 import jax
@@ -192,8 +193,8 @@ TEACHER_DEFAULTS = {"test": Entry("test", "ensemble"), "members": Entry("members
                     "running": Entry("running", "running")}
 #: ``distill.evals`` names → the entries they stand for.
 DISTILL_DEFAULTS = {"test": Entry("test", "fidelity"),
-                    "train": Entry("train", "fidelity", "distill"),
-                    "train_aug": Entry("train_aug", "fidelity", "distill", "augmented"),
+                    "distill": Entry("distill", "fidelity", "distill"),
+                    "distill_aug": Entry("distill_aug", "fidelity", "distill", "augmented"),
                     "synth": Entry("synth", "fidelity_unlabelled", "synth"),
                     "running": Entry("running", "running")}
 #: Splits each phase's evaluators can read.
@@ -214,6 +215,11 @@ def entries(phase: str, names: Iterable[str], evals: Any = None) -> list[Entry]:
   registry, defaults = PHASES[phase]
   out: dict[str, Entry] = {}
   for n in names:
+    if phase == "distill" and n in metrics.LEGACY_SPLITS:
+      new = metrics.LEGACY_SPLITS[n]
+      print(f"note: distill.evals entry {n!r} is the old name of {new!r}; read as {new!r} "
+            "(rename it; the old names will stop being read)", file=sys.stderr, flush=True)
+      n = new
     if n not in defaults:
       raise ConfigError(f"{phase}.evals entry {n!r} is not known; choose from: "
                         f"{', '.join(defaults)} (or add it to config.evals)")
@@ -254,7 +260,7 @@ def build(phase: str, chosen: Iterable[Entry], ctx: Any, eval_every: int) -> Eva
   """One evaluator of the entries, merging their results; building it computes nothing.
 
   Called with ``epoch`` it runs the entries due then (``every``, 0 = ``eval_every``); without,
-  all of them (the final evaluation). Entries that do not apply to the run (``train_aug``
+  all of them (the final evaluation). Entries that do not apply to the run (``distill_aug``
   without augmentation, ``synth`` without GAN rows) are left out.
   """
   registry, _ = PHASES[phase]
