@@ -16,7 +16,7 @@ from typing import Any, Optional
 import numpy as np
 from ml_collections import ConfigDict
 
-from kd_jax.core import atomic, distributed, parallel
+from kd_jax.core import atomic, distributed, parallel, provenance
 from kd_jax.kd import metrics
 from kd_jax.train import writer as report
 from kd_jax.runner import identity as rundir, student as student_lib, teachers
@@ -118,7 +118,9 @@ def run(config: ConfigDict, workdir: str | Path, hook: Optional[Hook] = None,
       "devices": [str(d) for d in mesh.devices.flat],
       "wall_time_s": round(time.time() - t0, 1),
   }
-  if primary:  # atomically: a kill while writing leaves no half results.json
+  if primary:
+    # The code, machine and flags it ran with (XLA:CPU numbers are bitwise only on one CPU type).
+    results["provenance"] = provenance.record(workdir)  # atomically: a kill while writing leaves no half results.json
     atomic.write_json(workdir / RESULTS, results, default=_json_default)
   _print_results(results, f"wrote {workdir / RESULTS}")
   distributed.barrier("kd_jax.run.end")

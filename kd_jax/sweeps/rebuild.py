@@ -1,18 +1,140 @@
-"""``python -m kd_jax.sweep_report --rebuild DIR``: a results folder's table, CSV and plot
-rewritten from its files under today's rules, its measured numbers and provenance kept."""
+"""Results folders a reader can audit: every number traced to a committed trial file.
+
+    python -m kd_jax.sweep_report --collect runs/fig6_init_mini --out experiments/results/fig6_init_mini
+    python -m kd_jax.sweep_report --rebuild experiments/results/fig6_init_mini
+
+``--collect`` copies each finished trial of a sweep's workdir — its ``results.json`` (with the
+commit, machine and flags it ran with), ``config.json`` and per-epoch ``metrics.jsonl``
+(gzipped) — into ``<out>/trials/<arm>/seed<k>/``, a dirty tree's diff into
+``<out>/diffs/<sha256>.diff``, the command into ``<out>/sweep.json``, and builds
+``results.csv``, ``results.md`` and the plot from those files alone. Trials that ran from a
+tree with uncommitted changes (or recorded no commit) are refused unless ``--allow_dirty``.
+
+``--rebuild`` regenerates the same three outputs from the per-trial files, byte for byte (the
+test suite rebuilds every committed folder). A folder from before per-trial files holds only
+its ``results.csv``: it is rebuilt from that, its provenance lines kept.
+"""
 from __future__ import annotations
 
 import datetime
+import gzip
+import json
 import shlex
+import shutil
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from ml_collections import ConfigDict
 
 from kd_jax import config_files
-from kd_jax.sweeps.report import (columns, draw_and_tabulate, git_commit, plot_name, read_csv,
-                                  write_csv)
+from kd_jax.core import atomic, provenance
+from kd_jax.sweeps.report import (collect_rows, columns, draw_and_tabulate, git_commit,
+                                  plot_name, read_csv, teachers_line, write_csv)
 from kd_jax.sweeps.trials import resolve_arms
+
+SWEEP_FILE = "sweep.json"     # {"command": ..., "teachers": ...}: what the folder's trials ran
+TRIALS = "trials"
+DIFFS = "diffs"
+#: Per-trial files copied as they are; metrics.jsonl is gzipped; small plots of analyses too.
+TRIAL_FILES = ("results.json", "config.json")
+MAX_EXTRA_BYTES = 1 << 20
+
+
+# ------------------------------------------------------------------ shared
+
+
+def _figure_of(command: str, config_arg: str) -> tuple[ConfigDict, ConfigDict]:
+  """The trial config (with the command's ``--config.key=value`` overrides) and the sweep."""
+  args = shlex.split(command)
+  spec = config_arg or next((a.split("=", 1)[1] for a in args if a.startswith("--config=")), "")
+  if not spec:
+    raise ValueError("no --config in the folder's command; pass --config=<figure file>[:arg]")
+  spec = spec[spec.find("configs/"):] if "configs/" in spec else spec  # as run from the clone
+  overrides = [a[len("--config."):].split("=", 1) for a in args
+               if a.startswith("--config.") and "=" in a]
+  return config_files.load(spec, overrides), config_files.load_sweep(spec)
+
+
+def _short_paths(value: Any) -> Any:
+  """Absolute paths in a committed file shortened to ``…/<last two parts>``: they name one
+  machine's folders, and what identifies a teacher or data set is its content key anyway."""
+  if isinstance(value, dict):
+    return {k: _short_paths(v) for k, v in value.items()}
+  if isinstance(value, list):
+    return [_short_paths(v) for v in value]
+  if isinstance(value, str) and value.startswith("/") and "\n" not in value and " " not in value:
+    parts = Path(value).parts
+    return "…/" + "/".join(parts[-2:]) if len(parts) > 3 else value
+  return value
+
+
+def _gzip(src: Path, dst: Path) -> None:
+  """gzip without a time stamp or file name in the header: the same file, the same bytes."""
+  with src.open("rb") as f, atomic.replacing(dst, "wb") as out:
+    with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0) as z:
+      shutil.copyfileobj(f, z)
+
+
+def _rows_and_trials(out: Path, command: str, config_arg: str):
+  config, sweep = _figure_of(command, config_arg)
+  trials = resolve_arms(config, sweep, None)
+  known = {t.path for t in trials}
+  on_disk = {p.parent.relative_to(out / TRIALS).as_posix()
+             for p in (out / TRIALS).glob("*/*/results.json")}
+  unknown = sorted(on_disk - known)
+  if unknown:
+    raise ValueError(f"{out / TRIALS} holds trials {unknown} that the figure does not declare; "
+                     "pass the matching --config")
+  return config, sweep, trials, collect_rows(trials, out / TRIALS)
+
+
+# ------------------------------------------------------------------ collect
+
+
+def collect(workdir: Path, out: Path, allow_dirty: bool = False) -> Path:
+  """Copies a sweep's finished trials into ``out`` (see the module docstring) and builds it."""
+  workdir, out = Path(workdir), Path(out)
+  meta_file = workdir / SWEEP_FILE
+  if not meta_file.is_file():
+    raise ValueError(f"{meta_file} is missing: not a sweep workdir of this kd_jax version "
+                     "(run the sweep command again to write it; finished trials are kept)")
+  command = json.loads(meta_file.read_text())["command"]
+  config, sweep = _figure_of(command, "")
+  trials = [t for t in resolve_arms(config, sweep, None)
+            if (workdir / t.path / "results.json").is_file()]
+  if not trials:
+    raise ValueError(f"{workdir} has no finished trial to collect")
+  records = {t.path: json.loads((workdir / t.path / "results.json").read_text()) for t in trials}
+  unclean = [p for p, r in records.items()
+             if not r.get("provenance", {}).get("commit") or r["provenance"].get("dirty")]
+  if unclean and not allow_dirty:
+    raise ValueError(f"trials {', '.join(unclean[:4])}{' …' if len(unclean) > 4 else ''} ran "
+                     "from a tree with uncommitted changes (or recorded no commit); commit and "
+                     "rerun them, or pass --allow_dirty to publish them with their diff named")
+  if (out / TRIALS).exists():
+    shutil.rmtree(out / TRIALS)
+  for t in trials:
+    src, dst = workdir / t.path, out / TRIALS / t.path
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in TRIAL_FILES:
+      if (src / name).is_file():
+        data = _short_paths(json.loads((src / name).read_text()))
+        atomic.write_text(dst / name, json.dumps(data, indent=1, sort_keys=True) + "\n")
+    if (src / "metrics.jsonl").is_file():
+      _gzip(src / "metrics.jsonl", dst / "metrics.jsonl.gz")
+    for extra in sorted(src.glob("*.png")):
+      if extra.stat().st_size <= MAX_EXTRA_BYTES:
+        shutil.copyfile(extra, dst / extra.name)
+    p = records[t.path].get("provenance", {})
+    if p.get("dirty") and (src / provenance.DIFF_FILE).is_file():
+      (out / DIFFS).mkdir(parents=True, exist_ok=True)
+      shutil.copyfile(src / provenance.DIFF_FILE, out / DIFFS / f"{p['diff_sha256']}.diff")
+  meta = {"command": command, "teachers": teachers_line(resolve_arms(config, sweep, None))}
+  atomic.write_text(out / SWEEP_FILE, json.dumps(meta, indent=1, sort_keys=True) + "\n")
+  return rebuild(out)
+
+
+# ------------------------------------------------------------------ rebuild
 
 
 def _old_header(md: Path) -> tuple[list[str], str, str]:
@@ -26,22 +148,17 @@ def _old_header(md: Path) -> tuple[list[str], str, str]:
   return keep, command, teachers
 
 
-def _figure_of(command: str, config_arg: str) -> tuple[ConfigDict, ConfigDict]:
-  """The trial config (with the command's ``--config.key=value`` overrides) and the sweep."""
-  args = shlex.split(command)
-  spec = config_arg or next((a.split("=", 1)[1] for a in args if a.startswith("--config=")), "")
-  if not spec:
-    raise ValueError("no --config in results.md's command; pass --config=<figure file>[:arg]")
-  spec = spec[spec.find("configs/"):] if "configs/" in spec else spec  # as run from the clone
-  overrides = [a[len("--config."):].split("=", 1) for a in args
-               if a.startswith("--config.") and "=" in a]
-  return config_files.load(spec, overrides), config_files.load_sweep(spec)
-
-
 def rebuild(out: Path, config_arg: str = "") -> Path:
-  """Redraws ``out``'s plot and rewrites its results.md and results.csv from its results.csv,
-  under today's rules and column names; the measured numbers and their provenance stay."""
+  """Rewrites ``out``'s results.csv, results.md and plot from its per-trial files (or, for a
+  folder from before them, from its results.csv), under today's rules and column names."""
   out = Path(out)
+  if (out / SWEEP_FILE).is_file():
+    meta = json.loads((out / SWEEP_FILE).read_text())
+    config, sweep, trials, rows = _rows_and_trials(out, meta["command"], config_arg)
+    write_csv(out / "results.csv", columns(sweep, trials, rows), rows)
+    draw_and_tabulate(config.name, sweep, trials, rows, out, command=meta["command"],
+                      teachers=meta.get("teachers", ""))
+    return out
   header, command, teachers = _old_header(out / "results.md")
   config, sweep = _figure_of(command, config_arg)
   trials = resolve_arms(config, sweep, None)
@@ -54,6 +171,7 @@ def rebuild(out: Path, config_arg: str = "") -> Path:
   for old in out.glob("*.png"):
     if old.name == plot_name(config.name):
       old.unlink()
+  header = [h for h in header if not h.startswith("- rebuilt from")]
   this = (f"- rebuilt from results.csv by `python -m kd_jax.sweep_report --rebuild {out}` "
           f"on {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}"
           + (f" (kd_jax commit {git_commit()})" if git_commit() else ""))
@@ -63,17 +181,28 @@ def rebuild(out: Path, config_arg: str = "") -> Path:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-  """``python -m kd_jax.sweep_report --rebuild DIR [--config FILE[:arg]]``."""
+  """``python -m kd_jax.sweep_report --rebuild DIR ...`` or ``--collect WORKDIR --out DIR``."""
   import argparse
   import sys
-  p = argparse.ArgumentParser(prog="python -m kd_jax.sweep_report", description=rebuild.__doc__)
-  p.add_argument("--rebuild", required=True, nargs="+", metavar="DIR",
-                 help="folders holding a results.csv (and the results.md that names its command)")
-  p.add_argument("--config", default="", help="figure file[:arg]; default: results.md's command")
+  p = argparse.ArgumentParser(prog="python -m kd_jax.sweep_report", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  g = p.add_mutually_exclusive_group(required=True)
+  g.add_argument("--rebuild", nargs="+", metavar="DIR",
+                 help="results folders to rewrite from their per-trial files (or results.csv)")
+  g.add_argument("--collect", metavar="WORKDIR", help="a sweep's workdir to publish")
+  p.add_argument("--out", help="with --collect: the results folder to write")
+  p.add_argument("--allow_dirty", action="store_true",
+                 help="with --collect: publish trials that ran with uncommitted changes")
+  p.add_argument("--config", default="", help="figure file[:arg]; default: the folder's command")
   a = p.parse_args(argv)
-  for d in a.rebuild:
-    try:
+  try:
+    if a.collect:
+      if not a.out:
+        raise ValueError("--collect needs --out <results folder>")
+      print(f"collected {a.collect} into {collect(Path(a.collect), Path(a.out), a.allow_dirty)}")
+      return
+    for d in a.rebuild:
       print(f"rebuilt {rebuild(Path(d), a.config)}")
-    except (ValueError, OSError) as e:
-      print(f"error: {d}: {e}", file=sys.stderr)
-      sys.exit(2)
+  except (ValueError, OSError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)

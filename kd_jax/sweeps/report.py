@@ -20,7 +20,7 @@ from ml_collections import ConfigDict
 
 from kd_jax.core import atomic
 from kd_jax.kd import metrics
-from kd_jax.sweeps import plots
+from kd_jax.sweeps import origin, plots
 from kd_jax.runner.experiment import RESULTS
 
 Stat = tuple[float, float, int]  # mean, sample std (nan for one seed), number of seeds
@@ -42,6 +42,7 @@ def trial_row(arm: str, seed: int, x: Optional[float], series: str,
     row.update({f"{split}/{name}": v for name, v in values.items()})
   row["run/wall_time_s"] = results.get("wall_time_s")
   row["run/teacher_members_used"] = results["teacher"]["members_used"]
+  row.update(origin.row_fields(results.get("provenance")))
   return row
 
 
@@ -64,7 +65,8 @@ def columns(sweep: ConfigDict, trials: Sequence[Any], rows: Sequence[dict]) -> l
     names = [f"{split}/{m}" for m in metrics.SPLIT_METRICS]
     cols += names + sorted({k for k in found if k.split("/")[0] == split} - set(names))
   cols += sorted(set(found) - set(cols))
-  return cols + list(metrics.RUN_COLUMNS)
+  return (cols + list(metrics.RUN_COLUMNS)
+          + [c for c in origin.COLUMNS if any(c in r for r in rows)])
 
 
 #: Significant digits of a CSV number: more than any metric is measured to (agreement on
@@ -199,8 +201,11 @@ def markdown(name: str, sweep: ConfigDict, trials: Sequence[Any], rows: Sequence
   columns_head = ["arm"] + ([sweep.x_label or sweep.x_key] if sweep.x_key else []) + ["seeds"]
   paper_head = f"paper ({sweep.paper_dataset})" if sweep.get("paper_dataset", "") else "paper"
   columns_head += [plots.metric_label(m) for m in shown] + [paper_head]
+  if header is None:
+    header = (origin.header(command, rows) if origin.has_provenance(rows)
+              else provenance(command, commit))
   lines = [f"# {sweep.title or name}", "",
-           *(header if header is not None else provenance(command, commit)),
+           *header,
            f"- trials finished: {finished_line(trials, rows, asked)}; mean ± sample std over "
            "seeds; "
            "train = the distillation data, eval mode (train (augmented): as augmented; train "
@@ -269,7 +274,7 @@ def draw_and_tabulate(name: str, sweep: ConfigDict, trials: Sequence[Any],
 #: Columns of CSVs written before results were nested by split (``test_agreement``).
 OLD_RUN_COLUMNS = {"wall_time_s": "run/wall_time_s",
                    "teacher_members_used": "run/teacher_members_used"}
-_PLAIN = ("arm", "seed", "x", "series")
+_PLAIN = ("arm", "seed", "x", "series") + origin.COLUMNS
 
 
 def new_column(old: str, where: str = "") -> str:
@@ -295,7 +300,7 @@ def read_csv(path: Path) -> list[dict[str, Any]]:
     row: dict[str, Any] = {}
     for k, v in r.items():
       key = new_column(k, str(path))
-      if key in ("arm", "series"):
+      if key in ("arm", "series") + origin.COLUMNS:
         row[key] = v
       elif key == "seed":
         row[key] = int(v)

@@ -44,6 +44,7 @@ number or a string ``"≈74.5"`` for one read off a plot.
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -53,7 +54,7 @@ from ml_collections import ConfigDict
 
 from kd_jax.core import budget, cache
 from kd_jax.core.errors import ConfigError, OutOfTime
-from kd_jax.sweeps import launchers, report as sweep_report
+from kd_jax.sweeps import launchers, rebuild, report as sweep_report
 from kd_jax import config_files
 from kd_jax.runner import estimate
 from kd_jax.runner.experiment import RESULTS
@@ -80,6 +81,7 @@ def run_sweep(config: ConfigDict, sweep: ConfigDict, workdir: str | Path, *,
   check_existing(trials, workdir)
   check_data(chosen, workdir)
   workdir.mkdir(parents=True, exist_ok=True)
+  _record_command(workdir, command)
   if launch is not None:
     return launchers.run_submitit(config.name, sweep, trials, chosen, workdir, launch,
                                   command=command, hook=hook)
@@ -231,6 +233,14 @@ def _outputs(name: str, sweep: ConfigDict, trials, workdir: Path, command: str,
     rows = sweep_report.write_outputs(name, sweep, trials, workdir, command, chosen, commit)
   distributed.barrier("kd_jax.sweeps.sweep.outputs")
   return rows if rows is not None else sweep_report.collect_rows(trials, workdir)
+
+
+def _record_command(workdir: Path, command: str) -> None:
+  """``<workdir>/sweep.json``: the command, for ``sweep_report --collect`` (which rebuilds the
+  trial list from it); process 0 writes it on many hosts."""
+  from kd_jax.core import atomic, distributed
+  if command and distributed.is_primary():
+    atomic.write_text(workdir / rebuild.SWEEP_FILE, json.dumps({"command": command}) + "\n")
 
 
 def default_workdir(name: str) -> Path:

@@ -1,0 +1,57 @@
+"""Where a table's numbers came from, read off its trials: per trial in results.csv (``commit``,
+``machine``, ``finished``), and as the header of results.md — one commit and one machine named
+only when every trial ran there; a mix is spelled out by arm. Derived from the trials alone, so a
+table rebuilt from its per-trial files is byte-identical to the one the sweep wrote.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+from kd_jax.core import provenance
+
+#: Plain (text) columns of results.csv that say where each trial ran.
+COLUMNS = ("commit", "machine", "finished")
+
+
+def row_fields(p: Optional[dict[str, Any]]) -> dict[str, str]:
+  """The results.csv fields of one trial's ``provenance`` record (none for older results)."""
+  if not p:
+    return {}
+  return {"commit": provenance.code_label(p), "machine": provenance.machine_label(p["machine"]),
+          "finished": str(p.get("finished", ""))[:16].replace("T", " ")}
+
+
+def has_provenance(rows: Sequence[dict]) -> bool:
+  return bool(rows) and all(r.get("commit") for r in rows)
+
+
+def _by_arm(rows: Sequence[dict], key: str) -> str:
+  """``abc1234: arms a, b (4 trials); def5678: arm c (2 trials)``."""
+  groups: dict[str, dict[str, int]] = {}
+  for r in rows:
+    arms = groups.setdefault(str(r[key]), {})
+    arms[r["arm"]] = arms.get(r["arm"], 0) + 1
+  parts = []
+  for value, arms in groups.items():
+    n = sum(arms.values())
+    parts.append(f"{value}: arm{'s' if len(arms) > 1 else ''} {', '.join(arms)} "
+                 f"({n} trial{'s' if n > 1 else ''})")
+  return "; ".join(parts)
+
+
+def header(command: str, rows: Sequence[dict]) -> list[str]:
+  """The command, machine, date and commit lines of results.md, from the trials' records."""
+  machines = list(dict.fromkeys(r["machine"] for r in rows))
+  commits = list(dict.fromkeys(r["commit"] for r in rows))
+  done = sorted(r["finished"] for r in rows if r.get("finished"))
+  date = done[0] if not done or done[0] == done[-1] else f"{done[0]} – {done[-1]}"
+  machine = (machines[0] if len(machines) == 1 else
+             "several, per trial in results.csv's `machine` column — " + _by_arm(rows, "machine"))
+  commit = (commits[0] if len(commits) == 1 else
+            "mixed, per trial in results.csv's `commit` column — " + _by_arm(rows, "commit"))
+  dirty = any("+diff" in c for c in commits)
+  return [f"- command: `{command or 'kd_jax.sweeps.sweep.run_sweep'}`",
+          f"- machine: {machine}",
+          f"- date: {date}" if date else "- date: —",
+          f"- kd_jax commit: {commit}"
+          + (" (+diff: run with uncommitted changes, saved as diffs/<sha256>.diff)" if dirty else "")]

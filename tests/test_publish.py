@@ -1,0 +1,197 @@
+"""Results folders from per-trial files: collect a sweep, rebuild it byte for byte, provenance
+per trial (commit, diff, machine), dirty trees refused without a flag.
+
+Expectations come from the files the trials wrote (results.json, metrics.jsonl, source.diff),
+from hashlib/gzip in the test, and from fabricated provenance records.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from kd_jax import config_files
+from kd_jax.core import provenance
+from kd_jax.runner import experiment
+from kd_jax.sweeps import rebuild, sweep
+
+FIGURE = '''
+from kd_jax.config import sweep_config
+from tiny import tiny_config
+
+
+def get_sweep(arg: str = ""):
+  s = sweep_config()
+  s.arms = (("t1", {"distill.temperature": 1.0}), ("t4", {"distill.temperature": 4.0}))
+  s.seeds = (0, 1)
+  s.metrics = ("test/agreement", "distill/agreement")
+  return s
+
+
+def get_config(arg: str = ""):
+  c = tiny_config(store="", devices=0)
+  c.unlock()
+  c.name = "tiny_publish"
+  return c
+'''
+
+
+@pytest.fixture(scope="module")
+def figure_file(tmp_path_factory) -> Path:
+  path = tmp_path_factory.mktemp("figure") / "tiny_publish.py"
+  path.write_text(FIGURE)
+  return path
+
+
+def command(figure_file: Path, workdir: Path) -> str:
+  return f"python -m kd_jax.sweep --config={figure_file} --workdir={workdir}"
+
+
+def run(figure_file: Path, workdir: Path) -> None:
+  c, s = config_files.load(str(figure_file)), config_files.load_sweep(str(figure_file))
+  sweep.run_sweep(c, s, workdir, command=command(figure_file, workdir))
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+  with path.open() as f:
+    return list(csv.DictReader(f))
+
+
+def strings(value) -> list[str]:
+  if isinstance(value, dict):
+    return [s for v in value.values() for s in strings(v)]
+  if isinstance(value, list):
+    return [s for v in value for s in strings(v)]
+  return [value] if isinstance(value, str) else []
+
+
+@pytest.fixture(scope="module")
+def published(figure_file, tmp_path_factory):
+  """A real tiny sweep (2 arms × 2 seeds), collected into a results folder."""
+  root = tmp_path_factory.mktemp("publish")
+  run(figure_file, root / "run")
+  out = rebuild.collect(root / "run", root / "results", allow_dirty=True)
+  return root / "run", out
+
+
+def test_collect_copies_every_trial_and_its_epochs(published):
+  workdir, out = published
+  for arm in ("t1", "t4"):
+    for seed in (0, 1):
+      src, dst = workdir / arm / f"seed{seed}", out / "trials" / arm / f"seed{seed}"
+      with gzip.open(dst / "metrics.jsonl.gz", "rb") as f:
+        assert f.read() == (src / "metrics.jsonl").read_bytes()
+      got = json.loads((dst / "results.json").read_text())
+      want = json.loads((src / "results.json").read_text())
+      assert got["splits"] == want["splits"]
+      assert json.loads((dst / "config.json").read_text())["distill"]["temperature"] == (
+          1.0 if arm == "t1" else 4.0)
+      # no machine's folder names travel with committed files
+      for name in ("results.json", "config.json"):
+        text = (dst / name).read_text()
+        assert str(workdir.parent) not in text and str(Path.home()) + "/" not in text
+  # the published CSV holds the same numbers as the sweep's own
+  ours, theirs = rows(out / "results.csv"), rows(workdir / "results.csv")
+  assert [(r["arm"], r["seed"], r["test/agreement"]) for r in ours] == [
+      (r["arm"], r["seed"], r["test/agreement"]) for r in theirs]
+
+
+def test_each_trial_records_its_code_and_machine(published):
+  workdir, out = published
+  res = json.loads((workdir / "t1" / "seed0" / "results.json").read_text())
+  p = res["provenance"]
+  assert p["machine"]["cores"] >= 1 and p["machine"]["backend"] == "cpu"
+  assert p["machine"]["versions"]["jax"]
+  assert p["machine"]["cpu"]["arch"]
+  if p["dirty"]:  # the diff beside the results is what its sha256 names
+    diff = (workdir / "t1" / "seed0" / provenance.DIFF_FILE).read_bytes()
+    assert hashlib.sha256(diff).hexdigest() == p["diff_sha256"]
+    assert (out / "diffs" / f"{p['diff_sha256']}.diff").read_bytes() == diff
+  row = rows(out / "results.csv")[0]
+  assert row["commit"] == provenance.code_label(p)
+  assert row["machine"] == provenance.machine_label(p["machine"])
+  md = (out / "results.md").read_text()
+  assert f"- kd_jax commit: {provenance.code_label(p)}" in md
+  assert f"- machine: {provenance.machine_label(p['machine'])}" in md
+
+
+def test_rebuild_from_trials_is_byte_identical(published, tmp_path):
+  _, out = published
+  before = {n: (out / n).read_bytes() for n in ("results.csv", "results.md")}
+  (out / "results.csv").unlink()
+  (out / "results.md").write_text("stale\n")
+  rebuild.main(["--rebuild", str(out)])
+  assert {n: (out / n).read_bytes() for n in before} == before
+  assert (out / "tiny_publish.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def fake(monkeypatch, provenances: dict) -> None:
+  """experiment.run stand-in whose results.json carries the provenance given per arm."""
+  def run(config, workdir, hook=None):
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.json").write_text(json.dumps(config.to_dict(), default=str))
+    arm = workdir.parent.name
+    p = dict(provenances[arm])
+    if p.get("dirty"):
+      diff = f"--- a/kd_jax/x.py\n+++ b/kd_jax/x.py\n+{arm}\n"
+      (workdir / provenance.DIFF_FILE).write_text(diff)
+      p["diff_sha256"] = hashlib.sha256(diff.encode()).hexdigest()
+    res = {"splits": {"test": {"agreement": 50.0 + config.seed}}, "wall_time_s": 1.0,
+           "teacher": {"members_used": 1}, "provenance": p}
+    (workdir / "results.json").write_text(json.dumps(res))
+    return res
+  monkeypatch.setattr(experiment, "run", run)
+
+
+MACHINE = {"cpu": {"model": "Some CPU", "arch": "x86_64", "isa": "AVX2"}, "cores": 2,
+           "backend": "cpu", "devices": "1 × cpu", "xla_flags": "", "versions": {"jax": "1"}}
+
+
+def test_a_dirty_tree_is_refused_unless_asked_and_its_diff_travels(figure_file, tmp_path,
+                                                                   monkeypatch, capsys):
+  clean = {"commit": "aaaaaaa", "dirty": False, "machine": MACHINE, "finished": "2026-01-01T10:00"}
+  dirty = dict(clean, commit="bbbbbbb", dirty=True, finished="2026-01-02T11:30")
+  fake(monkeypatch, {"t1": clean, "t4": dirty})
+  run(figure_file, tmp_path / "run")
+  with pytest.raises(SystemExit) as e:
+    rebuild.main(["--collect", str(tmp_path / "run"), "--out", str(tmp_path / "res")])
+  assert e.value.code == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "t4/seed0" in err[0] and "--allow_dirty" in err[0]
+  assert "t1/seed0" not in err[0] and not (tmp_path / "res").exists()
+  out = rebuild.collect(tmp_path / "run", tmp_path / "res", allow_dirty=True)
+  sha = json.loads((tmp_path / "run" / "t4" / "seed0" / "results.json").read_text())[
+      "provenance"]["diff_sha256"]
+  assert (out / "diffs" / f"{sha}.diff").read_text().endswith("+t4\n")
+  md = (out / "results.md").read_text()
+  # two commits: said per arm, never one of them for the whole table
+  line = next(l for l in md.splitlines() if l.startswith("- kd_jax commit:"))
+  assert "mixed" in line and "aaaaaaa: arm t1 (2 trials)" in line
+  assert f"bbbbbbb+diff {sha[:8]}: arm t4 (2 trials)" in line
+  assert "- date: 2026-01-01 10:00 – 2026-01-02 11:30" in md
+  assert [r["commit"] for r in rows(out / "results.csv")] == (
+      ["aaaaaaa"] * 2 + [f"bbbbbbb+diff {sha[:8]}"] * 2)
+
+
+def test_machines_that_differ_are_named_per_arm(figure_file, tmp_path, monkeypatch):
+  other = dict(MACHINE, cpu=dict(MACHINE["cpu"], model="Other CPU", isa="AVX-512"))
+  base = {"commit": "aaaaaaa", "dirty": False, "finished": "2026-01-01T10:00"}
+  fake(monkeypatch, {"t1": dict(base, machine=MACHINE), "t4": dict(base, machine=other)})
+  run(figure_file, tmp_path / "run")
+  md = (rebuild.collect(tmp_path / "run", tmp_path / "res") / "results.md").read_text()
+  line = next(l for l in md.splitlines() if l.startswith("- machine:"))
+  assert "several" in line
+  assert "Some CPU (AVX2), 2 cores, jax 1: arm t1" in line
+  assert "Other CPU (AVX-512), 2 cores, jax 1: arm t4" in line
+
+
+def test_collect_needs_a_sweep_workdir(tmp_path, capsys):
+  with pytest.raises(SystemExit):
+    rebuild.main(["--collect", str(tmp_path), "--out", str(tmp_path / "res")])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "sweep.json" in err[0]
