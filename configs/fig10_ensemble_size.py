@@ -21,7 +21,7 @@ def _figure(arg: str = ""):
   if arg == "mini":
     c = recipes.paper_figure("fig10_ensemble_size_mini")
     recipes.mini_figure(c)
-    s.seeds = (0, 1, 2)  # about a minute per trial here: the paper's 3 trials
+    s.seeds = recipes.MINI_SEEDS  # about a minute per trial here
     members = 5
     s.title = "Fig 10 mini: agreement vs teacher ensemble size (CIFAR-10)"
   else:

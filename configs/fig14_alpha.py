@@ -22,7 +22,7 @@ def _figure(arg: str = ""):
   if arg == "mini":
     c = recipes.paper_figure("fig14_alpha_mini")
     recipes.mini_figure(c)
-    s.seeds = (0, 1, 2)  # about a minute per trial here: the paper's 3 trials
+    s.seeds = recipes.MINI_SEEDS  # about a minute per trial here
     s.title = "Fig 14 mini: self-distillation vs α (CIFAR-10)"
   else:
     c = recipes.paper_figure("fig14_alpha")

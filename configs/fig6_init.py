@@ -38,7 +38,7 @@ def _figure(arg: str = ""):
   elif arg == "mini":
     c = recipes.paper_optimization("fig6_init_mini")
     recipes.mini_optimization(c, distill_epochs=10)
-    s.seeds = (0,)
+    s.seeds = recipes.MINI_SEEDS
     s.title = "Fig 6b mini: interpolated initialization (LayerNorm PreResNet-8)"
   else:
     c = recipes.paper_optimization("fig6_init")   # SGD, 300 epochs: the student recipe

@@ -35,7 +35,7 @@ def _figure(arg: str = ""):
   if arg == "mini":
     c = recipes.paper_optimization("fig6_optimization_mini")
     recipes.mini_optimization(c)
-    s.seeds = (0,)
+    s.seeds = recipes.MINI_SEEDS
     epochs = MINI_EPOCHS
     s.title = "Fig 6a mini: train agreement vs optimizer and epochs (LayerNorm PreResNet-8)"
   else:

@@ -25,7 +25,7 @@ def _figure(arg: str = ""):
     c = recipes.paper_optimization("fig6_plane_mini")
     recipes.mini_optimization(c, distill_epochs=10)
     c.analysis.plane_examples = 500
-    s.seeds = (0,)
+    s.seeds = recipes.MINI_SEEDS
     s.title = "Fig 6c mini: loss plane through teacher, student init and final student"
   else:
     c = recipes.paper_optimization("fig6_plane")   # SGD, 300 epochs: the student recipe

@@ -34,7 +34,7 @@ def _figure(arg: str = ""):
   if arg == "mini":
     c = recipes.paper_optimization("table1_cka_mini")
     recipes.mini_optimization(c, distill_epochs=10)
-    s.seeds = (0, 1, 2)
+    s.seeds = recipes.MINI_SEEDS
     s.title = "Table 1 mini: random vs teacher-initial init, CKA (LayerNorm PreResNet-8)"
   else:
     c = recipes.paper_optimization("table1_cka")  # SGD, 300 epochs: the student recipe
