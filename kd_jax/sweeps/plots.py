@@ -154,8 +154,8 @@ def draw_sweep(points: Sequence[ArmPoint], metrics: Sequence[str], *, title: str
   paper = paper_label(paper_dataset, paper_setting)
   line = all(p.x is not None for p in points)
   width = 4.6 if line else max(4.6, 0.55 * len(points) + 1.5)
-  ncols = max(1, min(len(metrics), int(MAX_WIDTH // width)))
-  nrows = -(-len(metrics) // ncols)
+  nrows = -(-len(metrics) // max(1, int(MAX_WIDTH // width)))
+  ncols = -(-len(metrics) // nrows)  # rows as even as they can be: 5 panels as 3 + 2
   fig = Figure(figsize=(width * ncols, 3.6 * nrows + 0.8))
   grid = fig.subplots(nrows, ncols, squeeze=False)
   axes = list(grid.flat)
