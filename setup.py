@@ -26,6 +26,7 @@ setup(
         "numpy>=1.26",
         "pillow>=10",                # image-folder source (JPEG/PNG decode)
         "matplotlib>=3.8",           # figure and landscape plots
+        "scipy>=1.11",               # Student-t / Welch CIs of sweep tables (jax requires it too)
         "tensorboardX>=2.6",         # TensorBoard event files without TensorFlow
         "grain>=0.2.12",             # host-streamed input pipeline (data.pipeline=streamed)
         "submitit>=1.5,<2",          # sweep trials as SLURM jobs / local processes, requeue

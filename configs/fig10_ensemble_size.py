@@ -33,6 +33,7 @@ def _figure(arg: str = ""):
   s.x_key = "distill.teacher_members"
   s.x_label = "teacher ensemble size m"
   s.metrics = ("test/agreement", "test/student_acc", "test/teacher_acc")
+  s.paper_setting = "CIFAR-100, ResNet-56"
   s.paper = (("m12", {"test/agreement": "≈86"}),) if members == 12 else ()
   return c, s
 

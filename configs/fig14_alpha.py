@@ -34,6 +34,7 @@ def _figure(arg: str = ""):
   s.x_label = "α (weight of the hard-label loss)"
   s.metrics = ("test/agreement", "test/student_acc")
   s.paper = ()                   # docs/paper.md gives no numbers (see the title)
+  s.reference_arm = "alpha_0"    # the plain distillation loss
   return c, s
 
 

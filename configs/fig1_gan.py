@@ -76,6 +76,7 @@ def _figure(arg: str = ""):
   s.x_key = "distill.synth_ratio"
   s.series_key = "distill.teacher_members"
   s.metrics = ("test/agreement", "test/student_acc", "synth/agreement")
+  s.paper_setting = "CIFAR-100, ResNet-56"
   return c, s
 
 

@@ -61,6 +61,8 @@ def _figure(arg: str = ""):
                        for name, policy, tau in POLICIES) + (GAN_PANEL,)
   s.metrics = ("distill_aug/agreement", "distill/agreement", "test/agreement", "synth/agreement")
   s.paper = PAPER
+  s.paper_setting = "CIFAR-100, 5×ResNet-56 → ResNet-56"
+  s.reference_arm = "baseline_t1"
   if arg == "mini":
     s.paper_dataset = recipes.PAPER_DATASET  # the mini trains on CIFAR-10: order, not level
   return c, s

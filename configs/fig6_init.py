@@ -52,6 +52,8 @@ def _figure(arg: str = ""):
   s.metrics = ("running/agreement", "running/kl", "distill/agreement", "test/agreement")
   s.paper = tuple((f"lam_{lam:g}", {"running/agreement": agree, "running/kl": kl})
                         for lam, agree, kl in PAPER)
+  s.paper_setting = "CIFAR-100, ResNet-20 LN self-distillation"
+  s.reference_arm = "lam_0"      # a random start: the usual student
   if arg in ("mini", "mid"):
     s.paper_dataset = recipes.PAPER_DATASET  # the mini trains on CIFAR-10: order, not level
   return c, s

@@ -48,6 +48,7 @@ def _figure(arg: str = ""):
   s.arms = tuple(sgd + adam)
   s.metrics = ("running/agreement", "distill/agreement", "test/agreement")
   s.paper = tuple((arm, {"running/agreement": v}) for arm, v in PAPER)
+  s.paper_setting = "CIFAR-100, ResNet-20 LN self-distillation"
   if arg == "mini":
     s.paper_dataset = recipes.PAPER_DATASET  # the mini trains on CIFAR-10: order, not level
   return c, s

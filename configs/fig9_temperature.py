@@ -40,6 +40,7 @@ def _figure(arg: str = ""):
   s.x_label = "temperature τ"
   s.series_key = "distill.teacher_members"
   s.metrics = ("test/agreement", "test/student_acc")
+  s.paper_setting = "subsampled CIFAR-100, ResNet-20"
   s.paper = tuple((f"m{m}_t{t:g}", {"test/agreement": v})
                         for m in MEMBERS for t, v in zip(TEMPERATURES, PAPER_AGREEMENT[m]))
   if arg == "mini":

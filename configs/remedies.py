@@ -97,6 +97,7 @@ def _figure(arg: str = ""):
     c.teacher.keep_every = 10        # 20 checkpoints along the 200-epoch teacher
     s.arms = _arms(epochs=300, trajectory=10, polish_epochs=50)
     s.title = "Optimization remedies (ResNet-20 LN, CIFAR-100)"
+  s.reference_arm = "baseline"
   s.metrics = ("running/agreement", "distill/agreement", "test/agreement", "running/kl",
                "distill/kl", "test/kl", "test/student_acc", "run/wall_time_s")
   return c, s

@@ -218,6 +218,8 @@ def sweep_config() -> ConfigDict:
       metrics=("test/agreement", "test/student_acc"),  # "split/metric": plotted, shown first
       paper=(),           # ((arm_name, {"split/metric": value or "≈value"}), ...) from docs/paper.md
       paper_dataset="",   # the paper's dataset when the trials use another (labels its markers)
+      paper_setting="",   # the paper's setting of its values, e.g. "CIFAR-100, 5×ResNet-56"
+      reference_arm="",   # the arm results.md subtracts from the others ('' = the first arm)
       title="",
   ))
 

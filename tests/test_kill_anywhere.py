@@ -212,7 +212,7 @@ def test_sweep_killed_anywhere_ends_as_uninterrupted(server, tmp_path):
   for arm in ("a", "b"):
     ra, rb = (json.loads((r / arm / "seed0" / "results.json").read_text()) for r in (a, b))
     assert ra["splits"] == rb["splits"]
-  rows = [[{k: v for k, v in row.items() if k != "run/wall_time_s"}
+  rows = [[{k: v for k, v in row.items() if k not in ("run/wall_time_s", "finished")}
            for row in csv.DictReader((r / "results.csv").open())] for r in (a, b)]
   assert rows[0] == rows[1] and len(rows[1]) == 2
   assert (b / "results.md").exists()

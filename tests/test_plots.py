@@ -1,6 +1,7 @@
-"""Plots and tables that do not mislead: seeds as points below 3 seeds, y axes that include 0
-unless the data are far from it, paper markers labelled with their dataset, honest trial
-counts, rounded CSV numbers, and committed results rebuilt under these rules."""
+"""Plots and tables that do not mislead: 95% CI error bars, seeds as points below 3 seeds, y
+axes labelled with their unit that include 0 unless the data are far from it (and then say
+so), paper markers labelled with their setting, honest trial counts, rounded CSV numbers, and
+committed results rebuilt under these rules."""
 from __future__ import annotations
 
 import collections
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.stats
 from matplotlib.container import BarContainer, ErrorbarContainer
 
 from kd_jax.kd import landscape
@@ -20,11 +22,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def point(arm: str, values: list[float], x=None, paper=None, metric="test/agreement"):
-  """An ArmPoint whose statistics are computed here with numpy (not by the code under test)."""
+  """An ArmPoint whose statistics are computed here with numpy and scipy's t quantile (not by
+  the code under test): mean, 95% CI half-width, n."""
   v = np.array(values)
-  std = float(v.std(ddof=1)) if len(v) > 1 else float("nan")
-  return plots.ArmPoint(arm, x, "", {metric: (float(v.mean()), std, len(v))},
+  return plots.ArmPoint(arm, x, "", {metric: (float(v.mean()), ci_half(values), len(v))},
                         paper or {}, {metric: list(values)})
+
+
+def ci_half(values) -> float:
+  v = np.array(values, dtype=float)
+  if len(v) < 2:
+    return float("nan")
+  return float(scipy.stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
 
 
 def errorbars(ax) -> list:
@@ -41,13 +50,44 @@ def test_fewer_than_three_seeds_are_points_not_error_bars(x):
   assert 70.0 in drawn and 72.0 in drawn  # both seeds of arm b, as points
 
 
-def test_three_seeds_get_a_sample_std_error_bar():
+@pytest.mark.parametrize("x", [None, 1.0])  # bars, lines
+def test_three_seeds_get_a_95_percent_ci_error_bar(x):
   vals = [60.0, 61.0, 65.0]
-  ax = plots.draw_sweep([point("a", vals)], ["test/agreement"]).axes[0]
-  (bar,) = errorbars(ax)
+  fig = plots.draw_sweep([point("a", vals, x=x)], ["test/agreement"])
+  (bar,) = errorbars(fig.axes[0])
   segs = bar.lines[2][0].get_segments()
   (_, lo), (_, hi) = segs[0]
-  assert hi - lo == pytest.approx(2 * np.std(vals, ddof=1))
+  # t(2) quantile (2p − 1)/√(2p(1 − p)) at p = 0.975, times s/√3
+  half = 0.95 / np.sqrt(2 * 0.975 * 0.025) * np.std(vals, ddof=1) / np.sqrt(3)
+  assert (lo, hi) == pytest.approx((np.mean(vals) - half, np.mean(vals) + half))
+  assert "mean ± 95% CI (Student t) over 3 seeds" in texts(fig)
+
+
+def texts(fig) -> list[str]:
+  return [t.get_text() for t in fig.texts] + [t.get_text() for leg in fig.legends
+                                              for t in leg.texts]
+
+
+@pytest.mark.parametrize("counts,caption", [
+    ((1, 1), "1 seed per arm: no error bars"),
+    ((2, 1), "1–2 seeds per arm; fewer than 3 seeds: each seed a point, no error bar"),
+    ((3, 5), "mean ± 95% CI (Student t) over 3–5 seeds"),
+    ((2, 3), "mean ± 95% CI (Student t) over 2–3 seeds; arms with fewer than 3 seeds: each "
+             "seed a point, no error bar"),
+])
+def test_caption_says_what_the_spread_is_and_over_how_many_seeds(counts, caption):
+  pts = [point(f"a{i}", [50.0 + j for j in range(n)]) for i, n in enumerate(counts)]
+  assert caption in texts(plots.draw_sweep(pts, ["test/agreement"]))
+
+
+@pytest.mark.parametrize("x", [None, 1.0])
+def test_every_panel_has_a_y_label_with_its_unit_and_the_chart_a_legend(x):
+  pts = [point("a", [50.0], x=x), point("b", [60.0], x=None if x is None else 2.0)]
+  for p, kl in zip(pts, (0.1, 0.9)):
+    p.stats["test/kl"] = (kl, float("nan"), 1)
+  fig = plots.draw_sweep(pts, ["test/agreement", "test/kl"])
+  assert [ax.get_ylabel() for ax in fig.axes] == ["test agreement %", "test KL(t‖s)"]
+  assert "measured (mean)" in texts(fig)  # one entry is a legend too (a bar chart's)
 
 
 @pytest.mark.parametrize("x", [None, 1.0])
@@ -63,20 +103,48 @@ def test_percent_axes_start_at_zero_when_the_data_spread_widely(x):
 def test_lines_zoom_only_when_every_value_is_far_from_zero_and_bars_never_do():
   vals = {1.0: 91.7, 2.0: 95.9}  # all above 5/6 of the largest
   pts = [point(f"n{x:g}", [v], x=x) for x, v in vals.items()]
-  lo, hi = plots.draw_sweep(pts, ["test/agreement"]).axes[0].get_ylim()
+  ax = plots.draw_sweep(pts, ["test/agreement"]).axes[0]
+  lo, hi = ax.get_ylim()
   assert 0.0 < lo < 91.7 and hi > 95.9
+  assert ax.get_ylabel() == "test agreement % (axis zoomed)"
   bars = [point(f"n{x:g}", [v]) for x, v in vals.items()]
-  assert plots.draw_sweep(bars, ["test/agreement"]).axes[0].get_ylim()[0] == 0.0
+  ax = plots.draw_sweep(bars, ["test/agreement"]).axes[0]
+  assert ax.get_ylim()[0] == 0.0 and ax.get_ylabel() == "test agreement %"
 
 
-def test_paper_markers_name_their_dataset_when_it_differs():
+@pytest.mark.parametrize("x", [None, 1.0])
+def test_a_ci_past_the_bounds_of_its_metric_is_cut_at_the_axis(x):
+  # Fig 6b mid λ = 0.5: mean 42, half-width ≈ 65 → the CI runs from < 0 to > 100
+  pts = [point("a", [33.2, 71.35, 21.75], x=x), point("b", [2.0, 2.5, 3.0],
+                                                      x=None if x is None else 2.0)]
+  assert ci_half([33.2, 71.35, 21.75]) > 58
+  lo, hi = plots.draw_sweep(pts, ["test/agreement"]).axes[0].get_ylim()
+  assert lo == 0.0 and 100.0 < hi <= 110.0
+  kl = [point("a", [0.1, 1.5, 0.2], x=x, metric="test/kl")]  # KL ≥ 0: the axis starts at 0
+  assert plots.draw_sweep(kl, ["test/kl"]).axes[0].get_ylim()[0] == 0.0
+
+
+def test_panels_wrap_into_rows_on_wide_figures():
+  cols = ["test/agreement", "test/student_acc", "test/kl", "test/student_ece"]
+  pts = [plots.ArmPoint(f"arm{i}", None, "", {c: (50.0, float("nan"), 1) for c in cols})
+         for i in range(14)]
+  fig = plots.draw_sweep(pts, cols)
+  width, _ = fig.get_size_inches()
+  assert width <= plots.MAX_WIDTH
+  shown = [ax for ax in fig.axes if ax.get_visible()]
+  assert [ax.get_ylabel() for ax in shown] == [plots.metric_label(c) for c in cols]
+
+
+def test_paper_markers_name_their_setting_and_say_shape_not_level_on_other_data():
   pts = [point("a", [55.0], paper={"test/agreement": 84.5}), point("b", [60.0])]
-  fig = plots.draw_sweep(pts, ["test/agreement"], paper_dataset="CIFAR-100")
-  labels = [t.get_text() for leg in fig.legends for t in leg.texts]
-  assert "paper (CIFAR-100)" in labels
-  fig = plots.draw_sweep(pts, ["test/agreement"])
-  labels = [t.get_text() for leg in fig.legends for t in leg.texts]
-  assert "paper" in labels
+  legend = lambda **kw: [t.get_text() for leg in plots.draw_sweep(
+      pts, ["test/agreement"], **kw).legends for t in leg.texts]
+  assert "paper (CIFAR-100): shape, not level" in legend(paper_dataset="CIFAR-100")
+  setting = "CIFAR-100, 5×ResNet-56 → ResNet-56"
+  assert f"paper ({setting}): shape, not level" in legend(paper_dataset="CIFAR-100",
+                                                          paper_setting=setting)
+  assert f"paper ({setting})" in legend(paper_setting=setting)  # measured on the paper's data
+  assert "paper" in legend()
 
 
 def test_csv_numbers_are_rounded(tmp_path):

@@ -16,6 +16,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+import scipy.stats
 from jax.experimental.compilation_cache import compilation_cache
 
 from kd_jax.runner import experiment
@@ -144,7 +145,8 @@ def test_every_arm_runs_and_the_teacher_trains_once(straight):
   cols, rows = read_csv(workdir / "results.csv")
   expected = (["arm", "seed"] + [f"{s}/{m}" for s in ("test", "distill") for m in SPLIT_METRICS]
               + ["running/agreement", "running/kl", "running/loss"]
-              + ["run/wall_time_s", "run/teacher_members_used"])
+              + ["run/wall_time_s", "run/teacher_members_used"]
+              + ["commit", "machine", "finished"])  # where each trial ran (kd_jax.sweeps.origin)
   assert sorted(cols) == sorted(expected) and cols[:2] == ["arm", "seed"]
   assert [r["arm"] for r in rows] == list(ARMS)
   for r in rows:
@@ -208,7 +210,7 @@ def test_killed_sweep_finishes_on_rerun_with_the_same_numbers(straight, figure_f
   cols, rows = read_csv(tmp_path / "results.csv")
   ref_cols, ref_rows = read_csv(reference / "results.csv")
   assert cols == ref_cols
-  drop = lambda r: {k: v for k, v in r.items() if k != "run/wall_time_s"}
+  drop = lambda r: {k: v for k, v in r.items() if k not in ("run/wall_time_s", "finished")}
   assert [drop(r) for r in rows] == [drop(r) for r in ref_rows]
 
 
@@ -247,7 +249,18 @@ def lam_figure(figure_file):
   return c, s
 
 
-def test_table_is_mean_and_sample_std_over_seeds(figure_file, tmp_path, monkeypatch):
+def ci_cell(values) -> str:
+  """mean ± the 95% CI half-width, computed here: numpy's sample std, scipy's t quantile."""
+  v = np.asarray(values, dtype=float)
+  half = scipy.stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+  return f"{v.mean():.2f} ± {half:.2f}"
+
+
+def table_row(md: str, arm: str) -> str:
+  return next(l for l in md.splitlines() if l.startswith(f"| {arm} |"))
+
+
+def test_table_is_mean_and_95_ci_over_seeds(figure_file, tmp_path, monkeypatch):
   score = lambda arm, seed: 10.0 * len(arm) + seed ** 2  # seeds 0, 1, 4 apart
   calls = fake_run(monkeypatch, score)
   sweep.run_sweep(*lam_figure(figure_file), tmp_path)
@@ -256,12 +269,51 @@ def test_table_is_mean_and_sample_std_over_seeds(figure_file, tmp_path, monkeypa
   assert len(rows) == 9 and "x" in cols and not any(c.startswith("distill_aug/") for c in cols)
   assert [float(r["x"]) for r in rows] == [lam for lam in (0.0, 0.5, 1.0) for _ in range(3)]
   md = (tmp_path / "results.md").read_text()
+  assert "95% confidence interval" in md and "sample std" not in md
   for arm in ("lam0.0", "lam0.5", "lam1.0"):
-    values = np.array([score(arm, s) for s in (0, 1, 2)])
-    cell = f"{values.mean():.2f} ± {values.std(ddof=1):.2f}"
-    row = next(l for l in md.splitlines() if l.startswith(f"| {arm} |"))
-    assert f"| 3 | {cell} |" in row, row
+    agreement = [score(arm, s) + SPLIT_METRICS.index("agreement") for s in (0, 1, 2)]
+    assert f"| 3 | {ci_cell(agreement)} |" in table_row(md, arm)
   assert (tmp_path / "tiny_figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def welch_cell(a, b) -> str:
+  """Δ [low, high] of the Welch 95% CI, from scipy's ttest_ind (not the code under test)."""
+  ci = scipy.stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+  sign = lambda v: f"{'-' if v < 0 else '+'}{abs(v):.2f}"
+  cell = f"{sign(np.mean(a) - np.mean(b))} [{sign(ci.low)}, {sign(ci.high)}]"
+  return cell + (" (n.s.)" if ci.low <= 0 <= ci.high else "")
+
+
+def test_differences_from_the_reference_arm_and_two_groups(figure_file, tmp_path, monkeypatch):
+  # lam1.0 the reference; lam0.5 splits 2 seeds near 30 / 1 near 80 (Fig 6b's λ = 0.5);
+  # lam0.0 sits 0.5 below the reference, inside its seed noise
+  agree = {"lam0.0": [20.0, 21.5, 23.0], "lam0.5": [30.0, 80.0, 31.0],
+           "lam1.0": [20.5, 22.0, 23.5]}
+  offset = SPLIT_METRICS.index("agreement")
+  fake_run(monkeypatch, lambda arm, seed: agree[arm][seed] - offset)
+  c, s = lam_figure(figure_file)
+  s.reference_arm = "lam1.0"
+  sweep.run_sweep(c, s, tmp_path)
+  md = (tmp_path / "results.md").read_text()
+  assert "Difference from the reference arm `lam1.0`" in md and "(n.s.) = the CI contains 0" in md
+  rows = {l.split(" | ")[0][2:]: l for l in md.split("Difference from")[1].splitlines()
+          if l.startswith("| lam")}
+  assert list(rows) == ["lam0.0", "lam0.5"]  # every arm but the reference
+  for arm in rows:
+    assert f"| 3 | {welch_cell(agree[arm], agree['lam1.0'])} |" in rows[arm], rows[arm]
+  assert "(n.s.)" in rows["lam0.0"]
+  assert "- lam0.5, test agreement %: 2/3 seeds near 30.50, 1/3 near 80.00" in md
+  assert not any(l.startswith(("- lam0.0", "- lam1.0")) for l in md.splitlines())
+
+
+def test_one_seed_shows_values_and_no_differences(figure_file, tmp_path, monkeypatch):
+  fake_run(monkeypatch, lambda arm, seed: 50.0 + len(arm))
+  c, s = with_arms(fig(figure_file), (("a", {}), ("bb", {})))
+  sweep.run_sweep(c, s, tmp_path)
+  md = (tmp_path / "results.md").read_text()
+  assert f"| 1 | {50.0 + 1 + SPLIT_METRICS.index('agreement'):.2f} |" in table_row(md, "a")
+  assert "Differences from the reference arm `a`: not shown" in md
+  assert not any("±" in l for l in md.splitlines() if l.startswith("| "))
 
 
 @pytest.mark.parametrize("legacy", [False, True])
@@ -332,6 +384,7 @@ def test_arms_resolve_to_shared_teacher_groups(figure_file, tmp_path):
     ((("a", {}),), {"metrics": ("test_agreement",)}, "test_agreement"),
     ((("a", {}),), {"paper": (("b", {"test/agreement": 80}),)}, "arm 'b'"),
     ((("a", {}),), {"x_key": "distill.augment"}, "numeric"),
+    ((("a", {}),), {"reference_arm": "b"}, "sweep.reference_arm='b'"),
 ])
 def test_bad_sweep_is_one_clear_error(figure_file, arms, other, needle):
   c = with_arms(fig(figure_file), arms, **other)

@@ -1,5 +1,6 @@
 """What a sweep writes: ``results.csv`` (a row per trial), ``results.md`` (a row per arm, mean ±
-sample std over seeds, paper values) and the figure, from every finished trial's results.json.
+95% CI over seeds, paper values; each arm's difference from the reference arm) and the figure,
+from every finished trial's results.json.
 
 A column is ``"split/metric"`` (``test/agreement``, ``running/agreement``, ``cka/stage1``) or
 ``"run/<key>"`` for per-run numbers; labels and formats come from ``kd_jax.kd.metrics``.
@@ -20,10 +21,10 @@ from ml_collections import ConfigDict
 
 from kd_jax.core import atomic
 from kd_jax.kd import metrics
-from kd_jax.sweeps import origin, plots
+from kd_jax.sweeps import compare, origin, plots, stats
 from kd_jax.runner.experiment import RESULTS
 
-Stat = tuple[float, float, int]  # mean, sample std (nan for one seed), number of seeds
+Stat = tuple[float, float, int]  # mean, 95% CI half-width (nan for one seed), number of seeds
 TABLE_COLUMNS = ("test/agreement", "test/student_acc", "test/teacher_acc", "test/kl",
                  "test/student_ece", "distill/agreement", "distill_aug/agreement",
                  "running/agreement")
@@ -103,22 +104,17 @@ def seed_values(rows: Sequence[dict], arm: str, cols: Iterable[str]) -> dict[str
 
 
 def arm_stats(rows: Sequence[dict], arm: str, cols: Iterable[str]) -> dict[str, Stat]:
-  """column → (mean, sample std (nan for one seed), n) over the arm's finished seeds."""
-  out = {}
-  for c, vals in seed_values(rows, arm, cols).items():
-    mean = sum(vals) / len(vals)
-    std = (math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
-           if len(vals) > 1 else math.nan)
-    out[c] = (mean, std, len(vals))
-  return out
+  """column → (mean, half-width of its 95% CI (Student t; nan for one seed), n) over the
+  arm's finished seeds."""
+  return {c: stats.mean_ci(vals) for c, vals in seed_values(rows, arm, cols).items()}
 
 
 def _cell(stat: Optional[Stat], column: str) -> str:
   if stat is None:
     return "—"
   fmt = plots.metric_format(column)
-  mean, std, _ = stat
-  return fmt.format(mean) + (" ± " + fmt.format(std) if math.isfinite(std) else "")
+  mean, half, _ = stat
+  return fmt.format(mean) + (" ± " + fmt.format(half) if math.isfinite(half) else "")
 
 
 def machine_line() -> str:
@@ -199,17 +195,19 @@ def markdown(name: str, sweep: ConfigDict, trials: Sequence[Any], rows: Sequence
   arms = list(dict.fromkeys(t.arm for t in trials))
   x_of = {t.arm: t.x for t in trials}
   columns_head = ["arm"] + ([sweep.x_label or sweep.x_key] if sweep.x_key else []) + ["seeds"]
-  paper_head = f"paper ({sweep.paper_dataset})" if sweep.get("paper_dataset", "") else "paper"
+  setting = sweep.get("paper_setting", "") or sweep.get("paper_dataset", "")
+  paper_head = f"paper ({setting})" if setting else "paper"
   columns_head += [plots.metric_label(m) for m in shown] + [paper_head]
   if header is None:
     header = (origin.header(command, rows) if origin.has_provenance(rows)
               else provenance(command, commit))
   lines = [f"# {sweep.title or name}", "",
            *header,
-           f"- trials finished: {finished_line(trials, rows, asked)}; mean ± sample std over "
-           "seeds; "
-           "train = the distillation data, eval mode (train (augmented): as augmented; train "
-           "(running): train mode during the last epoch, the official code's number); "
+           f"- trials finished: {finished_line(trials, rows, asked)}; a cell is mean ± the "
+           "half-width of its 95% confidence interval over the seeds (Student t, n − 1 df; "
+           "one seed: its value); distill = the distillation data in eval mode, clean; "
+           "distill (augmented): eval mode, as augmented; distill (running): train mode, the "
+           "batches as trained in the last epoch (the official code's \"train agreement\"); "
            "≈ = read off the paper's plot",
            "", "| " + " | ".join(columns_head) + " |", "|" + "---|" * len(columns_head)]
   for arm in arms:
@@ -220,10 +218,23 @@ def markdown(name: str, sweep: ConfigDict, trials: Sequence[Any], rows: Sequence
     cells.append(", ".join(f"{plots.metric_label(m)} {v}" for m, v in paper.get(arm, {}).items())
                  or "—")
     lines.append("| " + " | ".join(cells) + " |")
+  lines += _comparisons(sweep, arms, rows)
   lines += ["", teachers or teachers_line(trials)]
   if image:
     lines += ["", f"![{name}]({image})"]
   return "\n".join(lines) + "\n"
+
+
+def _comparisons(sweep: ConfigDict, arms: Sequence[str], rows: Sequence[dict]) -> list[str]:
+  """Under the table: arms whose seeds split in two, and differences from the reference arm."""
+  cols = [m for m in sweep.metrics if any(r.get(m) not in (None, "") for r in rows)]
+  values = {arm: seed_values(rows, arm, cols) for arm in arms}
+  reference = compare.reference_arm(sweep.get("reference_arm", ""), arms)
+  out = []
+  for block in (compare.two_mode_lines(arms, cols, values),
+                compare.difference_lines(arms, reference, cols, values)):
+    out += [""] + block if block else []
+  return out
 
 
 def plot_name(name: str) -> str:
@@ -262,7 +273,8 @@ def draw_and_tabulate(name: str, sweep: ConfigDict, trials: Sequence[Any],
   image = plot_name(name)
   drawn = plots.plot_sweep(points, list(sweep.metrics), Path(out) / image,
                            title=sweep.title or name, x_label=sweep.x_label or sweep.x_key,
-                           paper_dataset=sweep.get("paper_dataset", ""))
+                           paper_dataset=sweep.get("paper_dataset", ""),
+                           paper_setting=sweep.get("paper_setting", ""))
   atomic.write_text(
       Path(out) / "results.md", markdown(name, sweep, trials, rows, command, image if drawn else None, asked=asked,
                commit=commit,

@@ -116,6 +116,9 @@ def _check_sweep(s: ConfigDict, arms: Sequence[str]) -> None:
     raise ConfigError(f"sweep.seeds={tuple(seeds)!r} must be a non-empty tuple of integers")
   if len(set(seeds)) != len(seeds):
     raise ConfigError(f"sweep.seeds={tuple(seeds)!r} repeats a seed")
+  if s.get("reference_arm", "") and s.reference_arm not in arms:
+    raise ConfigError(f"sweep.reference_arm={s.reference_arm!r} is not in sweep.arms "
+                      f"({', '.join(arms)})")
   known = ", ".join(metrics.known_columns())
   # Old split names (train/…, train_aug/…) are read as today's, with a note.
   named = tuple(metrics.current_column(m, "sweep.metrics") for m in s.metrics)

@@ -1,0 +1,100 @@
+"""The parts of results.md that compare: each arm's difference from the figure's reference arm
+(Welch 95% CI, marked "(n.s.)" when it contains 0) and the arms whose seeds fall in two groups.
+
+Pure functions of the seeds' values (``arm → column → values``), so the table body in
+``kd_jax.sweeps.report`` only places their lines.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+from kd_jax.kd import metrics
+from kd_jax.sweeps import stats
+
+Values = Mapping[str, Mapping[str, Sequence[float]]]  # arm -> column -> the seeds' values
+
+#: The two-group floor of a percentage column, in percentage points: a smaller split of 3–5
+#: seeds is ordinary seed noise of these runs (e.g. 29.45 / 33.1 / 33.2).
+MIN_GAP_POINTS = 10.0
+
+
+def reference_arm(reference: str, arms: Sequence[str]) -> str:
+  """The arm the others are compared with: ``sweep.reference_arm`` or else the first arm."""
+  return reference or arms[0]
+
+
+def label(column: str) -> str:
+  split, name = column.split("/", 1)
+  return metrics.column_label(split, name)
+
+
+def signed(column: str, value: float) -> str:
+  """A difference in the column's format with its sign: ``+1.25``, ``-0.0300``."""
+  text = metrics.metric(column.split("/", 1)[1]).fmt.format(abs(value))
+  return ("-" if value < 0 else "+") + text
+
+
+def diff_cell(arm: Sequence[float], ref: Sequence[float], column: str) -> str:
+  """``+3.27 [-10.53, +17.07] (n.s.)``: mean(arm) − mean(ref) and its Welch 95% CI."""
+  diff, lo, hi, _ = stats.welch_diff(arm, ref)
+  if math.isnan(diff):
+    return "—"
+  if math.isnan(lo):
+    return f"{signed(column, diff)} (no CI: 1 seed)"
+  cell = f"{signed(column, diff)} [{signed(column, lo)}, {signed(column, hi)}]"
+  return cell + (" (n.s.)" if lo <= 0.0 <= hi else "")
+
+
+def _seeds(values: Values, arm: str, columns: Sequence[str]) -> int:
+  return max((len(values.get(arm, {}).get(c, ())) for c in columns), default=0)
+
+
+def difference_lines(arms: Sequence[str], reference: str, columns: Sequence[str],
+                     values: Values) -> list[str]:
+  """The difference table (markdown lines) of every arm but ``reference``, or one line saying
+  why there is none (a CI needs 2 seeds on both sides)."""
+  others = [a for a in arms if a != reference]
+  if not others or not columns:
+    return []
+  if _seeds(values, reference, columns) < 2 or all(
+      _seeds(values, a, columns) < 2 for a in others):
+    return [f"Differences from the reference arm `{reference}`: not shown; a confidence "
+            "interval needs 2 or more seeds in an arm and in the reference arm."]
+  head = ["arm", "seeds"] + [f"Δ {label(c)}" for c in columns]
+  lines = [f"Difference from the reference arm `{reference}` (Δ = arm − reference; [95% CI], "
+           "Welch t). (n.s.) = the CI contains 0: no difference detectable with these seeds. "
+           "Each CI stands alone (not corrected for the number of comparisons).", "",
+           "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  ref = values.get(reference, {})
+  for arm in others:
+    mine = values.get(arm, {})
+    cells = [arm, str(_seeds(values, arm, columns))]
+    cells += [diff_cell(mine.get(c, ()), ref.get(c, ()), c) for c in columns]
+    lines.append("| " + " | ".join(cells) + " |")
+  return lines
+
+
+def is_percent(column: str) -> bool:
+  return "%" in metrics.metric(column.split("/", 1)[1]).label
+
+
+def two_mode_lines(arms: Sequence[str], columns: Sequence[str], values: Values) -> list[str]:
+  """A line per (arm, percentage column) whose seeds split into two groups
+  (:func:`kd_jax.sweeps.stats.two_modes`, floor :data:`MIN_GAP_POINTS`); [] if none does."""
+  found = []
+  for arm in arms:
+    for c in columns:
+      v = values.get(arm, {}).get(c, ())
+      m = stats.two_modes(v, MIN_GAP_POINTS) if is_percent(c) else None
+      if m is not None:
+        fmt = metrics.metric(c.split("/", 1)[1]).fmt
+        found.append(f"- {arm}, {label(c)}: {m.low_n}/{len(v)} seeds near "
+                     f"{fmt.format(m.low_mean)}, {m.high_n}/{len(v)} near "
+                     f"{fmt.format(m.high_mean)}")
+  if not found:
+    return []
+  return [f"Arms whose seeds fall in two groups (the largest gap between sorted seed values is "
+          f"≥ {MIN_GAP_POINTS:g} points and more than {stats.GAP_OVER_SPREAD:g} × the range "
+          "inside either group; a description, not a test): their mean ± CI summarizes two "
+          "outcomes.", *found]
