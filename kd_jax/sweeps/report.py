@@ -114,7 +114,10 @@ def _cell(stat: Optional[Stat], column: str) -> str:
     return "—"
   fmt = plots.metric_format(column)
   mean, half, _ = stat
-  return fmt.format(mean) + (" ± " + fmt.format(half) if math.isfinite(half) else "")
+  shown = fmt.format(mean)
+  if shown.startswith("-") and not shown.strip("-0.e+"):
+    shown = shown[1:]  # a KL of -1e-9 (float rounding) is shown as 0, not "-0.0000"
+  return shown + (" ± " + fmt.format(half) if math.isfinite(half) else "")
 
 
 def machine_line() -> str:
