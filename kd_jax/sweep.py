@@ -93,6 +93,7 @@ def main(argv: list[str]) -> None:
   if not f.workdir:
     print(f"[sweep] no --workdir given: using {workdir} (runs/<config name>)", flush=True)
   try:
+    check_not_published(workdir)
     sweep = load_sweep(flags.FLAGS["config"])
     launch = launch_options(f)
     if f.dry_run:
@@ -120,6 +121,17 @@ def main(argv: list[str]) -> None:
   except UserFacingError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+
+
+def check_not_published(workdir: Path) -> None:
+  """A sweep does not write into a published results folder of this checkout: those hold
+  per-trial files checked against their commit (``sweep_report --collect`` publishes)."""
+  from kd_jax.core import provenance
+  published = (provenance.ROOT / "experiments" / "results").resolve()
+  if published in (workdir.resolve(), *workdir.resolve().parents):
+    raise ConfigError(f"--workdir={workdir} is inside experiments/results/, which holds "
+                      "published results; run in runs/<name> and publish with python -m "
+                      "kd_jax.sweep_report --collect runs/<name> --out experiments/results/<name>")
 
 
 def run() -> None:

@@ -195,3 +195,15 @@ def test_collect_needs_a_sweep_workdir(tmp_path, capsys):
     rebuild.main(["--collect", str(tmp_path), "--out", str(tmp_path / "res")])
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and "sweep.json" in err[0]
+
+
+def test_a_sweep_does_not_write_into_published_results(tmp_path):
+  from kd_jax import sweep as sweep_cli
+  from kd_jax.core.errors import ConfigError
+  results = provenance.ROOT / "experiments" / "results"
+  for inside in (results, results / "fig6_init_mini", results / "new" / "deeper"):
+    with pytest.raises(ConfigError, match="--collect") as e:
+      sweep_cli.check_not_published(inside)
+    assert "\n" not in str(e.value)
+  sweep_cli.check_not_published(tmp_path / "runs" / "fig6_init_mini")  # anywhere else is fine
+  sweep_cli.check_not_published(provenance.ROOT / "experiments" / "resultsX")
