@@ -135,5 +135,6 @@ def machine_label(m: dict[str, Any]) -> str:
   accel = "" if m.get("backend") == "cpu" else f", {m.get('devices', '')}"
   flags = f", XLA_FLAGS={m['xla_flags']}" if m.get("xla_flags") else ""
   jax_v = m.get("versions", {}).get("jax", "?")
-  return (f"{c.get('model', '?')} ({c.get('isa') or c.get('arch', '?')}), {m.get('cores', '?')} "
-          f"cores{accel}{flags}, jax {jax_v}")
+  n = m.get("cores", "?")
+  return (f"{c.get('model', '?')} ({c.get('isa') or c.get('arch', '?')}), {n} "
+          f"core{'' if n == 1 else 's'}{accel}{flags}, jax {jax_v}")
