@@ -58,6 +58,10 @@ def testbed_config(name: str) -> ConfigDict:
   c.data.distill_pool = "teacher"
   c.data.normalization = "zscore"
   c.teacher.model = MODEL
+  # One 5-member ensemble serves every variant (the store keys a teacher without its size):
+  # the others distil from its first member.
+  c.teacher.ensemble_size = 5
+  c.distill.teacher_members = 1
   c.teacher.store = recipes.teacher_store()
   c.teacher.epochs = TEACHER_EPOCHS
   c.teacher.batch_size = 128
@@ -104,7 +108,6 @@ def _figure(arg: str = ""):
     s.x_label = "λ (0 = random init, 1 = the teacher)"
     s.title = "Testbed: interpolated initialization"
   elif arg == "ensemble":
-    c.teacher.ensemble_size = 5
     s.arms = tuple((f"m{m}", {"distill.teacher_members": m}) for m in (1, 3, 5))
     s.x_key = "distill.teacher_members"
     s.x_label = "teacher ensemble size m"
