@@ -4,7 +4,7 @@ test agreement moved over the last 20% of each student's epochs (mean ± std ove
     python experiments/testbed_plateau.py runs/testbed_selfdistill [runs/testbed_data ...]
 
 Reads every ``metrics.jsonl`` under the given sweep folders (one per trial); a trial's arm is
-its folder path without the seed folder. Reads the split names the per-epoch records hold.
+its folder path without the seed folder; trials without results.json (running) are left out. Reads the split names the per-epoch records hold.
 """
 from __future__ import annotations
 
@@ -47,6 +47,8 @@ def main(folders: list[str]) -> None:
   arms: dict[str, list[dict]] = defaultdict(list)
   for folder in folders:
     for m in sorted(Path(folder).rglob("metrics.jsonl")):
+      if not (m.parent / "results.json").exists():
+        continue  # a trial still running
       s = trial_summary(m)
       if s is not None:
         arm = re.sub(r"/seed[_=-]?\d+", "", str(m.parent.relative_to(Path(folder).parent)))
