@@ -50,5 +50,7 @@ setup(
         # would bring spaCy, gensim, pandas, ... for nothing).
         # benchmarks/ times kd_jax against the same steps written in PyTorch; kd_jax never imports it.
         "bench": ["torch>=2.13"],
+        # configs/testbed.py: MNIST-1D generated from a seed (kd_jax/data/mnist1d_source.py).
+        "testbed": ["mnist1d>=0.0.2"],
     },
 )

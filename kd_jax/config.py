@@ -53,8 +53,8 @@ def model_config(name: str, **options: Any) -> ConfigDict:
 def data_config() -> ConfigDict:
   """Where the examples come from and how they are split (kd_jax/data/)."""
   return ConfigDict(dict(
-    source="mnist_embedded",  # mnist_embedded | tfds | image_folder; text: tfds_text |
-                              # text_folder | rotten_tomatoes
+    source="mnist_embedded",  # mnist_embedded | tfds | image_folder | mnist1d; text:
+                              # tfds_text | text_folder | rotten_tomatoes
     pipeline="device",        # device (split resident on the devices) | streamed (grain, host)
     name="",                  # tfds name
     path="",                  # image folder or tar
@@ -76,6 +76,10 @@ def data_config() -> ConfigDict:
     emnist_transposed=False,  # tfds emnist (also as data.ood) as the official code fed it: H↔W
     ood=ConfigDict(dict(source="", name="", path="", num=0)),
     text=ConfigDict(dict(max_len=100, min_freq=10)),  # text sources: tokens kept, vocab cut
+    # source mnist1d: the generator's options (kd_jax/data/mnist1d_source.py; package
+    # defaults): 5,000 signals, 80% train, the rest test; noise scales; generator seed
+    mnist1d=ConfigDict(dict(num_samples=5000, train_split=0.8, iid_noise_scale=0.02,
+                            corr_noise_scale=0.25, seed=42)),
   ))
 
 

@@ -25,6 +25,7 @@ FILES = sorted(p for p in CONFIGS.glob("*.py") if not p.name.startswith("_"))
 VARIANTS = {"mnist.py": ("", "tiny"),
             "fig6_init.py": ("", "mini", "mid"),
             "remedies.py": ("", "mid"),
+            "testbed.py": ("", "selfdistill", "data", "init", "ensemble", "temperature"),
             "table2_imdb.py": ("", "mini", "paper_recipe", "2x70", "mini,paper_recipe,2x70")}
 DEFAULT_VARIANTS = ("", "mini")
 CPU_VARIANTS = ("mini", "tiny", "mid")  # must run on this machine: no tfds

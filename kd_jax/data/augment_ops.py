@@ -332,3 +332,36 @@ def noise(p: float = 0.2) -> Op:
     return out, is_real & ~replaced
 
   return op
+
+
+# ----------------------------------------------------------------------------- 1-D signals
+
+
+@AUGMENTATIONS.register("shift")
+def shift(max_shift: int = 4) -> Op:
+  """Moves each example along the width by a uniform integer in [-max_shift, max_shift],
+  repeating its edge columns (a 1-D signal, shaped 1 × L: MNIST-1D's translations, without
+  the step a zero fill would put into a signal whose zero is not the middle of [0, 1])."""
+  _check(max_shift >= 0, "max_shift", max_shift, "an int >= 0")
+
+  def one(image, key):
+    if max_shift == 0:
+      return image
+    h, w, c = image.shape
+    padded = jnp.pad(image, ((0, 0), (max_shift, max_shift), (0, 0)), mode="edge")
+    ox = jax.random.randint(key, (), 0, 2 * max_shift + 1)
+    return jax.lax.dynamic_slice(padded, (0, ox, 0), (h, w, c))
+
+  return _per_example(one)
+
+
+@AUGMENTATIONS.register("gauss")
+def gauss(std: float = 0.01) -> Op:
+  """Adds i.i.d. Gaussian noise of ``std`` (in the [0, 1] units of the images) to every value;
+  unlike ``noise``, the example stays real (a jittered signal, not a stand-in)."""
+  _check(std >= 0, "std", std, ">= 0")
+
+  def one(image, key):
+    return image + std * jax.random.normal(key, image.shape, image.dtype)
+
+  return _per_example(one)

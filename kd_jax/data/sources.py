@@ -31,7 +31,7 @@ from kd_jax.core import atomic
 from kd_jax.core.errors import ConfigError
 from kd_jax.core.registry import lookup
 # The registration list: each source module adds its sources to SOURCES when imported.
-from kd_jax.data import content, tfds_source, text_sources  # noqa: F401
+from kd_jax.data import content, mnist1d_source, tfds_source, text_sources  # noqa: F401
 from kd_jax.data.core import (CACHE_FORMAT, SOURCES, SPLIT_DIRS, ArrayDataset, archive_errors,
                               cache_file, default_cache_dir, parse_member, sha256_file)
 

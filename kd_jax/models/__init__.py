@@ -8,7 +8,7 @@ statistics across the device mesh.
 from __future__ import annotations
 
 # The registration list: importing a model module adds its models to MODELS.
-from kd_jax.models import lenet, lstm, preresnet, resnet, sngan, vgg  # noqa: F401
+from kd_jax.models import conv1d, lenet, lstm, preresnet, resnet, sngan, vgg  # noqa: F401
 from kd_jax.models.registry import MODELS, check_options, get_model
 
 __all__ = ["MODELS", "check_options", "get_model"]

@@ -1,0 +1,124 @@
+"""The MNIST-1D testbed (configs/testbed.py): its source gives the generator's own arrays, a
+missing package is a one-line error, the 1-D model and ops keep shapes, the configs resolve."""
+from __future__ import annotations
+
+import builtins
+import importlib.util
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from ml_collections import ConfigDict
+
+from kd_jax import config_files
+from kd_jax.config import data_config
+from kd_jax.core.errors import ConfigError
+from kd_jax.data import mnist1d_source, sources
+from kd_jax.data.augment import make_augment
+from kd_jax.models import get_model
+from kd_jax.runner.identity import teacher_key
+from kd_jax.sweeps import trials as trials_lib
+
+HAS_MNIST1D = importlib.util.find_spec("mnist1d") is not None
+needs_mnist1d = pytest.mark.skipif(not HAS_MNIST1D, reason="pip install mnist1d")
+TESTBED = Path(__file__).resolve().parents[1] / "configs" / "testbed.py"
+
+
+def small_data(**generator) -> ConfigDict:
+  d = data_config()
+  d.source = "mnist1d"
+  d.mnist1d.num_samples = 400
+  d.mnist1d.update(generator)
+  return d
+
+
+@needs_mnist1d
+def test_source_gives_the_generators_arrays():
+  from mnist1d.data import get_dataset_args, make_dataset
+  data = small_data(iid_noise_scale=0.1, seed=7)
+  ds = sources.load_source(data)
+  args = get_dataset_args()
+  args.num_samples, args.iid_noise_scale, args.seed = 400, 0.1, 7
+  ref = make_dataset(args)
+  assert ds.train_images.shape == (320, 1, 40, 1) and ds.train_images.dtype == np.uint8
+  assert ds.test_images.shape == (80, 1, 40, 1)
+  np.testing.assert_array_equal(ds.train_labels, ref["y"])
+  np.testing.assert_array_equal(ds.test_labels, ref["y_test"])
+  off, scale = ds.meta["offset"], ds.meta["scale"]
+  for ours, theirs in ((ds.train_images, ref["x"]), (ds.test_images, ref["x_test"])):
+    signal = off + scale * ours[:, 0, :, 0].astype(np.float64)
+    assert np.abs(signal - theirs).max() <= scale / 2 + 1e-9  # quantized, nothing else
+
+
+@needs_mnist1d
+def test_generator_options_are_the_teachers_identity():
+  t = ConfigDict(dict(model=dict(name="conv1d"), epochs=1))
+  base = teacher_key(small_data(), t)
+  assert teacher_key(small_data(), t) == base
+  assert teacher_key(small_data(iid_noise_scale=0.1), t) != base
+  assert teacher_key(small_data(seed=1), t) != base
+  assert teacher_key(small_data(num_samples=800), t) != base
+
+
+def test_missing_package_is_one_line(monkeypatch):
+  real_import = builtins.__import__
+
+  def no_mnist1d(name, *args, **kwargs):
+    if name == "mnist1d" or name.startswith("mnist1d."):
+      raise ImportError(f"No module named {name!r}")
+    return real_import(name, *args, **kwargs)
+
+  monkeypatch.setattr(builtins, "__import__", no_mnist1d)
+  monkeypatch.setattr(mnist1d_source.importlib, "import_module",
+                      lambda name: no_mnist1d(name))
+  with pytest.raises(ConfigError, match="pip install mnist1d") as e:
+    sources.load_source(small_data())
+  assert "\n" not in str(e.value)
+
+
+def test_bad_generator_option():
+  with pytest.raises(ConfigError, match="data.mnist1d.train_split"):
+    mnist1d_source.generator_options(small_data(train_split=1.5))
+
+
+@pytest.mark.parametrize("norm", ["none", "layer", "batch"])
+def test_conv1d_shapes(norm):
+  model = get_model("conv1d", 10, width=8, norm=norm)
+  x = jnp.zeros((3, 1, 40, 1), jnp.float32)
+  variables = model.init(jax.random.PRNGKey(0), x)
+  logits, feats = model.apply(variables, x, return_features=True)
+  assert logits.shape == (3, 10) and logits.dtype == jnp.float32
+  assert [f.shape for f in feats] == [(3, 1, 20, 8), (3, 1, 10, 8), (3, 1, 5, 8)]
+  with pytest.raises(ConfigError, match="model.norm"):
+    get_model("conv1d", 10, norm="group")
+
+
+def test_shift_and_gauss():
+  x = jnp.tile(jnp.linspace(0.0, 1.0, 40)[None, None, :, None], (16, 1, 1, 1))
+  keys = jax.random.split(jax.random.PRNGKey(0), 16)
+  shifted, real = make_augment("shift(3)")(x, keys, jax.random.PRNGKey(1))
+  assert shifted.shape == x.shape and bool(real.all())
+  step = float(x[0, 0, 1, 0] - x[0, 0, 0, 0])
+  for row in np.asarray(shifted[:, 0, :, 0]):  # a ramp moved by k ∈ [-3, 3], edges repeated
+    k = int(round((row[20] - np.asarray(x[0, 0, 20, 0])) / step))
+    assert -3 <= k <= 3
+    np.testing.assert_allclose(row, np.clip(np.asarray(x[0, 0, :, 0]) + k * step, 0, 1),
+                               atol=1e-6)
+  noisy, _ = make_augment("gauss(0.1)")(x, keys, jax.random.PRNGKey(1))
+  assert 0.08 < float(jnp.std(noisy - x)) < 0.12
+
+
+@pytest.mark.parametrize("variant", ["", "selfdistill", "data", "init", "ensemble",
+                                     "temperature"])
+def test_testbed_configs_resolve(variant):
+  spec = f"{TESTBED}:{variant}" if variant else str(TESTBED)
+  c = config_files.get_config(config_files.load_module(TESTBED), variant)
+  s = config_files.load_sweep(spec)
+  trials = trials_lib.resolve_arms(c, s)
+  assert len(s.seeds) == 10
+  assert {t.config.data.source for t in trials} == {"mnist1d"}
+  # every arm of every variant shares one stored teacher ensemble
+  keys = {teacher_key(t.config.data, t.config.teacher, missing_ok=True) for t in trials}
+  assert len(keys) == 1
