@@ -35,9 +35,10 @@ setup(
     ],
     extras_require={
         # nbclient/nbformat/ipykernel: the test suite executes notebooks/ in a fresh kernel;
-        # pytest-xdist: test files run in parallel processes (pytest.ini).
+        # pytest-xdist: test files run in parallel processes (pytest.ini); mnist1d: the
+        # testbed's data source is checked against its generator.
         "test": ["pytest>=8", "pytest-xdist>=3.5", "scipy>=1.11", "nbclient>=0.10",
-                 "nbformat>=5.10", "ipykernel>=6.29"],
+                 "nbformat>=5.10", "ipykernel>=6.29", "mnist1d>=0.0.2"],
         # `tfds build` needs TensorFlow to prepare a dataset once; training never imports it.
         # scipy reads svhn_cropped's .mat files while preparing.
         # apache-beam, mlcroissant: the `tfds build` command line (tfds 4.9.x) imports them at
