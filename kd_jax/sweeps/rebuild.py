@@ -38,6 +38,8 @@ DIFFS = "diffs"
 #: Per-trial files copied as they are; metrics.jsonl is gzipped; small plots of analyses too.
 TRIAL_FILES = ("results.json", "config.json")
 MAX_EXTRA_BYTES = 1 << 20
+#: Analysis outputs of a trial kept with it (Fig 6c's loss plane: its grid and plots).
+ANALYSIS_DIRS = ("plane",)
 
 
 # ------------------------------------------------------------------ shared
@@ -122,9 +124,11 @@ def collect(workdir: Path, out: Path, allow_dirty: bool = False) -> Path:
         atomic.write_text(dst / name, json.dumps(data, indent=1, sort_keys=True) + "\n")
     if (src / "metrics.jsonl").is_file():
       _gzip(src / "metrics.jsonl", dst / "metrics.jsonl.gz")
-    for extra in sorted(src.glob("*.png")):
-      if extra.stat().st_size <= MAX_EXTRA_BYTES:
-        shutil.copyfile(extra, dst / extra.name)
+    for extra in sorted([*src.glob("*.png"), *(f for d in ANALYSIS_DIRS
+                                               for f in (src / d).glob("*.*"))]):
+      if extra.is_file() and extra.stat().st_size <= MAX_EXTRA_BYTES:
+        (dst / extra.parent.relative_to(src)).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(extra, dst / extra.relative_to(src))
     p = records[t.path].get("provenance", {})
     if p.get("dirty") and (src / provenance.DIFF_FILE).is_file():
       (out / DIFFS).mkdir(parents=True, exist_ok=True)
