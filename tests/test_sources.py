@@ -23,7 +23,7 @@ CIFAR_TAR = Path(os.environ.get(recipes.CIFAR10_ENV, "") or recipes.SIBLING_CIFA
 
 
 def test_unknown_source_names_key_and_choices():
-  with pytest.raises(ConfigError, match=r"data\.source='nope'.*image_folder, mnist_embedded, rotten_tomatoes, "
+  with pytest.raises(ConfigError, match=r"data\.source='nope'.*image_folder, mnist1d, mnist_embedded, rotten_tomatoes, "
                      r"text_folder, tfds, tfds_text"):
     sources.load_source({"source": "nope"})
   with pytest.raises(ConfigError, match=r"data\.ood\.source='nope'"):
