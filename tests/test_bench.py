@@ -102,3 +102,41 @@ def test_accelerator_script_runs_at_smoke_size(tmp_path):
   assert all(r["img_s"] > 0 for r in row["results"].values())
   assert {"one", "vmap", "unroll", "200_epochs_min"} <= set(record["teacher"])
   assert "| setting |" in (tmp_path / "smoke.md").read_text()
+
+
+def test_op_profile_parser_accounts_for_the_step(tmp_path):
+  """benchmarks/profile_ops.py --smoke: kd_jax's per-kind times (thunks of the step program,
+  shared out over the trace) add up to within 10 % of the traced step's wall time, every
+  thunk in the trace is an instruction of the compiled module, and convolutions of all three
+  kinds are found (PreResNet-20: 21 conv layers, forward, input and weight gradients)."""
+  from benchmarks import profile_ops
+  result = profile_ops.main(["--smoke", f"--out={tmp_path}", "--name=t"])
+  (row,) = result["rows"]
+  j = row["jax"]
+  assert not j["thunks_not_in_hlo"]
+  assert abs(sum(j["kinds_ms"].values()) - j["step_ms_traced"]) <= 0.1 * j["step_ms_traced"]
+  assert all(j["kinds_ms"].get(k, 0) > 0 for k in (profile_ops.CONV_FWD, profile_ops.CONV_IN,
+                                                   profile_ops.CONV_W, profile_ops.NORM))
+  t = row["torch"]
+  assert t["kinds_ms"].get(profile_ops.CONV_BWD, 0) > 0 and t["kinds_ms"][profile_ops.OPT] > 0
+  assert "| conv weight-grad" in (tmp_path / "profile_ops_t.md").read_text().replace(
+      "&nbsp;", "")
+
+
+def test_weight_gradient_convolutions_are_told_from_forward_and_input_gradients():
+  """The HLO classifier on the three convolutions of one layer's forward + backward."""
+  from benchmarks import profile_ops
+
+  def loss(w, x):
+    y = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jnp.sum(y ** 2)
+
+  x, w = jnp.ones((4, 16, 16, 8)), jnp.ones((3, 3, 8, 8))
+  text = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(w, x).compile().as_text()
+  _, instrs, comps = profile_ops.parse_hlo(text)
+  kinds = sorted(profile_ops.classify(i, comps) for i in instrs.values()
+                 if i["opcode"] == "convolution" and i["comp"] and "fused" not in i["comp"]
+                 or (i["opcode"] == "fusion" and any(
+                     b["opcode"] == "convolution" for b in comps.get(i["calls"], []))))
+  assert kinds == sorted([profile_ops.CONV_FWD, profile_ops.CONV_IN, profile_ops.CONV_W])

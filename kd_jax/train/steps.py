@@ -122,7 +122,8 @@ def train_step(state: TrainState, batch: Batch, key: Array, spec: StepSpec,
   predictions matching the label — or, when distilling, the teacher: the running agreement the
   official code reports, in train mode on the augmented batch before the update).
   """
-  x, is_real = spec.prepare(batch, key)
+  with jax.named_scope("input"):  # names only (HLO metadata): benchmarks/profile_ops.py
+    x, is_real = spec.prepare(batch, key)
   labels, mask = batch.labels, batch.mask
   anchor = None
   if spec.anneal is not None:
@@ -175,8 +176,10 @@ def train_step(state: TrainState, batch: Batch, key: Array, spec: StepSpec,
     updates, opt_state = spec.tx.update(grads, state.opt_state, state.params, value=loss,
                                         grad=grads, value_fn=value_fn)
   else:
-    updates, opt_state = spec.tx.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
+    with jax.named_scope("optimizer"):
+      updates, opt_state = spec.tx.update(grads, state.opt_state, state.params)
+  with jax.named_scope("optimizer"):
+    params = optax.apply_updates(state.params, updates)
   pred = jnp.argmax(logits, -1)
   ref = labels if targets is None else jnp.argmax(targets, -1)
   sums = {
@@ -199,7 +202,8 @@ def train_chunk(states: TrainState, resident: Any, feed: Any, seed: Array, epoch
 
   def one(states, xs):
     s, step_feed = xs
-    batch = spec.materialize(resident, step_feed)   # leaves [members, local_batch, ...]
+    with jax.named_scope("input"):
+      batch = spec.materialize(resident, step_feed)   # leaves [members, local_batch, ...]
 
     def member(state, b, member_id):
       return train_step(state, b, step_key(seed, stream, member_id, epoch, s), spec,

@@ -1,0 +1,137 @@
+"""One 3x3 convolution on the CPU: forward, input gradient and weight gradient, JAX vs PyTorch.
+
+Standalone (jax, numpy, torch only), to attach to an XLA:CPU report:
+
+    python benchmarks/conv_wgrad_repro.py                  # batch 128, PreResNet's 3 shapes
+    python benchmarks/conv_wgrad_repro.py --batch=8 --repeats=3 --torch_threads=0
+
+Shapes: NHWC activations, HWIO kernel, stride 1, SAME padding, no bias; (spatial, channels)
+= (32, 16), (16, 32), (8, 64), channels in = out (the stages of a CIFAR ResNet).
+JAX: each part jitted alone, ``jax.lax.conv_general_dilated`` forward, ``jax.vjp`` of it for
+the input gradient and for the weight gradient (the cotangent is given, as in a backward
+pass). PyTorch: ``F.conv2d`` on NCHW (channels-last strides, ``--torch_layout``) and
+``torch.nn.grad.conv2d_input`` / ``conv2d_weight``. Times are medians over ``--repeats``
+rounds; in every round each of the six timed calls runs once, in an order that alternates, so
+that a change in the machine's load falls on both frameworks.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+
+import jax
+import jaxlib
+import jax.numpy as jnp
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+SHAPES = ((32, 16), (16, 32), (8, 64))
+PARTS = ("forward", "input-grad", "weight-grad")
+
+
+def cpu_model() -> str:
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or "unknown"
+
+
+def jax_fns(x_shape, w_shape):
+  def conv(x, w):
+    return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+  fwd = jax.jit(conv)
+  igrad = jax.jit(lambda x, w, g: jax.vjp(lambda x_: conv(x_, w), x)[1](g)[0])
+  wgrad = jax.jit(lambda x, w, g: jax.vjp(lambda w_: conv(x, w_), w)[1](g)[0])
+  return {"forward": lambda x, w, g: fwd(x, w), "input-grad": igrad, "weight-grad": wgrad}
+
+
+def torch_fns(layout: str):
+  def fmt(t):
+    return t.contiguous(memory_format=torch.channels_last) if layout == "nhwc" else t.contiguous()
+
+  def prep(x, w, g):  # numpy NHWC / HWIO → torch NCHW / OIHW
+    return (fmt(torch.from_numpy(x).permute(0, 3, 1, 2)),
+            fmt(torch.from_numpy(w).permute(3, 2, 0, 1)),
+            fmt(torch.from_numpy(g).permute(0, 3, 1, 2)))
+
+  fns = {"forward": lambda x, w, g: F.conv2d(x, w, padding=1),
+         "input-grad": lambda x, w, g: torch.nn.grad.conv2d_input(x.shape, w, g, padding=1),
+         "weight-grad": lambda x, w, g: torch.nn.grad.conv2d_weight(x, w.shape, g, padding=1)}
+  return prep, fns
+
+
+def measure(batch: int, repeats: int, layout: str) -> list[dict]:
+  rng = np.random.default_rng(0)
+  prep, tfns = torch_fns(layout)
+  rows = []
+  for size, c in SHAPES:
+    x = rng.normal(size=(batch, size, size, c)).astype(np.float32)
+    w = (rng.normal(size=(3, 3, c, c)) * 0.1).astype(np.float32)
+    g = rng.normal(size=(batch, size, size, c)).astype(np.float32)
+    jargs = tuple(jnp.asarray(a) for a in (x, w, g))
+    targs = prep(x, w, g)
+    jfns = jax_fns(x.shape, w.shape)
+    # Same numbers first (and the warm-up: JAX compiles here).
+    for part in PARTS:
+      a = np.asarray(jfns[part](*jargs))
+      b = tfns[part](*targs).detach()
+      b = b.permute(0, 2, 3, 1) if part != "weight-grad" else b.permute(2, 3, 1, 0)
+      np.testing.assert_allclose(a, b.numpy(), rtol=2e-3, atol=2e-3 * float(np.abs(a).max()))
+    calls = [(f"jax {p}", lambda p=p: jax.block_until_ready(jfns[p](*jargs))) for p in PARTS]
+    calls += [(f"torch {p}", lambda p=p: tfns[p](*targs)) for p in PARTS]
+    times = {name: [] for name, _ in calls}
+    for r in range(repeats):
+      for name, fn in (calls if r % 2 == 0 else calls[::-1]):
+        t0 = time.perf_counter()
+        fn()
+        times[name].append(time.perf_counter() - t0)
+    row = {"shape": f"{batch}x{size}x{size}x{c}", "kernel": f"3x3x{c}x{c}"}
+    for p in PARTS:
+      j, t = (1e3 * statistics.median(times[f"{s} {p}"]) for s in ("jax", "torch"))
+      row[p] = (j, t)
+    rows.append(row)
+  return rows
+
+
+def main(argv=None) -> list[dict]:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--batch", type=int, default=128)
+  p.add_argument("--repeats", type=int, default=11)
+  p.add_argument("--torch_threads", type=int, default=0, help="0 = one per core")
+  p.add_argument("--torch_layout", choices=("nhwc", "nchw"), default="nhwc",
+                 help="memory format of PyTorch's tensors (nhwc = channels_last, as JAX's)")
+  a = p.parse_args(argv)
+  torch.set_num_threads(a.torch_threads or os.cpu_count() or 1)
+  load0 = os.getloadavg()
+  print(f"jax {jax.__version__} (jaxlib {jaxlib.__version__}, "
+        f"backend {jax.default_backend()}), numpy {np.__version__}, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads, {a.torch_layout}, mkldnn "
+        f"{torch.backends.mkldnn.is_available()})")
+  print(f"CPU: {cpu_model()}, {os.cpu_count()} logical cores; XLA_FLAGS="
+        f"{os.environ.get('XLA_FLAGS', '')!r}; python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}")
+  print(f"batch {a.batch}, medians of {a.repeats} interleaved rounds; load average (1 min) "
+        f"{load0[0]:.2f} at the start")
+  rows = measure(a.batch, a.repeats, a.torch_layout)
+  print(f"\n| activations (NHWC) | part | JAX ms | PyTorch ms | JAX / PyTorch |")
+  print("|---|---|---|---|---|")
+  for r in rows:
+    for part in PARTS:
+      j, t = r[part]
+      print(f"| {r['shape']} | {part} | {j:.3f} | {t:.3f} | {j / t:.2f} |")
+  print(f"\nload average (1 min) {os.getloadavg()[0]:.2f} at the end")
+  return rows
+
+
+if __name__ == "__main__":
+  main()
