@@ -123,7 +123,7 @@ def main(argv=None) -> list[dict]:
   print(f"batch {a.batch}, medians of {a.repeats} interleaved rounds; load average (1 min) "
         f"{load0[0]:.2f} at the start")
   rows = measure(a.batch, a.repeats, a.torch_layout)
-  print(f"\n| activations (NHWC) | part | JAX ms | PyTorch ms | JAX / PyTorch |")
+  print("\n| activations (NHWC) | part | JAX ms | PyTorch ms | JAX / PyTorch |")
   print("|---|---|---|---|---|")
   for r in rows:
     for part in PARTS:

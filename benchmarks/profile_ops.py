@@ -34,11 +34,9 @@ import gzip
 import json
 import os
 import re
-import statistics
 import tempfile
-import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 import jax
 import jax.numpy as jnp
@@ -353,7 +351,7 @@ def table_rows(j: dict, t: dict | None) -> list[tuple[str, float | None, float |
 
 def markdown(result: dict) -> str:
   m = result["machine"]
-  out = [f"# Step time by op kind: kd_jax (XLA:CPU) and PyTorch", "",
+  out = ["# Step time by op kind: kd_jax (XLA:CPU) and PyTorch", "",
          f"Measured {m['date_utc']} UTC on {m['label']}; "
          f"torch {m['torch']} ({m['torch_threads']} threads). Load average (1 min) "
          f"{m['loadavg_start'][0]:.2f} at the start, {m['loadavg_end'][0]:.2f} at the end"
