@@ -15,7 +15,6 @@ from ml_collections import ConfigDict, config_flags
 
 from kd_jax import config as config_lib
 from kd_jax import config_files
-from kd_jax.sweeps import sweep
 from kd_jax.sweeps import trials as trials_lib
 from kd_jax.runner.identity import teacher_key
 from kd_jax.models import get_model

@@ -151,7 +151,6 @@ def test_dry_run_passes_when_the_data_is_there(tmp_path):
 
 def test_a_sweep_stops_before_training_when_a_later_trial_lacks_its_data(tmp_path, monkeypatch):
   """Arm b reads an unprepared tfds set: the sweep stops before arm a's teacher trains."""
-  from ml_collections import ConfigDict
   from kd_jax.runner import experiment
   from kd_jax.sweeps import sweep as sweep_lib
   from kd_jax.core.errors import ConfigError

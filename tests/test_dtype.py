@@ -37,7 +37,7 @@ def test_bfloat16_run_stays_within_the_format_bound_of_float32(tmp_path):
                                                        width=0.25)
     res = experiment.run(c, tmp_path / dtype)
     runs[dtype] = (res, _losses(tmp_path / dtype))
-  (r32, l32), (r16, l16) = runs["float32"], runs["bfloat16"]
+  (_, l32), (r16, l16) = runs["float32"], runs["bfloat16"]
   assert l32.keys() == l16.keys() == {("teacher", 1), ("distill", 1)}
   for key in l32:
     assert np.isfinite(l16[key])

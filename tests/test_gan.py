@@ -11,7 +11,6 @@ from tiny import tiny_gan_config
 from kd_jax.core import checkpoints
 from kd_jax.train import gan_steps
 from kd_jax.runner import gans
-from kd_jax.config import base_config
 from kd_jax.models.sngan import Discriminator, Generator, conv, dense, sn, sngan
 
 

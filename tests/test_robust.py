@@ -7,6 +7,7 @@ through compared bitwise, and from messages checked for the file they must name.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 import os
 import shutil
@@ -136,6 +137,34 @@ def test_a_truncated_tar_gz_is_named_with_what_to_do(tmp_path, kind):
   assert str(archive) in msg and "truncated or damaged" in msg and "again" in msg
   cache = tmp_path / "cache"
   assert not cache.exists() or not list(cache.iterdir())  # no half cache or extraction left
+
+
+@pytest.mark.parametrize("kind", ["image", "text", "image_files"])
+def test_a_tar_cut_at_a_member_boundary_is_not_taken_for_a_smaller_archive(tmp_path, kind):
+  """The cut lands exactly after a whole member: every header read so far is valid, and only
+  the missing end-of-archive marker shows the archive is incomplete."""
+  if kind == "text":
+    folder = _text_folder(tmp_path / "data")
+  else:
+    _write_folder(tmp_path / "data", n_train=4)
+    folder = tmp_path / "data"
+  plain = tmp_path / "data.tar"
+  with tarfile.open(plain, "w") as tf:
+    tf.add(folder, arcname=folder.name)
+  with tarfile.open(plain) as tf:  # the offset where the middle member's header starts
+    members = tf.getmembers()
+  cut = members[len(members) // 2].offset
+  archive = tmp_path / "data.tar.gz"
+  archive.write_bytes(gzip.compress(plain.read_bytes()[:cut]))  # a whole gzip, a cut tar
+  cfg = (_text_cfg if kind == "text" else _folder_cfg)(archive, tmp_path / "cache")
+  if kind == "image_files":
+    cfg["image_size"] = 4
+  with pytest.raises(ConfigError) as err:
+    sources.load_source(cfg)
+  msg = _one_line(err)
+  assert str(archive) in msg and "end-of-archive" in msg and "again" in msg
+  cache = tmp_path / "cache"
+  assert not cache.exists() or not list(cache.iterdir())
 
 
 # --------------------------------------------------------------------------- checkpoints

@@ -8,7 +8,6 @@ itself would stop with: what is missing, where it looked and the command that fi
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Callable, Optional
 
 from kd_jax.core.errors import ConfigError

@@ -132,6 +132,40 @@ def archive_errors(path: Path, prefix: str) -> Iterator[None]:
                       f"({type(e).__name__}: {e}); download or copy the archive again") from None
 
 
+class _EndMarked(tarfile.TarInfo):
+  """Notes on its archive when the end-of-archive marker (a zero block) is read.
+
+  tarfile ends iteration without an error when the stream stops at a header boundary (a
+  download cut short there looks like a smaller, complete archive); only the marker tells
+  the two apart.
+  """
+
+  @classmethod
+  def fromtarfile(cls, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+    try:
+      return super().fromtarfile(tarfile_)
+    except tarfile.EOFHeaderError:
+      tarfile_.kd_end_marked = True  # type: ignore[attr-defined]
+      raise
+
+
+def iter_tar(archive: Path) -> Iterator[tuple[tarfile.TarInfo, bytes]]:
+  """(member, bytes) of every regular file, streamed in order from a .tar(.gz|.bz2|.xz).
+
+  Stream mode: nothing is extracted to disk and the file is never seeked. Raises
+  ``tarfile.ReadError`` when the archive ends before its end-of-archive marker (see
+  ``archive_errors`` for the one-line message).
+  """
+  with tarfile.open(archive, mode="r|*", tarinfo=_EndMarked) as tf:
+    for member in tf:
+      if member.isfile():
+        f = tf.extractfile(member)
+        assert f is not None
+        yield member, f.read()
+    if not getattr(tf, "kd_end_marked", False):
+      raise tarfile.ReadError("the archive ends before its end-of-archive marker")
+
+
 def sha256_file(path: Path) -> str:
   h = hashlib.sha256()
   with open(path, "rb") as f:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -61,13 +60,12 @@ def _extract(archive: Path, cache_dir: Path, prefix: str = "data") -> Path:
   tmp = atomic.temp_name(target)
   tmp.mkdir()
   try:
-    with data_core.archive_errors(archive, prefix), tarfile.open(archive, mode="r|*") as tf:
-      for member in tf:
-        parsed = data_core.parse_member(member.name) if member.isfile() else None
-        if parsed:
+    with data_core.archive_errors(archive, prefix):
+      for member, data in data_core.iter_tar(archive):
+        if parsed := data_core.parse_member(member.name):
           dest = tmp / parsed[2]
           dest.parent.mkdir(parents=True, exist_ok=True)
-          dest.write_bytes(tf.extractfile(member).read())
+          dest.write_bytes(data)
     os.replace(tmp, target)
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)

@@ -33,7 +33,7 @@ from kd_jax.core.registry import lookup
 # The registration list: each source module adds its sources to SOURCES when imported.
 from kd_jax.data import content, mnist1d_source, tfds_source, text_sources  # noqa: F401
 from kd_jax.data.core import (CACHE_FORMAT, SOURCES, SPLIT_DIRS, ArrayDataset, archive_errors,
-                              cache_file, default_cache_dir, parse_member, sha256_file)
+                              cache_file, default_cache_dir, iter_tar, parse_member, sha256_file)
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 MNIST_EMBEDDED = ASSETS / "mnist_5k.npz"
@@ -116,12 +116,9 @@ def _iter_folder(root: Path) -> Iterator[tuple[str, str, str, bytes]]:
 def _iter_tar(archive: Path) -> Iterator[tuple[str, str, str, bytes]]:
   # Stream mode ("r|*"): members are read in order straight from the (compressed) file,
   # nothing is extracted to disk and the archive is never seeked.
-  with tarfile.open(archive, mode="r|*") as tf:
-    for member in tf:
-      if member.isfile() and (parsed := parse_member(member.name)):
-        f = tf.extractfile(member)
-        assert f is not None
-        yield (*parsed, f.read())
+  for member, data in iter_tar(archive):
+    if parsed := parse_member(member.name):
+      yield (*parsed, data)
 
 
 def _decode_image(data: bytes) -> np.ndarray:

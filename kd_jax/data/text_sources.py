@@ -21,7 +21,6 @@ import csv
 import importlib.util
 import io
 import os
-import tarfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -85,10 +84,9 @@ def _parse(rel: str) -> tuple[str, str, str] | None:
 def _iter_texts(path: Path) -> Iterator[tuple[str, str, str, bytes]]:
   """(split, class, relpath, bytes) of every ``<split>/<class>/*.txt`` under a folder or tar."""
   if path.is_file():
-    with tarfile.open(path, mode="r|*") as tf:
-      for m in tf:
-        if m.isfile() and (p := _parse(m.name)):
-          yield (*p, tf.extractfile(m).read())  # type: ignore[union-attr]
+    for m, data in data_core.iter_tar(path):
+      if p := _parse(m.name):
+        yield (*p, data)
   else:
     for f in sorted(path.rglob("*.txt")):
       if p := _parse(f.relative_to(path).as_posix()):

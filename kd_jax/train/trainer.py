@@ -24,7 +24,7 @@ from kd_jax.train import writer as report, steps
 from kd_jax.core.batch import sharded_specs
 from kd_jax.data import pipelines
 from kd_jax.core.errors import Interrupted, OutOfTime, TrainingDiverged
-from kd_jax.core.types import Evaluator, Results
+from kd_jax.core.types import Results
 
 Hook = Callable[[str, int], None]
 #: ``evaluate(state, {"running": ...}, epoch)``: the evaluations due after ``epoch``; with
