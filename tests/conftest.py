@@ -8,6 +8,9 @@ _flag = "--xla_force_host_platform_device_count=4"
 if _flag not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _flag).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# One BLAS thread per test process: pytest-xdist already runs a process per core, and
+# threaded numpy (the FID statistics) on a busy machine ran 2-5x slower than on one thread.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from kd_jax.core import cache  # noqa: E402  (after the flags above)
 

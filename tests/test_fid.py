@@ -8,6 +8,7 @@ import scipy.linalg
 import scipy.special
 import scipy.stats
 
+from kd_jax.models import inception
 from kd_jax.runner import fid, gans
 from kd_jax.runner.validate import validate
 from kd_jax.core.errors import ConfigError
@@ -86,7 +87,22 @@ def test_fid_config_errors_are_one_line(tmp_path):
     validate(c)
 
 
+class _SmallInputScorer(fid.InceptionScorer):
+  """The scorer at the smallest input the FID Inception takes (75², not 299²): the same weights,
+  layers, 2048-d features and 1008 logits, ~1/16 of the convolution work. The resolution is the
+  scorer's own argument (part of its cache key); the wiring below does not depend on it."""
+
+  made: list = []   # the size of each scorer built (the patch below is in effect)
+
+  def __init__(self, *args, **kwargs):
+    kwargs.setdefault("size", inception.MIN_SIZE)
+    super().__init__(*args, **kwargs)
+    self.made.append(self.size)
+
+
 def test_gan_evaluation_writes_fid_and_is(tmp_path, monkeypatch):
+  monkeypatch.setattr(fid, "InceptionScorer", _SmallInputScorer)   # what fid.scorer_for builds
+  monkeypatch.setattr(_SmallInputScorer, "made", [])
   weights = tmp_path / "inception.npz"
   np.savez(weights, **random_state_dict(0, fc_scale=2.0))
   c = _tiny_config(tmp_path / "store")
@@ -108,6 +124,7 @@ def test_gan_evaluation_writes_fid_and_is(tmp_path, monkeypatch):
                      tensorboard=False)
   assert not again.trained_now
   assert gans.inception_quality(c.gan, again, images) == q
+  assert _SmallInputScorer.made and set(_SmallInputScorer.made) == {inception.MIN_SIZE}
 
 
 def test_bad_weights_stop_before_any_gan_training(tmp_path):

@@ -1,5 +1,7 @@
 """SN-GAN: spectral norm against numpy's SVD, hinge losses against their closed forms, shapes,
 and exact resumption of a stored GAN training."""
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -12,6 +14,12 @@ from kd_jax.core import checkpoints
 from kd_jax.train import gan_steps
 from kd_jax.runner import gans
 from kd_jax.models.sngan import Discriminator, Generator, conv, dense, sn, sngan
+
+# The models' initializers compile slowly with XLA's full optimization (Discriminator.init:
+# ~10 s on 2 cores, ~1 s without); kd_jax compiles its own inits so too
+# (gan_steps._init_variables). What these tests check does not depend on how a function is
+# optimized.
+_jit_o0 = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
 
 
 class _TwoLayers(nn.Module):
@@ -26,11 +34,11 @@ class _TwoLayers(nn.Module):
 def test_spectral_norm_sigma_matches_svd_after_power_iterations():
   m = _TwoLayers()
   x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
-  v = jax.jit(lambda k: m.init(k, x, train=False))(jax.random.key(1))
+  v = _jit_o0(lambda k: m.init(k, x, train=False))(jax.random.key(1))
   step = lambda _, s: m.apply({"params": v["params"], "batch_stats": s}, x, train=True,
                               mutable=["batch_stats"])[1]["batch_stats"]
   # one power iteration per training forward
-  stats = jax.jit(lambda s: jax.lax.fori_loop(0, 60, step, s))(v["batch_stats"])
+  stats = _jit_o0(lambda s: jax.lax.fori_loop(0, 60, step, s))(v["batch_stats"])
   for i, layer in enumerate(("Conv_0", "Dense_0")):
     kernel = np.asarray(v["params"][layer]["kernel"])
     w = kernel.reshape(-1, kernel.shape[-1])        # HWIO → (H·W·I, O)
@@ -64,12 +72,12 @@ def test_spectral_norm_layer_output_uses_normalized_kernel():
 def test_u_vector_is_state_and_updates_only_in_training():
   d = Discriminator(k=8)
   x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
-  v = jax.jit(lambda k: d.init(k, x, train=False))(jax.random.key(1))
+  v = _jit_o0(lambda k: d.init(k, x, train=False))(jax.random.key(1))
   flat_params = jax.tree_util.tree_flatten_with_path(v["params"])[0]
   assert not any("/u" in jax.tree_util.keystr(p) for p, _ in flat_params)
   assert any(k.endswith("/u") for k in v["batch_stats"]["DiscBlock_0"]["SpectralNorm_0"])
-  run = jax.jit(lambda v, train: d.apply(v, x, train=train, mutable=["batch_stats"])[1],
-                static_argnums=1)
+  run = _jit_o0(lambda v, train: d.apply(v, x, train=train, mutable=["batch_stats"])[1],
+                 static_argnums=1)
   ev, tr = run(v, False), run(v, True)
   same = jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), v["batch_stats"],
                       ev["batch_stats"])
@@ -90,7 +98,7 @@ def test_hinge_losses_closed_form():
 def test_generator_range_and_shapes():
   g, d = sngan(z_dim=16, gen_width=8, disc_width=8)
   z = 5.0 * jax.random.normal(jax.random.key(0), (3, 16))  # large z: saturate the tanh
-  vg = jax.jit(lambda k: g.init(k, z, train=False))(jax.random.key(1))
+  vg = _jit_o0(lambda k: g.init(k, z, train=False))(jax.random.key(1))
   x, _ = jax.jit(lambda v: g.apply(v, z, train=True, mutable=["batch_stats"]))(vg)
   assert x.shape == (3, 32, 32, 3)
   assert float(x.min()) >= -1.0 and float(x.max()) <= 1.0

@@ -6,6 +6,7 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from kd_jax.runner import analysis, experiment, student, teachers
 from kd_jax.runner.identity import teacher_key
@@ -20,6 +21,11 @@ def _ln_config(store, **kw):
   with c.unlocked():
     for section in (c.teacher, c.distill):
       section.model = {"name": "preresnet", "depth": 8, "norm": "layer", "width": 0.25}
+    # No test here reads the teacher's evaluations (each is another compilation) or resumes
+    # (a checkpoint at the end of each phase only): neither changes a number, nor the
+    # teacher's store key (config.NOT_IDENTITY).
+    c.teacher.evals = ("running",)
+    c.run.checkpoint_every = 100
   return c
 
 
@@ -31,13 +37,23 @@ def _data_and_teacher(c, workdir):
   return data, teacher
 
 
-def test_lambda_one_layernorm_student_is_the_teacher(tmp_path):
-  c = _ln_config(tmp_path / "store")
+@pytest.fixture(scope="module")
+def ln_teacher(tmp_path_factory):
+  """The LayerNorm teacher of ``_ln_config``, trained once for this module into a store the
+  tests below share (the same teacher key: they differ only in distillation settings), with its
+  data: (store, data, teacher)."""
+  root = tmp_path_factory.mktemp("ln_teacher")
+  data, teacher = _data_and_teacher(_ln_config(root / "store"), root / "w")
+  return root / "store", data, teacher
+
+
+def test_lambda_one_layernorm_student_is_the_teacher(ln_teacher):
+  store, data, teacher = ln_teacher
+  c = _ln_config(store)
   with c.unlocked():
     c.distill.init.mode = "interpolate"
     c.distill.init.lam = 1.0
     c.distill.temperature = 3.0
-  data, teacher = _data_and_teacher(c, tmp_path / "w")
   model = modeling.build_model(c.distill.model, data.num_classes, c.run.dtype)
   init, lr = student.student_init(c.distill, c.seed, model, teacher, data)
   assert lr == c.distill.optim.lr_min  # lr·(1−λ) floored at the schedule minimum
@@ -58,11 +74,11 @@ def test_lambda_one_layernorm_student_is_the_teacher(tmp_path):
   np.testing.assert_allclose(np.asarray(loss), tau ** 2 * entropy, rtol=2e-4, atol=1e-5)
 
 
-def test_teacher_initial_weights_init(tmp_path):
-  c = _ln_config(tmp_path / "store")
+def test_teacher_initial_weights_init(ln_teacher):
+  store, data, teacher = ln_teacher
+  c = _ln_config(store)
   with c.unlocked():
     c.distill.init.mode = "teacher_initial"
-  data, teacher = _data_and_teacher(c, tmp_path / "w")
   model = modeling.build_model(c.distill.model, data.num_classes, c.run.dtype)
   init, _ = student.student_init(c.distill, c.seed, model, teacher, data)
   fresh = modeling.init_variables(model, c.teacher.seed, steps.TEACHER_STREAM, 1,
@@ -82,6 +98,10 @@ def test_lbfgs_decreases_full_batch_loss(tmp_path):
     c.distill.optim.name = "lbfgs"
     c.distill.loss = "kl"  # zero at a perfect match, so the decrease is visible
     c.distill.eval_every = 12
+    # Only the running losses are read: no other evaluation (each is another compilation),
+    # and nothing resumes: one checkpoint per phase, at its end, not 20.
+    c.teacher.evals = c.distill.evals = ("running",)
+    c.run.checkpoint_every = 100
   experiment.run(c, tmp_path / "run")
   recs = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
   loss = [r["running"]["loss"] for r in recs if r["phase"] == "distill"]
@@ -90,9 +110,11 @@ def test_lbfgs_decreases_full_batch_loss(tmp_path):
   assert loss[-1] < 0.8 * loss[0], loss
 
 
-def test_cka_and_plane_on_a_run(tmp_path):
-  c = _ln_config(tmp_path / "store")
+def test_cka_and_plane_on_a_run(tmp_path, ln_teacher):
+  store, _, teacher = ln_teacher
+  c = _ln_config(store)   # the module's teacher, read from the store
   with c.unlocked():
+    c.distill.evals = ("running",)  # the analyses below read the models, not the evaluations
     c.analysis.cka = True
     c.analysis.cka_examples = 100
     c.analysis.plane = True
@@ -102,6 +124,7 @@ def test_cka_and_plane_on_a_run(tmp_path):
     c.analysis.line = True
     c.analysis.line_points = 5
   res = experiment.run(c, tmp_path / "run")
+  assert res["teacher"]["entry"] == str(teacher.entry)
   cka = res["splits"]["cka"]
   assert set(cka) == {"stage1", "stage2", "stage3"}
   assert all(0.0 <= v <= 1.0 + 1e-6 for v in cka.values())

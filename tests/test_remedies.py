@@ -28,6 +28,14 @@ def _ln(c):
   return c
 
 
+def _quiet_teacher(c):
+  """No teacher evaluation but the running loss: no test here reads the others, and each is
+  another compilation; evaluations change no number, nor the teacher's store key."""
+  with c.unlocked():
+    c.teacher.evals = ("running",)
+  return c
+
+
 def _records(workdir, phase):
   lines = (workdir / "metrics.jsonl").read_text().splitlines()
   return [r for r in map(json.loads, lines) if r["phase"] == phase]
@@ -47,17 +55,24 @@ def test_anneal_lambda_closed_form():
   assert float(remedies.anneal_lambda(jnp.int32(5), 0.8, 0.0)) == 0.0
 
 
-def _step_pair(tmp_path, lam0):
-  """One train step of the tiny LayerNorm student, plain and with the annealed anchor at λ₀."""
+@pytest.fixture(scope="module")
+def step_pair(tmp_path_factory):
+  """lam0 → one train step of the tiny LayerNorm student, plain and with the annealed anchor at
+  λ₀. The teacher, the student's init and the plain step are the same for every λ₀: built and
+  computed once for the module."""
   from jax.sharding import PartitionSpec as P
   from kd_jax.train import modeling, optim, writer as report
   from kd_jax.core import parallel
   from kd_jax.runner import student, teachers
   from kd_jax.core.batch import Batch
   from kd_jax.data import inputs
+  tmp_path = tmp_path_factory.mktemp("step_pair")
   c = tiny_config(tmp_path / "store")
   with c.unlocked():
     _ln(c)
+    # Nothing reads the teacher's evaluations or intermediate checkpoints (each evaluator is
+    # another compilation); neither changes the teacher (config.NOT_IDENTITY).
+    c.teacher.evals, c.run.checkpoint_every = ("running",), 100
   mesh = parallel.make_mesh(1)
   data = inputs.load(c.data, mesh)
   teacher = teachers.get_teacher(c.teacher, teacher_key(c.data, c.teacher), c.run, tmp_path / "w",
@@ -68,8 +83,6 @@ def _step_pair(tmp_path, lam0):
   plain = steps.StepSpec(apply_fn=model.apply, tx=tx, prepare=data.prepare(""),
                          materialize=None, objective="kd", temperature=4.0,
                          teacher_apply=teacher.model.apply)
-  spec = dataclasses.replace(plain, anneal=functools.partial(
-      remedies.anneal_lambda, lam0=lam0, until_step=1e9))   # λ(0) = λ₀
   batch = Batch(inputs=jnp.asarray(data.host.distill_x[:32]), labels=jnp.zeros(32, jnp.int32),
                 mask=jnp.ones(32, bool))
   state = jax.tree.map(lambda a: a[0], modeling.make_state(init, tx))  # one member
@@ -80,29 +93,42 @@ def _step_pair(tmp_path, lam0):
   step = lambda sp, tv: parallel.device_map(
       lambda: steps.train_step(state, batch, key, sp, tv), mesh, in_specs=(),
       out_specs=(P(), P()))()
-  return step(plain, t_vars), step(spec, (t_vars, anchor))
+  plain_out = step(plain, t_vars)
+
+  def pair(lam0):
+    spec = dataclasses.replace(plain, anneal=functools.partial(
+        remedies.anneal_lambda, lam0=lam0, until_step=1e9))   # λ(0) = λ₀
+    return plain_out, step(spec, (t_vars, anchor))
+  return pair
 
 
-def test_anneal_at_lambda_zero_is_the_plain_step(tmp_path):
-  (s0, m0), (s1, m1) = _step_pair(tmp_path, 0.0)
+def test_anneal_at_lambda_zero_is_the_plain_step(step_pair):
+  (s0, m0), (s1, m1) = step_pair(0.0)
   for a, b in zip(jax.tree.leaves(s0.params), jax.tree.leaves(s1.params)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   assert float(m0["loss_sum"]) == float(m1["loss_sum"])
 
 
-def test_anneal_at_lambda_one_is_the_teacher(tmp_path):
-  (_, plain), (state, m) = _step_pair(tmp_path, 1.0)
+def test_anneal_at_lambda_one_is_the_teacher(step_pair):
+  (_, plain), (state, m) = step_pair(1.0)
   # The student the loss sees is the teacher: it agrees on every example, and the KL at τ = 1
   # between them is zero (the random student's is not).
   assert float(m["match"]) == float(m["count"]) == 32.0
   assert abs(float(m["kl_sum"])) < 1e-4 < float(plain["kl_sum"])
 
 
-def test_anneal_mode_at_lambda_zero_equals_random_mode(tmp_path):
-  store = tmp_path / "store"
-  base = tiny_config(store, distill_epochs=2)
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory):
+  """A teacher store shared by the module's runs of tiny_config's default teacher (the same
+  teacher key): the first run trains it, the others read it."""
+  return tmp_path_factory.mktemp("tiny_teacher") / "store"
+
+
+def test_anneal_mode_at_lambda_zero_equals_random_mode(tmp_path, tiny_store):
+  store = tiny_store
+  base = _quiet_teacher(tiny_config(store, distill_epochs=2))
   res_random = experiment.run(base, tmp_path / "random")
-  c = tiny_config(store, distill_epochs=2)
+  c = _quiet_teacher(tiny_config(store, distill_epochs=2))
   with c.unlocked():
     c.distill.init.mode = "anneal"
     c.distill.init.lam = 0.0
@@ -117,7 +143,7 @@ def test_anneal_mode_at_lambda_zero_equals_random_mode(tmp_path):
 
 
 def _trajectory_config(store, stages=2, distill_epochs=4):
-  c = tiny_config(store, teacher_epochs=4, distill_epochs=distill_epochs)
+  c = _quiet_teacher(tiny_config(store, teacher_epochs=4, distill_epochs=distill_epochs))
   with c.unlocked():
     c.teacher.keep_every = 1
     c.distill.trajectory = stages
@@ -140,7 +166,10 @@ class _Kill(Exception):
 
 def test_trajectory_visits_checkpoints_in_order_and_resumes_exactly(tmp_path):
   store = tmp_path / "store"
-  straight = experiment.run(_trajectory_config(store), tmp_path / "straight")
+  straight_config = _trajectory_config(store)
+  with straight_config.unlocked():  # straight through: a checkpoint at the end only
+    straight_config.run.checkpoint_every = 100
+  straight = experiment.run(straight_config, tmp_path / "straight")
   recs = _records(tmp_path / "straight", "distill")
   assert [r["trajectory"]["teacher_epoch"] for r in recs] == [2, 2, 4, 4]
   entry = next(store.glob("*-m1"))
@@ -164,17 +193,18 @@ def test_trajectory_visits_checkpoints_in_order_and_resumes_exactly(tmp_path):
   assert [r["epoch"] for r in _records(tmp_path / "resumed", "distill")] == [1, 2, 3, 4]
 
 
-def test_anneal_resumes_exactly_mid_walk(tmp_path):
+def test_anneal_resumes_exactly_mid_walk(tmp_path, tiny_store):
   """Killed while λ is still moving (λ reaches 0 at epoch 2 of 4), the rerun ends bitwise where
   one run straight through ends: λ(t) comes from the restored step, the anchor from the teacher."""
-  def config():
-    c = tiny_config(tmp_path / "store", distill_epochs=4)
+  def config(checkpoint_every=1):
+    c = _quiet_teacher(tiny_config(tiny_store, distill_epochs=4))
     with c.unlocked():
       c.distill.init.mode, c.distill.init.lam, c.distill.init.anneal_until = "anneal", 1.0, 0.5
       c.distill.eval_every = 4
+      c.run.checkpoint_every = checkpoint_every
     return c
 
-  straight = experiment.run(config(), tmp_path / "straight")
+  straight = experiment.run(config(checkpoint_every=100), tmp_path / "straight")  # end only
 
   def kill_mid_walk(phase, epoch):
     if phase == "distill" and epoch == 1:
@@ -197,18 +227,29 @@ def test_trajectory_without_kept_checkpoints_is_one_clear_error(tmp_path):
     experiment.run(c, tmp_path / "run")
 
 
+@pytest.fixture(scope="module")
+def polish_store(tmp_path_factory):
+  """The store of the polish runs' teacher, trained by the first and read by the second (the
+  optimizer of the polish is no part of the teacher)."""
+  return tmp_path_factory.mktemp("polish_teacher") / "store"
+
+
 @pytest.mark.parametrize("name", ["lbfgs", "lbfgs_backtracking"])
-def test_polish_runs_lbfgs_after_sgd_and_lowers_the_loss(tmp_path, name):
-  c = tiny_config(tmp_path / "store", teacher_epochs=6, distill_epochs=2)
+def test_polish_runs_lbfgs_after_sgd_and_lowers_the_loss(tmp_path, polish_store, name):
+  c = tiny_config(polish_store, teacher_epochs=6, distill_epochs=2)
   with c.unlocked():
     c.data.teacher_subset = 200
     c.distill.loss = "kl"
-    c.distill.polish.epochs = 6
+    c.distill.polish.epochs = 4   # full-batch steps at a constant rate: two big, two small
     c.distill.polish.optim.name = name
+    # Only the running losses are read, and nothing resumes: no other evaluation (each is
+    # another compilation) and one checkpoint per phase; neither changes a number.
+    c.teacher.evals = c.distill.evals = ("running",)
+    c.run.checkpoint_every = 100
   res = experiment.run(c, tmp_path / "run")
   sgd = _records(tmp_path / "run", "distill")
   polish = _records(tmp_path / "run", "polish")
-  assert len(sgd) == 2 and len(polish) == 6
+  assert len(sgd) == 2 and len(polish) == 4
   loss = [r["running"]["loss"] for r in polish]
   assert all(b <= a + 1e-6 for a, b in zip(loss, loss[1:])), loss
   assert loss[-1] < sgd[-1]["running"]["loss"]

@@ -269,6 +269,7 @@ def _all_steps_finite(directory: Path) -> list[int]:
 
 
 def test_one_diverging_teacher_member_stops_with_one_line(tmp_path, monkeypatch):
+  """The last of 2 members diverges (the teacher of ``straight``: its compiled step is reused)."""
   from kd_jax.train import trainer
   real = trainer.run_epoch
 
@@ -281,7 +282,8 @@ def test_one_diverging_teacher_member_stops_with_one_line(tmp_path, monkeypatch)
 
   monkeypatch.setattr(trainer, "run_epoch", member_1_blows_up_in_epoch_2)
   with pytest.raises(TrainingDiverged) as err:
-    experiment.run(tiny_config(tmp_path / "store", members=3), tmp_path / "run")
+    experiment.run(tiny_config(tmp_path / "store", members=2, distill_epochs=3),
+                   tmp_path / "run")
   msg = _one_line(err)
   (work,) = (tmp_path / "store").glob("*.partial")
   assert msg.startswith("[teacher] non-finite variables in epoch 2 (member 1)")
@@ -289,8 +291,11 @@ def test_one_diverging_teacher_member_stops_with_one_line(tmp_path, monkeypatch)
   assert _all_steps_finite(work / "ckpt") == [1]
 
 
-def test_diverging_distillation_stops_with_one_line_and_no_bad_checkpoint(tmp_path):
-  config = tiny_config(tmp_path / "store", teacher_epochs=1, distill_epochs=3)
+def test_diverging_distillation_stops_with_one_line_and_no_bad_checkpoint(straight, tmp_path):
+  root, _ = straight  # its stored teacher: only the student trains here
+  store = tmp_path / "store"
+  shutil.copytree(root / "store", store)
+  config = tiny_config(store, members=2, distill_epochs=3)
   with config.unlocked():
     config.distill.optim.lr = 1e30  # real divergence, no injection
   with pytest.raises(TrainingDiverged) as err:
@@ -320,7 +325,7 @@ def test_diverging_gan_stops_with_one_line_and_no_bad_checkpoint(tmp_path, monke
   monkeypatch.setattr(gan_steps, "gan_chunk", blows_up_in_update_2)
   images = np.random.RandomState(0).randint(0, 256, (10, 32, 32, 3)).astype(np.uint8)
   with pytest.raises(TrainingDiverged) as err:
-    c = tiny_gan_config(tmp_path / "gans", gen_steps=3)
+    c = tiny_gan_config(tmp_path / "gans", gen_steps=2)  # test_gan's: the same compiled step
     gans.get_gan(c.gan, gans.store_keys(c.gan, c.data), tmp_path, images, tensorboard=False)
   msg = _one_line(err)
   (work,) = (tmp_path / "gans").glob("*.partial")

@@ -7,17 +7,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import runpy
-import subprocess
-import sys
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
 import scipy.stats
-from jax.experimental.compilation_cache import compilation_cache
 
 from kd_jax.runner import experiment
 from kd_jax import config_files
@@ -25,6 +20,7 @@ from kd_jax.sweeps import sweep
 from kd_jax.sweeps import trials as trials_lib
 from kd_jax.config import lock
 from kd_jax.core.errors import ConfigError
+from test_cli import CommandLine
 
 # tests/tiny.py's settings; two arms that share one 2-member teacher (m=1 and m=2).
 FIGURE = '''
@@ -50,21 +46,6 @@ ARMS = ("m1_t1", "m2_t4")
 MEMBERS = {"m1_t1": 1, "m2_t4": 2}
 SPLIT_METRICS = ("agreement", "student_acc", "teacher_acc", "kl", "student_ece", "teacher_ece",
                  "student_nll", "teacher_nll")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def compile_cache(tmp_path_factory):
-  """Every trial re-jits the same functions; a persistent cache turns ~40 s trials into ~4 s."""
-  names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-           "jax_persistent_cache_min_entry_size_bytes")
-  saved = {n: getattr(jax.config, n) for n in names}
-  jax.config.update(names[0], str(tmp_path_factory.mktemp("jax_cache")))
-  jax.config.update(names[1], 0.0)
-  compilation_cache.reset_cache()
-  yield
-  for n, v in saved.items():
-    jax.config.update(n, v)
-  compilation_cache.reset_cache()
 
 
 @pytest.fixture(scope="module")
@@ -404,14 +385,19 @@ def test_no_arms_is_one_default_arm(figure_file):
 
 
 def test_command_line_dry_run_and_errors(figure_file, tmp_path):
-  cmd = [sys.executable, "-m", "kd_jax.sweep", f"--config={figure_file}", f"--workdir={tmp_path}"]
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-      [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))  # the figure imports tiny
-  out = subprocess.run(cmd + ["--dry_run"], capture_output=True, text=True, timeout=120, env=env)
-  assert out.returncode == 0, out.stderr
-  assert "m1_t1/seed0" in out.stdout and "m2_t4/seed0" in out.stdout
-  assert sum("× lenet5" in l for l in out.stdout.splitlines()) == 1  # one teacher group
-  assert not (tmp_path / "results.csv").exists()  # nothing ran
-  bad = subprocess.run(cmd + ["--only=m3"], capture_output=True, text=True, timeout=120, env=env)
+  """`python -m kd_jax.sweep`, each run in a process forked from test_cli's command-line
+  server (what it prints is what a fresh process prints: test_cli checks that)."""
+  cli = CommandLine()
+  try:
+    args = [f"--config={figure_file}", f"--workdir={tmp_path}"]
+    here = (str(Path(__file__).parent),)  # the figure imports tiny
+    out = cli.run(*args, "--dry_run", module="kd_jax.sweep", pythonpath=here)
+    assert out.returncode == 0, out.stderr
+    assert "m1_t1/seed0" in out.stdout and "m2_t4/seed0" in out.stdout
+    assert sum("× lenet5" in l for l in out.stdout.splitlines()) == 1  # one teacher group
+    assert not (tmp_path / "results.csv").exists()  # nothing ran
+    bad = cli.run(*args, "--only=m3", module="kd_jax.sweep", pythonpath=here)
+  finally:
+    cli.close()
   assert bad.returncode == 2
   assert bad.stderr.strip().count("\n") == 0 and "'m3'" in bad.stderr

@@ -32,18 +32,45 @@ def _reference(student, teacher_lp, labels, real, taus, alpha):
 
 
 def _append(spec, gen_vars, x, labels):
-  """append_rows on one device (an axis of size 1 named as the mesh's)."""
-  fn = lambda x, r, y, m: synthetic.append_rows(spec, gen_vars, jax.random.key(3), x, r, y, m,
-                                                4.0)
-  n = x.shape[0]
-  out = jax.vmap(fn, axis_name=parallel.AXIS)(
-      x[None], jnp.ones((1, n), bool), labels[None], jnp.ones((1, n), bool))
-  return jax.tree.map(lambda a: a[0], out)
+  """append_rows on one device (an axis of size 1 named as the mesh's), jitted as in a step
+  (one compilation instead of every op compiled eagerly)."""
+  @jax.jit
+  def run(gen_vars, x, labels):
+    fn = lambda x, r, y, m: synthetic.append_rows(spec, gen_vars, jax.random.key(3), x, r, y, m,
+                                                  4.0)
+    n = x.shape[0]
+    out = jax.vmap(fn, axis_name=parallel.AXIS)(
+        x[None], jnp.ones((1, n), bool), labels[None], jnp.ones((1, n), bool))
+    return jax.tree.map(lambda a: a[0], out)
+  return run(gen_vars, x, labels)
+
+
+def _random_generator_variables(g, seed=0):
+  """Random generator weights drawn in numpy (He-scaled kernels, BatchNorm scale 1 and
+  statistics 0/1, small biases) in the shapes of ``g``'s variables: ``eval_shape`` traces the
+  init without compiling it (eager ``g.init`` compiles each initializer op by op, seconds on 2
+  cores, for weights these checks do not depend on)."""
+  rng = np.random.default_rng(seed)
+
+  def draw(path, leaf):
+    name = jax.tree_util.keystr(path)
+    if leaf.ndim >= 2:  # conv [kh, kw, in, out] or dense [in, out] kernel
+      v = rng.normal(0.0, np.sqrt(2.0 / np.prod(leaf.shape[:-1])), leaf.shape)
+    elif "scale" in name or "var" in name:
+      v = np.ones(leaf.shape)
+    elif "mean" in name:
+      v = np.zeros(leaf.shape)
+    else:
+      v = 0.1 * rng.normal(size=leaf.shape)
+    return jnp.asarray(v, leaf.dtype)
+
+  shapes = jax.eval_shape(lambda k: g.init(k, jnp.zeros((2, 8)), train=False), jax.random.key(0))
+  return jax.tree_util.tree_map_with_path(draw, shapes)
 
 
 def test_synthetic_rows_have_no_label_and_their_own_temperature():
   g, _ = sngan(z_dim=8, gen_width=8, disc_width=8)
-  gv = g.init(jax.random.key(0), jnp.zeros((2, 8)), train=False)
+  gv = _random_generator_variables(g)
   spec = synthetic.SynthSpec(g, count=3, temperature=1.5, z_dim=8, normalize=lambda x: 2 * x - 1)
   x = jnp.zeros((4, 32, 32, 3))
   labels = jnp.array([0, 1, 2, 3])

@@ -111,7 +111,7 @@ def test_chained_budgeted_gan_training_ends_as_one_run(tmp_path):
 
 def test_a_sweep_stops_before_a_trial_once_the_budget_is_spent(tmp_path):
   from kd_jax.config import sweep_config
-  config = tiny_config(tmp_path / "store", teacher_epochs=1, distill_epochs=1)
+  config = tiny_config(tmp_path / "store", teacher_epochs=4, distill_epochs=4)
   sweep = sweep_config()
   sweep.seeds = (0, 1)
   budget.start(1, FakeClock(10))  # spent at the first reading
@@ -125,13 +125,17 @@ def test_a_sweep_stops_before_a_trial_once_the_budget_is_spent(tmp_path):
 
 
 def test_command_line_exits_75_with_one_line(tmp_path):
-  """A budget that is spent at the first checkpoint: the process stops there, exit status 75."""
+  """A budget that is spent at the first checkpoint: the process stops there, exit status 75.
+  A checkpoint every epoch: the first comes before any evaluation (nothing more to compile)."""
   out = subprocess.run(
       [sys.executable, "-m", "kd_jax.main", "--config=configs/mnist.py:tiny",
-       f"--workdir={tmp_path / 'w'}", "--time_budget=0.001s"], cwd=REPO,
-      capture_output=True, text=True, timeout=600)
+       f"--workdir={tmp_path / 'w'}", "--time_budget=0.001s", "--config.run.checkpoint_every=1"],
+      cwd=REPO, capture_output=True, text=True, timeout=600)
   from kd_jax import config_files
   c = config_files.load(REPO / "configs" / "mnist.py:tiny")
+  with c.unlocked():
+    c.run.checkpoint_every = 1
+  assert c.teacher.eval_every > 1  # the run stops before the teacher's first evaluation
   first = min(c.run.checkpoint_every, c.teacher.epochs)
   assert out.returncode == 75, out.stderr[-2000:]
   assert out.stderr.strip().splitlines()[-1] == (

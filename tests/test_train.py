@@ -81,19 +81,29 @@ def _member(tree, i):
   return jax.tree.map(lambda x: np.asarray(x)[i], tree)
 
 
+@pytest.fixture(scope="module")
+def members_alone(tmp_path_factory):
+  """Models 0 and 1 each trained alone (member i of an ensemble seeded 0 is the model seeded
+  i); the same for every member mode, so trained once for all of them."""
+  root = tmp_path_factory.mktemp("alone")
+  alone = []
+  for i in range(2):
+    c = tiny_config(root / f"a{i}")
+    with c.unlocked():
+      c.teacher.seed = i
+    alone.append(_teacher(c, root / f"wa{i}"))
+  return alone
+
+
 @pytest.mark.parametrize("mode", ensemble.MEMBER_MODES)
-def test_vmapped_ensemble_equals_members_alone(tmp_path, mode):
+def test_vmapped_ensemble_equals_members_alone(tmp_path, mode, members_alone):
   """Member i is the model trained alone, however the stacked members run (run.member_mode)."""
   c = tiny_config(tmp_path / "e", members=2)
   with c.unlocked():
     c.run.member_mode = mode
   both = _teacher(c, tmp_path / "we")
-  alone = []
+  alone = members_alone
   for i in range(2):
-    c = tiny_config(tmp_path / f"a{i}")
-    with c.unlocked():
-      c.teacher.seed = i  # member i of an ensemble seeded 0 is the model seeded i
-    alone.append(_teacher(c, tmp_path / f"wa{i}"))
     assert_same_training(_member(both.final, i), _member(alone[i].final, 0),
                          _member(alone[i].initial, 0))
   # Control: the same check tells two different members apart (own init and data order), so

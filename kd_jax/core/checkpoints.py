@@ -113,15 +113,21 @@ class NonFinite(TrainingDiverged):
   """A tree to checkpoint holds a NaN or an infinity: refused, the last good one is kept."""
 
 
-def _finite(x: Any) -> Any:
-  return jnp.all(jnp.isfinite(x)) if jnp.issubdtype(x.dtype, jnp.inexact) else True
+@jax.jit
+def _all_finite(leaves: list[Any]) -> list[Any]:
+  # One program for the whole tree: op by op, every leaf shape was its own compilation.
+  return [jnp.all(jnp.isfinite(x)) for x in leaves]
 
 
 def nonfinite_leaves(tree: Any) -> list[str]:
   """The key paths of the floating leaves of ``tree`` that hold a NaN or an infinity."""
   flat = jax.tree_util.tree_flatten_with_path(tree)[0]
-  ok = jax.device_get([_finite(x) if hasattr(x, "dtype") else True for _, x in flat])
-  return [jax.tree_util.keystr(p) for (p, _), good in zip(flat, ok) if not bool(good)]
+  floating = [(p, x) for p, x in flat
+              if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.inexact)]
+  if not floating:
+    return []
+  ok = jax.device_get(_all_finite([x for _, x in floating]))
+  return [jax.tree_util.keystr(p) for (p, _), good in zip(floating, ok) if not bool(good)]
 
 
 def nonfinite_members(tree: Any) -> list[int]:
