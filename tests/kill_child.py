@@ -10,7 +10,8 @@ ensemble + student; ``gan``; ``sweep``: two trials sharing a teacher), its root 
 goes through them, and the kill: ``{"phase": i, "nth": k}`` dies just before the k-th write
 event of phase i, or the first event of a later phase, or the end of the run, whichever comes
 first;
-``{"phase": i, "after_s": t}`` dies t seconds after the first event of phase i or later. A
+``{"phase": i, "after_s": t}`` dies t seconds after the first event of phase i or later, or at
+the end of the run, whichever comes first (so every kill lands). A
 write event is a file opened for writing, a rename, a mkdir/rmdir/unlink or an rmtree on a
 path that a phase's regex matches (what tensorstore writes inside orbax happens between them).
 With ``events`` set, every phase event is appended to that file as ``phase<TAB>path``; the
@@ -81,9 +82,10 @@ class Watch:
       threading.Thread(target=lambda: (time.sleep(delay), _die()), daemon=True).start()
 
   def finished(self) -> None:
-    """The run is over: a write-count kill not reached yet lands here, after the last write
-    (a rerun resuming less than the drawn count still ends killed)."""
-    if self.kill is not None and "nth" in self.kill:
+    """The run is over: a kill not reached yet lands here, after the last write (a rerun
+    resuming less than the drawn count, or ending before the drawn instant, still ends
+    killed)."""
+    if self.kill is not None:
       _die()
 
   def install(self) -> None:
@@ -128,10 +130,24 @@ def run(spec: dict) -> None:
     c = tiny.tiny_gan_config(root / "gans", gen_steps=3)
     gans.get_gan(c.gan, gans.store_keys(c.gan, c.data), root, images, tensorboard=False)
   elif spec["kind"] == "sweep":
-    config, s = tiny.tiny_sweep(root / "sweep" / "teachers")
-    sweep.run_sweep(config, s, root / "sweep")
+    sweep.run_sweep(*kill_sweep(root / "sweep" / "teachers"), root / "sweep")
   else:
     raise SystemExit(f"unknown kind {spec['kind']!r}")
+
+
+def kill_sweep(store: Path):
+  """Two trials (arms a and b, one seed) sharing one teacher: the ``run`` kind's config, so
+  that the teacher and arm b (its temperature) are the programs that run compiled; arm a
+  distils at another temperature."""
+  import tiny
+  from kd_jax import config as config_lib
+  c = tiny.tiny_kill_config(store)
+  with c.unlocked():
+    c.name = "tiny_sweep"
+  s = config_lib.sweep_config()
+  s.arms = (("a", {"distill.temperature": 1.0}),
+            ("b", {"distill.temperature": float(c.distill.temperature)}))
+  return c, s
 
 
 def child(spec: dict) -> None:

@@ -24,6 +24,11 @@ from tiny import multihost_config  # noqa: E402
 
 port, pid, workdir, store = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 mode = sys.argv[5] if len(sys.argv) > 5 else "teacher"
+if os.environ.get("KD_JAX_TEST_COMPILE_CACHE"):
+  # The test session's compilation cache (tests/conftest.py): the rerun after the kill loads
+  # what the killed pair compiled (process 0 writes it, both read it).
+  from kd_jax.core import cache  # noqa: E402
+  cache.use_compile_cache(os.environ["KD_JAX_TEST_COMPILE_CACHE"])
 distributed.initialize(f"127.0.0.1:{port}", 2, pid)
 
 if mode != "teacher":
