@@ -20,6 +20,7 @@ cannot be read back is set aside (``<step>.unreadable``) and the one before it r
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -113,7 +114,11 @@ class NonFinite(TrainingDiverged):
   """A tree to checkpoint holds a NaN or an infinity: refused, the last good one is kept."""
 
 
-@jax.jit
+# The finiteness checks: boolean reductions once per checkpoint, compiled cheaply.
+_CHEAP = {"xla_backend_optimization_level": 0}
+
+
+@functools.partial(jax.jit, compiler_options=_CHEAP)
 def _all_finite(leaves: list[Any]) -> list[Any]:
   # One program for the whole tree: op by op, every leaf shape was its own compilation.
   return [jnp.all(jnp.isfinite(x)) for x in leaves]
@@ -130,13 +135,20 @@ def nonfinite_leaves(tree: Any) -> list[str]:
   return [jax.tree_util.keystr(p) for (p, _), good in zip(floating, ok) if not bool(good)]
 
 
+@functools.partial(jax.jit, compiler_options=_CHEAP)
+def _members_finite(leaves: list[Any]) -> Any:
+  # One program for the whole tree, as _all_finite: [m] True where member i is finite everywhere.
+  return jnp.stack([jnp.isfinite(x).reshape(x.shape[0], -1).all(axis=1)
+                    for x in leaves]).all(axis=0)
+
+
 def nonfinite_members(tree: Any) -> list[int]:
   """Members (leading axis of every leaf of a stacked tree) holding a NaN or an infinity."""
-  rows = [jnp.isfinite(x).reshape(x.shape[0], -1).all(axis=1) for x in jax.tree.leaves(tree)
-          if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.inexact) and x.ndim]
-  if not rows:
+  leaves = [x for x in jax.tree.leaves(tree)
+            if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.inexact) and x.ndim]
+  if not leaves:
     return []
-  ok = np.asarray(jax.device_get(jnp.stack(rows).all(axis=0)))
+  ok = np.asarray(jax.device_get(_members_finite(leaves)))
   return np.flatnonzero(~ok).tolist()
 
 

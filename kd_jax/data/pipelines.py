@@ -54,7 +54,10 @@ def steps_per_epoch(size: int, batch_size: int) -> int:
   return max(1, math.ceil(size / batch_size))
 
 
-@functools.partial(jax.jit, static_argnames=("members", "size", "batch_size"))
+# Integer work once per epoch: compiled at XLA's lowest optimization (the same indices, a
+# fraction of the compile time, which dominated short runs).
+@functools.partial(jax.jit, static_argnames=("members", "size", "batch_size"),
+                   compiler_options={"xla_backend_optimization_level": 0})
 def _plan(seed: jax.Array, stream: jax.Array, epoch: jax.Array, members: int, size: int,
           batch_size: int) -> tuple[jax.Array, jax.Array]:
   steps = steps_per_epoch(size, batch_size)

@@ -75,6 +75,12 @@ def ensemble_logprobs(member_logits: jnp.ndarray) -> jnp.ndarray:
   z = jnp.asarray(member_logits, jnp.float32)
   if z.ndim < 2:
     raise ValueError(f"member_logits must be [m, ..., C], got shape {z.shape}")
+  return _ensemble_logprobs(z)
+
+
+@jax.jit
+def _ensemble_logprobs(z: jnp.ndarray) -> jnp.ndarray:
+  # Jitted: called eagerly on evaluation outputs, op by op it was a dozen small compilations.
   logp = jax.nn.log_softmax(z, axis=-1)
   return jax.nn.logsumexp(logp, axis=0) - math.log(z.shape[0])
 

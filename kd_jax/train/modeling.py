@@ -56,7 +56,9 @@ def _strong(tree: Any) -> Any:
 
 def make_state(variables: dict, tx) -> TrainState:
   params = variables["params"]
-  opt_state = _strong(jax.vmap(tx.init)(params))
+  # One cheap program for the optimizer's state: op by op, every leaf shape compiled its own.
+  init = jax.jit(jax.vmap(tx.init), compiler_options={"xla_backend_optimization_level": 0})
+  opt_state = _strong(init(params))
   members = ensemble.num_members(params)
   return TrainState(step=jnp.zeros((members,), jnp.int32), params=params,
                     batch_stats=variables["batch_stats"], opt_state=opt_state)
