@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from kd_jax.core.cache import CHEAP_COMPILE
 from kd_jax.models import get_model
 from kd_jax.models.fold import can_fold, fold_batchnorm, teacher_for_inference
 
@@ -30,7 +31,7 @@ def _random_bn(variables: dict, seed: int) -> dict:
 
 
 #: Compiled cheaply: XLA's full optimization of a 47-layer net costs more than running it.
-_jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
+_jit = functools.partial(jax.jit, compiler_options=CHEAP_COMPILE)
 
 
 def _init(model, seed: int, x: jax.Array) -> dict:

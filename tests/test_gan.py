@@ -11,6 +11,7 @@ from ml_collections import ConfigDict
 
 from tiny import tiny_gan_config
 from kd_jax.core import checkpoints
+from kd_jax.core.cache import CHEAP_COMPILE
 from kd_jax.train import gan_steps
 from kd_jax.runner import gans
 from kd_jax.models.sngan import Discriminator, Generator, conv, dense, sn, sngan
@@ -19,7 +20,7 @@ from kd_jax.models.sngan import Discriminator, Generator, conv, dense, sn, sngan
 # ~10 s on 2 cores, ~1 s without); kd_jax compiles its own inits so too
 # (gan_steps._init_variables). What these tests check does not depend on how a function is
 # optimized.
-_jit_o0 = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
+_jit_o0 = functools.partial(jax.jit, compiler_options=CHEAP_COMPILE)
 
 
 class _TwoLayers(nn.Module):

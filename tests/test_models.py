@@ -13,6 +13,7 @@ import numpy as np
 import optax
 import pytest
 
+from kd_jax.core.cache import CHEAP_COMPILE
 from kd_jax.core.errors import ConfigError
 from kd_jax.models import get_model
 from kd_jax.models.init import torch_conv, torch_dense
@@ -125,7 +126,7 @@ def test_vgg16_param_count():
 # XLA compiles dominate the run time on CPU, so the few real inits and jitted applies are cached
 # and compiled without backend optimizations (3-8x faster to compile; each runs only a few times).
 
-_jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
+_jit = functools.partial(jax.jit, compiler_options=CHEAP_COMPILE)
 
 FIT_SPECS = {
     "bn": ("preresnet", 16, (("depth", 8), ("width", 0.5), ("norm", "batch"))),

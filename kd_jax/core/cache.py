@@ -20,3 +20,9 @@ def use_compile_cache(directory: str | os.PathLike | None = None) -> None:
     return
   jax.config.update("jax_compilation_cache_dir", str(Path(directory or DEFAULT_DIR).absolute()))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+# Programs that run once per run or per epoch (initialization, the optimizer's first state, the
+# epoch's index plan, finiteness checks): XLA's full optimization costs seconds per program on a
+# CPU and buys nothing for them, so they compile at its lowest level. Same values either way.
+CHEAP_COMPILE = {"xla_backend_optimization_level": 0}

@@ -34,6 +34,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from kd_jax.core import atomic
+from kd_jax.core.cache import CHEAP_COMPILE
 from kd_jax.core.errors import ConfigError, TrainingDiverged
 
 #: The one atomic JSON write (kd_jax.core.atomic), under its older name.
@@ -115,10 +116,7 @@ class NonFinite(TrainingDiverged):
 
 
 # The finiteness checks: boolean reductions once per checkpoint, compiled cheaply.
-_CHEAP = {"xla_backend_optimization_level": 0}
-
-
-@functools.partial(jax.jit, compiler_options=_CHEAP)
+@functools.partial(jax.jit, compiler_options=CHEAP_COMPILE)
 def _all_finite(leaves: list[Any]) -> list[Any]:
   # One program for the whole tree: op by op, every leaf shape was its own compilation.
   return [jnp.all(jnp.isfinite(x)) for x in leaves]
@@ -135,7 +133,7 @@ def nonfinite_leaves(tree: Any) -> list[str]:
   return [jax.tree_util.keystr(p) for (p, _), good in zip(floating, ok) if not bool(good)]
 
 
-@functools.partial(jax.jit, compiler_options=_CHEAP)
+@functools.partial(jax.jit, compiler_options=CHEAP_COMPILE)
 def _members_finite(leaves: list[Any]) -> Any:
   # One program for the whole tree, as _all_finite: [m] True where member i is finite everywhere.
   return jnp.stack([jnp.isfinite(x).reshape(x.shape[0], -1).all(axis=1)

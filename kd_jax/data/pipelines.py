@@ -43,6 +43,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from kd_jax.core import parallel
 from kd_jax.core.batch import Batch
+from kd_jax.core.cache import CHEAP_COMPILE
 from kd_jax.data import image_files
 from kd_jax.core.errors import ConfigError
 from kd_jax.core.registry import Registry
@@ -57,7 +58,7 @@ def steps_per_epoch(size: int, batch_size: int) -> int:
 # Integer work once per epoch: compiled at XLA's lowest optimization (the same indices, a
 # fraction of the compile time, which dominated short runs).
 @functools.partial(jax.jit, static_argnames=("members", "size", "batch_size"),
-                   compiler_options={"xla_backend_optimization_level": 0})
+                   compiler_options=CHEAP_COMPILE)
 def _plan(seed: jax.Array, stream: jax.Array, epoch: jax.Array, members: int, size: int,
           batch_size: int) -> tuple[jax.Array, jax.Array]:
   steps = steps_per_epoch(size, batch_size)

@@ -24,6 +24,8 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
+from kd_jax.core.cache import CHEAP_COMPILE
+
 Array = jax.Array
 #: Key streams of a GAN run (distinct purposes never share a draw).
 NOISE, DATA, FLIP = 1, 2, 3
@@ -160,7 +162,7 @@ def gan_chunk(state: GanState, data: Array, seed: Array, *, spec: GanSpec, num: 
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "image_shape"),
-                   compiler_options={"xla_backend_optimization_level": 0})
+                   compiler_options=CHEAP_COMPILE)
 def _init_variables(key: Array, spec: GanSpec, image_shape: tuple[int, ...]) -> tuple[dict, dict]:
   """Runs once per run: compiled cheaply (as modeling.init_variables does), cached per spec."""
   kg, kd = jax.random.split(key)

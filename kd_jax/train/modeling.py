@@ -5,6 +5,7 @@ so it is the model a run with that seed would build alone.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -13,6 +14,7 @@ from ml_collections import ConfigDict
 
 from kd_jax.kd import ensemble
 from kd_jax.core import parallel
+from kd_jax.core.cache import CHEAP_COMPILE
 from kd_jax.models import get_model
 from kd_jax.train.steps import TrainState, variables as flax_variables
 
@@ -35,17 +37,25 @@ def local(model):
   return model.clone(bn_axis_name=None) if hasattr(model, "bn_axis_name") else model
 
 
-def init_variables(model, seed: int, stream: int, members: int, input_shape) -> dict:
-  """Stacked initial variables of ``members`` models; member i is initialized from seed + i."""
-  x = jnp.zeros((1,) + tuple(input_shape), jnp.float32)
+@functools.partial(jax.jit, static_argnames=("model", "stream", "members", "input_shape"),
+                   compiler_options=CHEAP_COMPILE)
+def _init_stacked(model, seed: jax.Array, stream: int, members: int, input_shape: tuple) -> dict:
+  x = jnp.zeros((1,) + input_shape, jnp.float32)
 
   def one(i):
     key = jax.random.fold_in(jax.random.key(seed + i), stream)
     return model.init({"params": key, "dropout": key}, x, train=False)
 
-  # Initialization runs once: compile it cheaply (XLA's full optimization costs ~20 s on a CPU).
-  init = jax.jit(jax.vmap(one), compiler_options={"xla_backend_optimization_level": 0})
-  out = init(jnp.arange(members))
+  return jax.vmap(one)(jnp.arange(members))
+
+
+def init_variables(model, seed: int, stream: int, members: int, input_shape) -> dict:
+  """Stacked initial variables of ``members`` models; member i is initialized from seed + i.
+
+  One module-level program per (model, stream, members, shape): the seed is an argument, so
+  the teacher's template, its initial state and every seed of a sweep share one compilation.
+  """
+  out = _init_stacked(model, jnp.asarray(seed, jnp.int32), stream, members, tuple(input_shape))
   return {"params": out["params"], "batch_stats": out.get("batch_stats", {})}
 
 
@@ -54,11 +64,15 @@ def _strong(tree: Any) -> Any:
   return jax.tree.map(lambda x: jnp.asarray(x, dtype=jnp.asarray(x).dtype), tree)
 
 
+@functools.partial(jax.jit, static_argnames=("tx",), compiler_options=CHEAP_COMPILE)
+def _init_opt_state(params: Any, tx) -> Any:
+  # One program for the optimizer's state: op by op, every leaf shape compiled its own.
+  return jax.vmap(tx.init)(params)
+
+
 def make_state(variables: dict, tx) -> TrainState:
   params = variables["params"]
-  # One cheap program for the optimizer's state: op by op, every leaf shape compiled its own.
-  init = jax.jit(jax.vmap(tx.init), compiler_options={"xla_backend_optimization_level": 0})
-  opt_state = _strong(init(params))
+  opt_state = _strong(_init_opt_state(params, tx))
   members = ensemble.num_members(params)
   return TrainState(step=jnp.zeros((members,), jnp.int32), params=params,
                     batch_stats=variables["batch_stats"], opt_state=opt_state)
