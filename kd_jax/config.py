@@ -71,6 +71,8 @@ def data_config() -> ConfigDict:
     teacher_subset=0,         # stratified subset of the teacher pool; 0 = all
     distill_pool="rest",      # rest | teacher | train | d0 | d1
     distill_subset=0,         # stratified subset of the distill pool; 0 = all
+    distill_val=0,            # stratified examples of that set held out of distillation as the
+                              # "val" split (tuning without the test set); 0 = none
     max_test=0,               # stratified subset of test; 0 = all
     normalization="unit_cube",  # unit_cube | zscore | imagenet (fixed ImageNet mean, std)
     emnist_transposed=False,  # tfds emnist (also as data.ood) as the official code fed it: H↔W
@@ -111,10 +113,12 @@ def distill_config() -> ConfigDict:
     optim=optim_config(lr=0.05, nesterov=True, lr_min=1e-6),
     augment="",
     temperature=4.0,
+    temperature_end=0.0,     # > 0: τ moves linearly from temperature to this over training
+                             # (a temperature curriculum, kd_jax/runner/remedies.py); 0 = fixed
     alpha=0.0,
     loss="kd",               # kd | kl | reverse_kl | symmetric_kl | logit_mse | brier (losses.py)
     eval_every=10,
-    evals=("test", "distill", "distill_aug", "synth", "running"),  # evaluators.DISTILL_DEFAULTS
+    evals=("test", "distill", "val", "distill_aug", "synth", "running"),  # evaluators.DISTILL_DEFAULTS
     train_eval_size=0,       # distillation images used for train agreement; 0 = all
     synth_ratio=0.0,         # fraction of each batch that is fresh generator samples (the
                              # GAN of section gan, kd_jax/train/synthetic.py); 0 = real data only
@@ -127,6 +131,8 @@ def distill_config() -> ConfigDict:
         scale_lr=True,       # lr·(1-λ), floored at optim.lr_min (interpolate mode)
         anneal_until=0.5,    # anneal mode: fraction of training at which λ reaches 0
     )),
+    sam_rho=0.0,             # > 0: sharpness-aware steps of radius ρ (SAM, two gradients a step;
+                             # kd_jax/runner/remedies.py); 0 = plain steps
     trajectory=0,            # k > 0: distil from k checkpoints along the teacher's training,
                              # in order (needs teacher.keep_every); kd_jax/runner/remedies.py
     polish=ConfigDict(dict(  # after the run: full-batch second-order polish (0 epochs = none)

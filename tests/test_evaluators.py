@@ -22,6 +22,7 @@ def test_a_name_list_stands_for_its_default_entries():
   assert [(e.name, e.type, e.split, e.pred, e.every) for e in got] == [
       ("test", "fidelity", "test", "clean", 0),
       ("distill", "fidelity", "distill", "clean", 0),
+      ("val", "fidelity", "val", "clean", 0),
       ("distill_aug", "fidelity", "distill", "augmented", 0),
       ("synth", "fidelity_unlabelled", "synth", "clean", 0),
       ("running", "running", "test", "clean", 0)]

@@ -111,14 +111,67 @@ def test_shift_and_gauss():
 
 
 @pytest.mark.parametrize("variant", ["", "selfdistill", "data", "init", "ensemble",
-                                     "temperature"])
+                                     "temperature", "remedies_tune"])
 def test_testbed_configs_resolve(variant):
   spec = f"{TESTBED}:{variant}" if variant else str(TESTBED)
   c = config_files.get_config(config_files.load_module(TESTBED), variant)
   s = config_files.load_sweep(spec)
   trials = trials_lib.resolve_arms(c, s)
-  assert len(s.seeds) == 10
+  assert len(s.seeds) == (2 if variant == "remedies_tune" else 10)
   assert {t.config.data.source for t in trials} == {"mnist1d"}
   # every arm of every variant shares one stored teacher ensemble
   keys = {teacher_key(t.config.data, t.config.teacher, missing_ok=True) for t in trials}
   assert len(keys) == 1
+
+
+def _testbed_module():
+  return config_files.load_module(TESTBED)
+
+
+def test_every_remedy_spends_the_baselines_gradient_evaluations():
+  """Per distillation signal: epochs × gradients a step (2 with SAM) + the polish's iterations
+  at their charged cost = the baseline's epochs, for every arm of both remedies variants."""
+  tb = _testbed_module()
+  c = config_files.get_config(tb, "remedies_tune")
+  trials = trials_lib.resolve_arms(c, config_files.load_sweep(f"{TESTBED}:remedies_tune"))
+  assert len({t.arm for t in trials}) == 3 * len(tb.remedy_arms())
+  for t in trials:
+    d = t.config.distill
+    spent = d.epochs * (2 if d.sam_rho else 1) + d.polish.epochs * tb.POLISH_EPOCH_COST
+    assert spent == tb.STUDENT_EPOCHS, t.arm
+    assert d.sam_rho in (0.0, tb.SAM_RHO)
+    assert t.config.data.distill_val == tb.VAL_SIGNALS
+    assert "test" not in d.evals  # tuning never reads the test split
+
+
+def test_tuning_grid_is_each_arms_rate_times_the_factors():
+  tb = _testbed_module()
+  s = config_files.load_sweep(f"{TESTBED}:remedies_tune")
+  c = config_files.get_config(tb, "remedies_tune")
+  by_arm = {t.arm: t.config.distill.optim.lr for t in trials_lib.resolve_arms(c, s)}
+  for name, _, lr in tb.remedy_arms():
+    got = sorted(v for k, v in by_arm.items() if k.rsplit("_lr", 1)[0] == name)
+    np.testing.assert_allclose(got, [lr / 3, lr, 3 * lr], rtol=1e-5)  # rates kept to 8 decimals
+
+
+def test_tuned_rates_are_the_committed_tuning_sweeps_best():
+  """TUNED_LR holds, per remedy, the rate with the best mean val/agreement in the committed
+  tuning folder; with no folder committed it must be empty (and :remedies refuses to run)."""
+  import csv
+  tb = _testbed_module()
+  table = TESTBED.parents[1] / "experiments" / "results" / "testbed_remedies_tune" / "results.csv"
+  if not table.is_file():
+    assert tb.TUNED_LR == {}
+    with pytest.raises(ConfigError, match="run configs/testbed.py:remedies_tune"):
+      config_files.load_sweep(f"{TESTBED}:remedies")
+    return
+  rows = list(csv.DictReader(table.open()))
+  best = {}
+  for name, _, _ in tb.remedy_arms():
+    scores = {}
+    for r in rows:
+      arm, _, lr = r["arm"].rpartition("_lr")
+      if arm == name and r["val/agreement"]:
+        scores.setdefault(float(lr), []).append(float(r["val/agreement"]))
+    best[name] = max(scores, key=lambda lr: np.mean(scores[lr]))
+  assert {k: pytest.approx(v, rel=1e-2) for k, v in best.items()} == tb.TUNED_LR

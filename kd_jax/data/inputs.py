@@ -39,6 +39,7 @@ class ExperimentData:
   normalize: Callable[[Array], Array]
   modality: str = "image"        # image | text
   model_options: dict = dataclasses.field(default_factory=dict)  # text: {"vocab_size": n}
+  val: pipelines.Pipeline | None = None  # examples held out of distillation (data.distill_val)
 
   def prepare(self, policy: str = ""):
     """The step's input transform with an augmentation policy ('' = none)."""
@@ -110,4 +111,5 @@ def load(data: ConfigDict, mesh: Mesh, host: splits_lib.Splits | None = None) ->
       input_shape=tuple(host.teacher_x.shape[1:]),
       normalize=(lambda x: x) if is_text else normalizer(host, data.normalization),
       modality="text" if is_text else "image",
-      model_options={"vocab_size": int(host.info["vocab_size"])} if is_text else {})
+      model_options={"vocab_size": int(host.info["vocab_size"])} if is_text else {},
+      val=make(host.val_x, host.val_y) if len(host.val_y) else None)

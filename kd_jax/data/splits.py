@@ -25,7 +25,7 @@ DISTILL_POOLS = ("rest", "teacher", "train", "d0", "d1")
 OOD_LABEL = -1
 
 # One seed stream per purpose (see module docstring).
-_STREAM = dict(test=0, halves=1, teacher=2, distill=3, ood=4, max_test=5)
+_STREAM = dict(test=0, halves=1, teacher=2, distill=3, ood=4, max_test=5, val=6)
 
 
 def _stream_seed(seed: int, purpose: str) -> int:
@@ -122,6 +122,9 @@ class Splits:
   test_y: np.ndarray
   num_classes: int
   info: dict[str, Any]
+  # ``data.distill_val`` examples of the distillation set held out of it (empty: none)
+  val_x: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0,), np.uint8))
+  val_y: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0,), np.int32))
 
 
 
@@ -180,6 +183,18 @@ def _distill_pool(kind: str, pools: dict[str, np.ndarray], teacher: np.ndarray) 
   return pools[kind]
 
 
+def _held_out(distill: np.ndarray, train_y: np.ndarray, n: int, seed: int) -> np.ndarray:
+  """A stratified ``n`` of the distillation set (positions into train) kept out of it: the
+  validation split a tuning sweep reads instead of the test set. Empty for n = 0."""
+  if not n:
+    return distill[:0]
+  if n >= distill.size:
+    raise ConfigError(f"data.distill_val={n} leaves nothing to distil on: the distillation set "
+                      f"has {distill.size} examples; use 1 to {distill.size - 1}")
+  return distill[stratified_subset(train_y[distill], n, _stream_seed(seed, "val"),
+                                   key="data.distill_val", pool="distillation set")]
+
+
 def _ood_images(ood: ArrayDataset | None, n: int, seed: int, shape: tuple[int, ...]) -> np.ndarray:
   """``n`` seeded OOD train images, resized to the task's image shape."""
   if ood is None:
@@ -200,8 +215,8 @@ def make_splits(ds: ArrayDataset, data_cfg: Any, ood: ArrayDataset | None = None
   Steps: carve a stratified test set of ``test_size`` from train when the source has none;
   pick the teacher pool (train or D0) and its stratified ``teacher_subset``; pick the distill
   pool ('rest' = train minus the teacher set, disjoint from it; 'teacher' = the teacher's own
-  images) and its ``distill_subset``; append ``ood.num`` seeded OOD images; keep a stratified
-  ``max_test`` of test.
+  images) and its ``distill_subset``; hold ``distill_val`` of those out as the validation
+  split; append ``ood.num`` seeded OOD images; keep a stratified ``max_test`` of test.
   """
   seed = _count(data_cfg, "split_seed")
   teacher_pool = _choice(data_cfg, "teacher_pool", TEACHER_POOLS, "train")
@@ -222,6 +237,9 @@ def make_splits(ds: ArrayDataset, data_cfg: Any, ood: ArrayDataset | None = None
                     _count(data_cfg, "distill_subset"), seed, "distill", "data.distill_subset",
                     "distill pool")
 
+  val = _held_out(distill, train_y, _count(data_cfg, "distill_val"), seed)
+  if val.size:
+    distill = np.setdiff1d(distill, val)  # both sorted: order stays that of train
   distill_x = ds.train_images[train_idx[distill]]
   distill_y = train_y[distill]
   is_ood = np.zeros(distill_y.shape, bool)
@@ -239,14 +257,16 @@ def make_splits(ds: ArrayDataset, data_cfg: Any, ood: ArrayDataset | None = None
 
   info = dict(split_seed=seed, teacher_pool=teacher_pool, teacher_size=int(teacher.size),
               distill_pool=distill_pool, distill_size=int(distill_y.shape[0]),
-              distill_ood=int(is_ood.sum()), test_size=int(test_y.shape[0]),
+              distill_ood=int(is_ood.sum()), val_size=int(val.size),
+              test_size=int(test_y.shape[0]),
               test_from=test_from, num_classes=int(ds.num_classes),
               # provenance (tfds name, version and data_dir; file and sha256 of a folder/tar)
               source=_provenance(ds), **({"ood_source": _provenance(ood)} if ood_n else {}))
   return Splits(teacher_x=ds.train_images[train_idx[teacher]], teacher_y=train_y[teacher],
                 distill_x=distill_x, distill_y=distill_y.astype(np.int32),
                 distill_is_ood=is_ood, test_x=test_x, test_y=test_y.astype(np.int32),
-                num_classes=int(ds.num_classes), info=info)
+                num_classes=int(ds.num_classes), info=info,
+                val_x=ds.train_images[train_idx[val]], val_y=train_y[val].astype(np.int32))
 
 
 def _provenance(ds: ArrayDataset) -> dict[str, str]:
@@ -259,7 +279,9 @@ def describe(splits: Splits) -> str:
   i = splits.info
   ood = f"; OOD from {where(i['ood_source'])}" if "ood_source" in i else ""
   return (f"teacher {i['teacher_size']} ({i['teacher_pool']}) | distill {i['distill_size']} "
-          f"({i['distill_pool']}, {i['distill_ood']} OOD) | test {i['test_size']} "
+          f"({i['distill_pool']}, {i['distill_ood']} OOD)"
+          f"{f' | val {v} (held out of distill)' if (v := i.get('val_size')) else ''}"
+          f" | test {i['test_size']} "
           f"({i['test_from']}) | {i['num_classes']} classes | split_seed {i['split_seed']}"
           f" | read from {where(i.get('source', {}))}{ood}")
 

@@ -245,6 +245,7 @@ SPLITS: dict[str, str] = {
     "test": "test",
     "distill": "distill",                   # the distillation data, eval mode, clean
     "distill_aug": "distill (augmented)",   # the distillation data as augmented, eval mode
+    "val": "val",                           # held out of the distillation data, eval mode
     "running": "distill (running)",         # train mode, the batches as trained, last epoch
     "synth": "GAN samples",                 # fixed samples of the distillation GAN, eval mode
     "members": "teacher members",

@@ -31,7 +31,7 @@ RESULTS = rundir.RESULTS
 #: Rows of the printed table, in order: (split, row label).
 #: The distillation split is ``distill`` everywhere: here, results.json, CSV columns and
 #: kd_jax.load_split (README.md, "Outputs": the names of the splits).
-TABLE_ROWS = (("test", "test"), ("distill", "distill"),
+TABLE_ROWS = (("test", "test"), ("distill", "distill"), ("val", "val (held out of distill)"),
               ("distill_aug", "distill (augmented)"), ("running", "distill (running)"))
 
 

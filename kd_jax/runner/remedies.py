@@ -12,6 +12,12 @@ that plain SGD from a random start does not take.
   trained with ``teacher.keep_every``.
 * **second-order polish** (``distill.polish.epochs``): after the first-order run, full-batch
   L-BFGS on the same distillation loss, from where SGD stopped.
+* **sharpness-aware steps** (``distill.sam_rho``; Foret et al. 2021, SAM): each step's gradient
+  is taken at θ + ρ·g/‖g‖, the worst point of a ρ-ball to first order, which seeks flat regions
+  of the loss. Two gradient evaluations per step (kd_jax/train/steps.py).
+* **a temperature curriculum** (``distill.temperature_end``; after Jafari et al. 2021,
+  annealing KD): τ moves linearly from ``distill.temperature`` to ``temperature_end`` over
+  training, so the student first fits the teacher's smoothed function, then its sharp one.
 """
 from __future__ import annotations
 
@@ -46,6 +52,21 @@ def anneal_schedule(d: ConfigDict, total_steps: int):
                            until_step=float(d.init.anneal_until) * total_steps)
 
 
+def temperature_at(step: jax.Array, start: float, end: float, total_steps: float) -> jax.Array:
+  """τ(step) = start + (end − start)·min(1, step / total_steps): linear, then held at ``end``."""
+  frac = jnp.minimum(1.0, jnp.asarray(step, jnp.float32) / jnp.float32(max(total_steps, 1)))
+  return jnp.float32(start) + (jnp.float32(end) - jnp.float32(start)) * frac
+
+
+def temperature_schedule(d: ConfigDict, total_steps: int):
+  """The step → τ function of ``distill.temperature_end`` (None: τ stays
+  ``distill.temperature``); hashable (a partial), as StepSpec must be."""
+  if not float(d.temperature_end):
+    return None
+  return functools.partial(temperature_at, start=float(d.temperature),
+                           end=float(d.temperature_end), total_steps=float(total_steps))
+
+
 def check(d: ConfigDict) -> None:
   """Config checks for the remedies' keys; raises ConfigError with the fix."""
   if not 0.0 <= float(d.init.anneal_until) <= 1.0:
@@ -59,6 +80,19 @@ def check(d: ConfigDict) -> None:
                       f"distill.epochs (now {d.epochs})")
   if int(d.polish.epochs) < 0:
     raise ConfigError(f"distill.polish.epochs={d.polish.epochs} must be >= 0")
+  if not float(d.sam_rho) >= 0:
+    raise ConfigError(f"distill.sam_rho={d.sam_rho} must be >= 0 (0 = plain steps; SAM's "
+                      "radius, e.g. 0.05)")
+  if float(d.sam_rho) and d.optim.name.startswith("lbfgs"):
+    raise ConfigError(f"distill.sam_rho={d.sam_rho} perturbs minibatch gradients; "
+                      f"distill.optim.name={d.optim.name!r} searches its own steps: set one "
+                      "of them back (sam_rho=0 or optim.name='sgd'/'adam')")
+  if not float(d.temperature_end) >= 0:
+    raise ConfigError(f"distill.temperature_end={d.temperature_end} must be >= 0 (0 = τ stays "
+                      "distill.temperature; > 0 = the τ reached at the end of training)")
+  if float(d.temperature_end) and float(d.synth_ratio) > 0:
+    raise ConfigError("distill.temperature_end > 0 and distill.synth_ratio > 0 both set a "
+                      "per-step temperature; set distill.temperature_end=0 for GAN rows")
 
 
 # ---------------------------------------------------------------- the teacher's trajectory

@@ -129,8 +129,11 @@ def _polish(d: ConfigDict, workdir: Path, data: ExperimentData, spec: steps.Step
   apply_fn = modeling.local(model).apply if line_search else model.apply
   # A line search needs one objective: the clean distillation images, no fresh augmentation
   # per step (its running metrics are therefore on clean images).
+  # The polish fits the loss the first-order run ended on: its last τ, no SAM perturbation.
   pspec = dataclasses.replace(spec, tx=tx, line_search=line_search, l2=l2, apply_fn=apply_fn,
-                              anneal=None, synth=None, prepare=data.prepare(""))
+                              anneal=None, synth=None, prepare=data.prepare(""),
+                              temperature=float(d.temperature_end or d.temperature),
+                              temperature_at=None, sam_rho=0.0)
   phase = dataclasses.replace(base, name="polish", spec=pspec, epochs=p.epochs,
                               batch_size=batch_size,
                               checkpoint_dir=Path(workdir) / "checkpoints" / "polish")
@@ -184,9 +187,9 @@ def distill(d: ConfigDict, run: ConfigDict, seed: int, workdir: Path, data: Expe
   tx, batch_size, line_search, l2 = _optimizer(d, data, mesh, lr,
                                                synthetic.real_batch_size(d))
   anneal, anchor = None, None
+  total_steps = pipelines.steps_per_epoch(data.distill.size, batch_size) * int(d.epochs)
   if d.init.mode == remedies.ANNEAL_MODE:
-    spe = pipelines.steps_per_epoch(data.distill.size, batch_size)
-    anneal = remedies.anneal_schedule(d, spe * int(d.epochs))
+    anneal = remedies.anneal_schedule(d, total_steps)
     anchor = _anchor(int(d.init.member), teacher, init_vars, mesh)
   # A line search fits the gathered batch on each device: BatchNorm needs no device axis there.
   apply_fn = modeling.local(model).apply if line_search else model.apply
@@ -194,14 +197,16 @@ def distill(d: ConfigDict, run: ConfigDict, seed: int, workdir: Path, data: Expe
                         materialize=data.distill.materialize, objective=d.loss,
                         temperature=float(d.temperature), alpha=float(d.alpha),
                         teacher_apply=t_model.apply, line_search=line_search, l2=l2,
-                        member_mode=run.member_mode, anneal=anneal, synth=synth)
+                        member_mode=run.member_mode, anneal=anneal, synth=synth,
+                        temperature_at=remedies.temperature_schedule(d, total_steps),
+                        sam_rho=float(d.sam_rho))
   clean = dataclasses.replace(spec, prepare=data.prepare(""), anneal=None)
   ctx = evaluators.DistillContext(
       student_apply=model.apply, teacher_apply=t_model.apply, teacher_vars=t_vars,
       test=data.test, distill=data.distill, mesh=mesh, clean=clean,
       augmented=dataclasses.replace(spec, anneal=None) if d.augment else None,
       batch_size=run.eval_batch_size, train_limit=int(d.train_eval_size),
-      seed=seed, synthetic=synth_eval)
+      seed=seed, synthetic=synth_eval, val=data.val)
   chosen = evaluators.entries("distill", d.evals, evals)
   evaluate = evaluators.build("distill", chosen, ctx, int(d.eval_every))
   phase = Phase(name="distill", spec=spec, pipeline=data.distill, epochs=d.epochs,
@@ -214,8 +219,9 @@ def distill(d: ConfigDict, run: ConfigDict, seed: int, workdir: Path, data: Expe
   state = parallel.replicate(modeling.make_state(init_vars, tx), mesh)
   print(f"[distill] {k}-member {teacher.model.__class__.__name__} teacher → "
         f"{d.model.name} student on {data.distill.size} examples for {d.epochs} epochs "
-        f"(τ={d.temperature}, α={d.alpha}, loss={d.loss}, augment={d.augment or 'none'!r}, "
-        f"init={d.init.mode})", flush=True)
+        f"(τ={d.temperature}{f' → {d.temperature_end}' if d.temperature_end else ''}, "
+        f"α={d.alpha}, loss={d.loss}, augment={d.augment or 'none'!r}, init={d.init.mode}"
+        f"{f', SAM ρ={d.sam_rho}' if d.sam_rho else ''})", flush=True)
   if synth is not None:
     print(f"[distill] each batch: {batch_size} real rows + {synthetic.synth_count(d)} "
           f"GAN samples at τ={d.synth_temp} (from {gan.entry})", flush=True)

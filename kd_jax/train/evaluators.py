@@ -16,10 +16,12 @@ produces them exactly over a split). Building an evaluator computes nothing: pre
 needs once (the frozen teacher's) are computed by its first run and kept.
 
 The default entries of a distillation run (``distill.evals`` names; entry splits ``test``,
-``distill``, ``synth``):
+``distill``, ``val``, ``synth``):
 
 * ``test`` — teacher vs student on the test split (eval mode, clean inputs);
 * ``distill`` — on the distillation data, eval mode, clean inputs;
+* ``val`` — on the examples held out of the distillation data (``data.distill_val``), eval mode,
+  clean inputs: what a tuning sweep reads instead of the test split; only when there are some;
 * ``distill_aug`` — on the distillation data as augmented for distillation (eval mode; teacher and
   student see the same augmented images); only when ``distill.augment`` is set;
 * ``synth`` — on fixed samples of the GAN whose rows were added to the batches
@@ -134,6 +136,7 @@ class DistillContext:
   train_limit: int
   seed: int
   synthetic: Optional[pipelines.Pipeline] = None  # fixed GAN samples (kd_jax.train.synthetic)
+  val: Optional[pipelines.Pipeline] = None        # held out of distillation (data.distill_val)
 
   def _teacher(self, pipeline: pipelines.Pipeline, limit: int = 0) -> jax.Array:
     (logits,) = predict((self.teacher_apply,), (self.teacher_vars,), pipeline, self.mesh,
@@ -152,9 +155,14 @@ class DistillContext:
   def teacher_synth(self) -> Optional[jax.Array]:
     return None if self.synthetic is None else self._teacher(self.synthetic)
 
+  @functools.cached_property
+  def teacher_val(self) -> Optional[jax.Array]:
+    return None if self.val is None else self._teacher(self.val)
+
   def pipeline(self, split: str) -> Optional[pipelines.Pipeline]:
     """The split's pipeline (None: the run has none, e.g. ``synth`` without GAN rows)."""
-    return {"test": self.test, "distill": self.distill, "synth": self.synthetic}[split]
+    return {"test": self.test, "distill": self.distill, "synth": self.synthetic,
+            "val": self.val}[split]
 
   def limit(self, split: str) -> int:
     return self.train_limit if split == "distill" else 0
@@ -162,7 +170,7 @@ class DistillContext:
   def teacher_clean(self, split: str) -> jax.Array:
     """The frozen teacher's log-probabilities on a split (clean), computed once."""
     return {"test": lambda: self.teacher_test, "distill": lambda: self.teacher_train,
-            "synth": lambda: self.teacher_synth}[split]()
+            "synth": lambda: self.teacher_synth, "val": lambda: self.teacher_val}[split]()
 
   def student(self, state: steps.TrainState, pipeline: pipelines.Pipeline,
               limit: int = 0) -> jax.Array:
@@ -194,11 +202,12 @@ TEACHER_DEFAULTS = {"test": Entry("test", "ensemble"), "members": Entry("members
 #: ``distill.evals`` names → the entries they stand for.
 DISTILL_DEFAULTS = {"test": Entry("test", "fidelity"),
                     "distill": Entry("distill", "fidelity", "distill"),
+                    "val": Entry("val", "fidelity", "val"),
                     "distill_aug": Entry("distill_aug", "fidelity", "distill", "augmented"),
                     "synth": Entry("synth", "fidelity_unlabelled", "synth"),
                     "running": Entry("running", "running")}
 #: Splits each phase's evaluators can read.
-SPLITS = {"teacher": ("test", "train"), "distill": ("test", "distill", "synth")}
+SPLITS = {"teacher": ("test", "train"), "distill": ("test", "distill", "val", "synth")}
 
 TEACHER_EVALS: Registry[Callable[[TeacherContext, Entry], Optional[Evaluator]]] = Registry(
     "teacher evaluator type", "evals.<name>.type")

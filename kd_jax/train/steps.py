@@ -77,6 +77,10 @@ class StepSpec:
   synth: Any = None                           # synthetic.SynthSpec: GAN rows appended to each
                                               # batch; teacher_vars is then {"teacher",
                                               # "generator"}
+  temperature_at: Optional[Callable[[Array], Array]] = None  # step → τ (a curriculum,
+                                              # remedies.temperature_schedule); None = fixed
+  sam_rho: float = 0.0                        # > 0: the update uses the gradient at
+                                              # θ + ρ·g/‖g‖ (SAM, Foret et al. 2021)
 
 
 def step_key(seed: Array, stream: int, member: Array, epoch: Array, step: Array) -> Array:
@@ -114,6 +118,19 @@ def _sq_norm(tree: Any) -> Array:
   return sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree))
 
 
+def sam_gradient(loss_fn: Callable[[Any], Array], params: Any, grads: Any, rho: float,
+                 reduce: Callable[[Any], Any]) -> Any:
+  """SAM's gradient: ∇L at θ + ρ·g/‖g‖, with g the (already reduced) gradient at θ.
+
+  ``g`` is the global batch's, so every device perturbs to the same point; the second gradient
+  is reduced the same way. A zero gradient leaves θ unperturbed (no division by zero).
+  """
+  norm = jnp.sqrt(_sq_norm(grads))
+  scale = jnp.where(norm > 0, rho / jnp.where(norm > 0, norm, 1.0), 0.0)
+  perturbed = jax.tree.map(lambda p, g: p + scale * g, params, grads)
+  return reduce(jax.grad(loss_fn)(perturbed))
+
+
 def train_step(state: TrainState, batch: Batch, key: Array, spec: StepSpec,
                teacher_vars: Any = None) -> tuple[TrainState, dict]:
   """One optimizer step of one member on this device's slice of the global batch.
@@ -128,7 +145,7 @@ def train_step(state: TrainState, batch: Batch, key: Array, spec: StepSpec,
   anchor = None
   if spec.anneal is not None:
     teacher_vars, anchor = teacher_vars
-  temperature = None
+  temperature = None if spec.temperature_at is None else spec.temperature_at(state.step)
   if spec.synth is not None:  # fresh GAN samples after the (augmented) real rows
     x, is_real, labels, mask, temperature = synthetic.append_rows(
         spec.synth, teacher_vars["generator"], key, x, is_real, labels, mask, spec.temperature)
@@ -176,6 +193,9 @@ def train_step(state: TrainState, batch: Batch, key: Array, spec: StepSpec,
     updates, opt_state = spec.tx.update(grads, state.opt_state, state.params, value=loss,
                                         grad=grads, value_fn=value_fn)
   else:
+    if spec.sam_rho:  # BatchNorm statistics and the metrics stay those of the first pass
+      grads = sam_gradient(lambda p: local_loss(p)[0], state.params, grads, spec.sam_rho,
+                           reduce)
     with jax.named_scope("optimizer"):
       updates, opt_state = spec.tx.update(grads, state.opt_state, state.params)
   with jax.named_scope("optimizer"):
