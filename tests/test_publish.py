@@ -207,3 +207,45 @@ def test_a_sweep_does_not_write_into_published_results(tmp_path):
     assert "\n" not in str(e.value)
   sweep_cli.check_not_published(tmp_path / "runs" / "fig6_init_mini")  # anywhere else is fine
   sweep_cli.check_not_published(provenance.ROOT / "experiments" / "resultsX")
+
+
+def test_a_collected_partial_sweep_is_restored_and_only_the_rest_runs(figure_file, tmp_path,
+                                                                     monkeypatch, capsys):
+  clean = {"commit": "aaaaaaa", "dirty": False, "machine": MACHINE, "finished": "2026-01-01T10:00"}
+  fake(monkeypatch, {"t1": clean, "t4": clean})
+  run(figure_file, tmp_path / "first")
+  epochs = tmp_path / "first" / "t1" / "seed0" / "metrics.jsonl"
+  epochs.write_text('{"phase": "distill", "epoch": 1, "test": {"agreement": 50.0}}\n')
+  out = rebuild.collect(tmp_path / "first", tmp_path / "partial")
+  import shutil
+  shutil.rmtree(out / "trials" / "t4" / "seed1")  # the trial the first machine did not finish
+  rebuild.main(["--restore", str(out), "--workdir", str(tmp_path / "second")])
+  assert "restored 3 finished trial(s)" in capsys.readouterr().out
+  ran = []
+  real = experiment.run
+  monkeypatch.setattr(experiment, "run",
+                      lambda config, workdir, hook=None: ran.append(Path(workdir)) or real(
+                          config, workdir, hook))
+  run(figure_file, tmp_path / "second")
+  assert [(p.parent.name, p.name) for p in ran] == [("t4", "seed1")]
+  key = lambda r: (r["arm"], r["seed"], r["test/agreement"])
+  assert [key(r) for r in rows(tmp_path / "second" / "results.csv")] == [
+      key(r) for r in rows(tmp_path / "first" / "results.csv")]
+  # epochs travel back too, byte for byte
+  assert (tmp_path / "second" / "t1" / "seed0" / "metrics.jsonl").read_bytes() == (
+      epochs.read_bytes())
+
+
+def test_restore_refuses_a_trial_of_another_config(figure_file, tmp_path, monkeypatch, capsys):
+  clean = {"commit": "aaaaaaa", "dirty": False, "machine": MACHINE, "finished": "2026-01-01T10:00"}
+  fake(monkeypatch, {"t1": clean, "t4": clean})
+  run(figure_file, tmp_path / "first")
+  out = rebuild.collect(tmp_path / "first", tmp_path / "partial")
+  cfg = out / "trials" / "t1" / "seed0" / "config.json"
+  c = json.loads(cfg.read_text())
+  c["distill"]["alpha"] = 0.5
+  cfg.write_text(json.dumps(c))
+  with pytest.raises(SystemExit):
+    rebuild.main(["--restore", str(out), "--workdir", str(tmp_path / "second")])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "distill.alpha=0.5" in err[0] and "rerun it" in err[0]

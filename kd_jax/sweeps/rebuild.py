@@ -13,6 +13,14 @@ tree with uncommitted changes (or recorded no commit) are refused unless ``--all
 ``--rebuild`` regenerates the same three outputs from the per-trial files, byte for byte (the
 test suite rebuilds every committed folder). A folder from before per-trial files holds only
 its ``results.csv``: it is rebuilt from that, its provenance lines kept.
+
+``--restore DIR --workdir W`` puts a collected folder's finished trials back into a sweep
+workdir (``results.json``, ``config.json``, ``metrics.jsonl``), so the same sweep command run
+there skips them and runs only the rest: a sweep longer than one machine's session is
+finished across sessions or machines by collecting what is done (say into
+``experiments/partial/<name>``), committing it, and restoring it on the next machine. A trial
+the workdir already holds is left as it is; one whose config differs from the figure's on a
+key that changes results is refused.
 """
 from __future__ import annotations
 
@@ -138,6 +146,53 @@ def collect(workdir: Path, out: Path, allow_dirty: bool = False) -> Path:
   return rebuild(out)
 
 
+# ------------------------------------------------------------------ restore
+
+
+def _same_config(committed: dict, current: dict) -> list[tuple[str, Any, Any]]:
+  """Identity differences, a shortened path (``…/a/b``, ``_short_paths``) matching any
+  current path with the same last parts."""
+  from kd_jax.runner.identity import differences
+  return [(k, a, b) for k, a, b in differences(committed, current)
+          if not (isinstance(a, str) and a.startswith("…/") and isinstance(b, str)
+                  and b.endswith(a[1:]))]
+
+
+def restore(out: Path, workdir: Path) -> list[str]:
+  """Copies the finished trials of the collected folder ``out`` into the sweep workdir
+  ``workdir`` (module docstring); returns the trial paths restored."""
+  from kd_jax.config import to_json
+  out, workdir = Path(out), Path(workdir)
+  meta_file = out / SWEEP_FILE
+  if not meta_file.is_file():
+    raise ValueError(f"{meta_file} is missing: --restore reads a folder written by --collect")
+  config, sweep, trials, _ = _rows_and_trials(out, json.loads(meta_file.read_text())["command"],
+                                              "")
+  restored = []
+  for t in trials:
+    src, dst = out / TRIALS / t.path, workdir / t.path
+    if not (src / "results.json").is_file() or (dst / "results.json").exists():
+      continue
+    current = json.loads(to_json(t.config))
+    diffs = _same_config(json.loads((src / "config.json").read_text()), current)
+    if diffs:
+      k, was, now = diffs[0]
+      raise ValueError(f"{src} ran with {k}={was!r}, the figure now has {now!r}: it cannot "
+                       "stand for this sweep's trial; rerun it instead")
+    dst.mkdir(parents=True, exist_ok=True)
+    if (src / "metrics.jsonl.gz").is_file():
+      with gzip.open(src / "metrics.jsonl.gz", "rb") as f:
+        atomic.write_text(dst / "metrics.jsonl", f.read().decode())
+    # This machine's paths, so the sweep's identity check and later collects read it as theirs.
+    atomic.write_text(dst / "config.json", json.dumps(current, indent=1, sort_keys=True) + "\n")
+    shutil.copyfile(src / "results.json", dst / "results.json")  # last: it marks the trial done
+    restored.append(t.path)
+  if not (workdir / SWEEP_FILE).exists():
+    workdir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(meta_file, workdir / SWEEP_FILE)
+  return restored
+
+
 # ------------------------------------------------------------------ rebuild
 
 
@@ -194,7 +249,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
   g.add_argument("--rebuild", nargs="+", metavar="DIR",
                  help="results folders to rewrite from their per-trial files (or results.csv)")
   g.add_argument("--collect", metavar="WORKDIR", help="a sweep's workdir to publish")
+  g.add_argument("--restore", metavar="DIR",
+                 help="a collected folder whose trials go back into --workdir (to finish it)")
   p.add_argument("--out", help="with --collect: the results folder to write")
+  p.add_argument("--workdir", help="with --restore: the sweep workdir to fill")
   p.add_argument("--allow_dirty", action="store_true",
                  help="with --collect: publish trials that ran with uncommitted changes")
   p.add_argument("--config", default="", help="figure file[:arg]; default: the folder's command")
@@ -204,6 +262,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
       if not a.out:
         raise ValueError("--collect needs --out <results folder>")
       print(f"collected {a.collect} into {collect(Path(a.collect), Path(a.out), a.allow_dirty)}")
+      return
+    if a.restore:
+      if not a.workdir:
+        raise ValueError("--restore needs --workdir <the sweep's workdir>")
+      done = restore(Path(a.restore), Path(a.workdir))
+      print(f"restored {len(done)} finished trial(s) of {a.restore} into {a.workdir}; run the "
+            "sweep command there to finish the rest")
       return
     for d in a.rebuild:
       print(f"rebuilt {rebuild(Path(d), a.config)}")
