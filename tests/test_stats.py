@@ -97,3 +97,15 @@ def test_two_modes_leaves_unimodal_or_too_few_seeds_alone(values, min_gap):
 def test_two_modes_just_past_the_ratio():
   m = stats.two_modes([0.0, 1.0, 4.01], min_gap=0.0)
   assert (m.low_n, m.high_n) == (2, 1)
+
+
+def test_arms_with_fewer_than_two_seeds_are_named_not_given_a_row():
+  from kd_jax.sweeps import compare
+  values = {"ref": {"test/agreement": [80.0, 82.0, 81.0]},
+            "b": {"test/agreement": [85.0, 86.0]},
+            "c": {"test/agreement": [90.0]},
+            "d": {}}
+  lines = compare.difference_lines(["ref", "b", "c", "d"], "ref", ["test/agreement"], values)
+  rows = [l for l in lines if l.startswith("| ") and not l.startswith("| arm")]
+  assert [r.split(" | ")[0][2:] for r in rows] == ["b"]
+  assert lines[-1] == "Not compared (a CI needs 2 or more seeds): `c` (1 seed), `d` (0 seeds)."

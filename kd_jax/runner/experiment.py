@@ -9,14 +9,13 @@ results), one with another config is refused unless ``restart`` (``kd_jax.runner
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 from ml_collections import ConfigDict
 
-from kd_jax.core import atomic, distributed, parallel, provenance
+from kd_jax.core import atomic, distributed, parallel, provenance, wallclock
 from kd_jax.kd import metrics
 from kd_jax.train import writer as report
 from kd_jax.runner import identity as rundir, student as student_lib, teachers
@@ -63,7 +62,6 @@ def run(config: ConfigDict, workdir: str | Path, hook: Optional[Hook] = None,
   ``restart`` deletes the run already in ``workdir`` (not its teachers) and starts over;
   without it, a workdir holding a run of another config is a ConfigError.
   """
-  t0 = time.time()
   workdir = Path(workdir)
   validate(config)
   primary = distributed.is_primary()  # on many hosts process 0 alone writes files
@@ -84,8 +82,10 @@ def run(config: ConfigDict, workdir: str | Path, hook: Optional[Hook] = None,
     return finished
   if primary:
     atomic.write_text(workdir / rundir.CONFIG, to_json(config))
+  # Wall time of every process that worked on this run, not only this one (a resumed run).
+  clock = wallclock.WallClock(workdir, enabled=primary)
   mesh, data = load_data(config.data, config.run.num_devices)
-  writer = report.MetricWriter(workdir, tensorboard=config.run.tensorboard)
+  writer = report.MetricWriter(workdir, tensorboard=config.run.tensorboard, on_write=clock.save)
   try:
     teacher = teachers.get_teacher(config.teacher, store_keys(config.data, config.teacher),
                                    config.run, workdir, data, mesh, writer, hook, config.evals)
@@ -116,7 +116,8 @@ def run(config: ConfigDict, workdir: str | Path, hook: Optional[Hook] = None,
       "teacher": {"entry": str(teacher.entry), "members_used": members_used},
       "sizes": data.host.info,
       "devices": [str(d) for d in mesh.devices.flat],
-      "wall_time_s": round(time.time() - t0, 1),
+      "wall_time_s": round(clock.spent(), 1),
+      "processes": clock.processes,   # > 1: resumed; wall_time_s sums them
   }
   if primary:
     # The code, machine and flags it ran with (XLA:CPU numbers are bitwise only on one CPU type).

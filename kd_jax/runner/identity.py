@@ -26,7 +26,7 @@ RESULTS = "results.json"
 PROGRESS = (RESULTS, "metrics.jsonl", "checkpoints")
 #: What ``clear`` deletes: everything of the run except the teachers, which are keyed by their
 #: own recipe and shared (``<workdir>/teachers`` or ``teacher.store``).
-CLEARED = PROGRESS + ("tensorboard", "plane", "line", CONFIG)
+CLEARED = PROGRESS + ("tensorboard", "plane", "line", CONFIG, "wall_time.json")
 
 
 def flat(tree: Any, prefix: str = "") -> dict[str, Any]:

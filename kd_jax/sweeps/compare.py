@@ -67,11 +67,18 @@ def difference_lines(arms: Sequence[str], reference: str, columns: Sequence[str]
            "Each CI stands alone (not corrected for the number of comparisons).", "",
            "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   ref = values.get(reference, {})
+  few = [a for a in others if _seeds(values, a, columns) < 2]
   for arm in others:
+    if arm in few:  # a row of "—" says nothing; they are named below the table
+      continue
     mine = values.get(arm, {})
     cells = [arm, str(_seeds(values, arm, columns))]
     cells += [diff_cell(mine.get(c, ()), ref.get(c, ()), c) for c in columns]
     lines.append("| " + " | ".join(cells) + " |")
+  if few:
+    lines += ["", "Not compared (a CI needs 2 or more seeds): " + ", ".join(
+        f"`{a}` ({_seeds(values, a, columns)} seed{'s' if _seeds(values, a, columns) != 1 else ''})"
+        for a in few) + "."]
   return lines
 
 

@@ -7,7 +7,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 from kd_jax.core import atomic
 from kd_jax.kd import metrics
@@ -68,9 +68,11 @@ def _record(line: str) -> Optional[dict]:
 class MetricWriter:
   """Appends ``{"phase", "epoch", ...}`` records to ``metrics.jsonl`` and TensorBoard."""
 
-  def __init__(self, workdir: Path, tensorboard: bool = True):
+  def __init__(self, workdir: Path, tensorboard: bool = True,
+               on_write: Optional[Callable[[], None]] = None):
     from kd_jax.core.distributed import is_primary
     self.path = Path(workdir) / "metrics.jsonl"
+    self._on_write = on_write  # called after each record (the run's wall clock saves)
     self._tb = None
     self.enabled = is_primary()  # on many hosts process 0 alone writes the log
     if self.enabled:
@@ -102,6 +104,8 @@ class MetricWriter:
            **{split: {k: _plain(v) for k, v in m.items()} for split, m in results.items()}}
     with self.path.open("a") as f:
       f.write(json.dumps(rec) + "\n")
+    if self._on_write is not None:
+      self._on_write()
     if self._tb is not None:
       for split, m in results.items():
         for k, v in m.items():
