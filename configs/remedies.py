@@ -3,6 +3,8 @@
     python -m kd_jax.sweep --config=configs/remedies.py --workdir=runs/remedies          # GPU/TPU
     python -m kd_jax.sweep --config=configs/remedies.py:mid --workdir=runs/remedies_mid  # CPU
     python -m kd_jax.sweep --config=configs/remedies.py:mid_long --workdir=runs/remedies_mid_long
+    python -m kd_jax.sweep --config=configs/remedies.py:tune --workdir=runs/remedies_tune  # v2
+    python -m kd_jax.sweep --config=configs/remedies.py:v2 --workdir=runs/remedies_v2       # GPU/TPU
 
 The paper's Fig 6 setting (self-distillation of a LayerNorm ResNet on the teacher's own
 training images with crop + flip; configs/fig6_optimization.py) and its finding: from a random
@@ -33,6 +35,16 @@ LayerNorm PreResNet-8 teacher; students distilled 15 epochs (batch 64) on 1,000 
 images, 3 seeds; the `polish` arm runs L-BFGS with a backtracking line search
 (`lbfgs_backtracking`: XLA:CPU runs the zoom search's in-loop gradients far too slowly). The
 plane (teacher, init, final student) is drawn for `baseline` and `anneal`.
+
+`tune` and `v2` (paper scale, remedies v2: the fairness rules of configs/testbed.py's
+`remedies`, ``kd_jax.recipes.remedy_arms``): every arm spends the baseline's gradient
+evaluations (300 epochs; SAM 150 epochs of two gradients; the polish's 50 L-BFGS iterations
+charged 2 epochs each), no arm runs longer, and each arm's learning rate is chosen on 5,000
+of the 50,000 distillation images held out (`data.distill_val`, split `val`) by `tune` (each
+arm × {1/3, 1, 3} of its rate, 2 seeds, test never evaluated), then `v2` runs 3 seeds at the
+rates ``TUNED_LR`` names (empty until `tune` has run and its folder is committed: `v2` refuses
+to run before). Sized for accelerators: `tune` is 78 trials of ≈ 0.7 h on one GPU at the
+remedies' ResNet-20 LN speed, `v2` 39.
 
 `mid_long`: the same teacher and distillation set with students trained until their train
 agreement levels off rather than 15 epochs: 100 epochs (1,600 steps; `long` and `consistent`
@@ -72,9 +84,22 @@ def _arms(epochs: int, trajectory: int, polish_epochs: int, polish_optim: str = 
   )
 
 
+#: v2's paper-scale remedies (the baseline: SGD Nesterov 0.05, 300 epochs; the other
+#: optimizer: Adam) and their tuned rates (from `tune`'s best mean val/agreement).
+V2_EPOCHS = 300
+V2_VAL_IMAGES = 5_000
+V2_TUNE_SEEDS = (0, 1)
+TUNED_LR: dict[str, float] = {}
+
+
+def v2_arms(lr: float) -> tuple:
+  return recipes.remedy_arms(V2_EPOCHS, lr, other_optim=ADAM, other_name="adam",
+                             mixup_augment=MIXUP, trajectory=10, polish_iters=50)
+
+
 def _figure(arg: str = ""):
   """(trial config, sweep) of the study for a variant."""
-  recipes.check_variant(arg, "configs/remedies.py", ("", "mid", "mid_long"))
+  recipes.check_variant(arg, "configs/remedies.py", ("", "mid", "mid_long", "tune", "v2"))
   s = recipes.figure_sweep(arg)
   s.seeds = recipes.PAPER_SEEDS
   if arg in ("mid", "mid_long"):
@@ -92,6 +117,23 @@ def _figure(arg: str = ""):
     # slower on XLA:CPU (kd_jax/train/optim.py); one zoom iteration on the 1,000 images took > 13 min.
     s.arms = _arms(epochs=15, trajectory=4, polish_epochs=50, polish_optim="lbfgs_backtracking")
     s.title = "Optimization remedies, mid (LayerNorm PreResNet-8, CIFAR-10)"
+  elif arg in ("tune", "v2"):
+    c = recipes.paper_optimization(f"remedies_{arg}")
+    c.teacher.keep_every = 10        # 20 checkpoints along the 200-epoch teacher
+    c.distill.epochs = c.distill.eval_every = V2_EPOCHS
+    arms = v2_arms(float(c.distill.optim.lr))
+    if arg == "tune":
+      c.data.distill_val = V2_VAL_IMAGES
+      c.distill.evals = ("val", "distill", "running")   # never the test split
+      s.seeds = V2_TUNE_SEEDS
+      s.arms = recipes.tuning_arms(arms)
+      s.reference_arm = f"baseline_lr{float(c.distill.optim.lr):.3g}"
+      s.metrics = ("val/agreement", "distill/agreement", "running/agreement", "val/kl",
+                   "run/wall_time_s")
+      s.title = "Remedies v2: learning-rate grid on 5,000 held-out images (ResNet-20 LN, CIFAR-100)"
+      return c, s
+    s.arms = recipes.tuned_arms(arms, TUNED_LR, "configs/remedies.py:v2", "tune")
+    s.title = "Remedies v2 at equal gradient evaluations, tuned rates (ResNet-20 LN, CIFAR-100)"
   else:
     c = recipes.paper_optimization("remedies")
     c.teacher.keep_every = 10        # 20 checkpoints along the 200-epoch teacher

@@ -54,7 +54,6 @@ from ml_collections import ConfigDict
 
 from kd_jax import recipes
 from kd_jax.config import base_config, model_config, optim_config
-from kd_jax.core.errors import ConfigError
 
 VARIANTS = ("selfdistill", "data", "init", "ensemble", "temperature", "remedies_tune",
             "remedies")
@@ -67,58 +66,20 @@ STUDENT_EPOCHS = 1_000                   # ≈ 100 s a student on 2 shared CPU c
 BUDGETS = (300, 1_000, 3_000)            # selfdistill: agreement against the student's epochs
 LAMBDAS = (0.0, 0.25, 0.375, 0.5, 0.75, 1.0)
 
-# ---- remedies v2: equal compute, tuned on held-out distillation signals
+# ---- remedies v2: equal compute, tuned on held-out distillation signals (recipes.remedy_arms)
 VAL_SIGNALS = 400                        # of the teacher's 2,000, held out while tuning
 TUNE_SEEDS = (0, 1)
-LR_FACTORS = (1 / 3, 1.0, 3.0)           # each arm's grid around its default rate
-SAM_RHO = 0.05                           # Foret et al. 2021's CIFAR radius
 POLISH_ITERS = 50
-# One L-BFGS iteration is charged as 2 epochs of gradients: its full-batch gradient plus the
-# backtracking search's loss evaluations (forward passes, ~1/3 of a gradient each, usually 1-3).
-POLISH_EPOCH_COST = 2
 SGD = optim_config(name="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.0,
                    schedule="cosine", lr_min=1e-5)
 
 
 def remedy_arms(epochs: int = STUDENT_EPOCHS) -> tuple:
-  """(name, overrides, default lr) of every remedy at the gradient budget of ``epochs`` epochs
-  of the baseline (Adam, KD at τ = 4, random start). An arm that takes two gradients a step
-  (SAM) runs half the epochs; the L-BFGS polish's iterations come out of the first-order
-  epochs at ``POLISH_EPOCH_COST`` each."""
-  adam = STUDENT_LR
-  return (
-      ("baseline", {}, adam),
-      ("sgd", {"distill.optim": SGD.to_dict()}, SGD.lr),
-      ("logit_mse", {"distill.loss": "logit_mse"}, adam),
-      ("reverse_kl", {"distill.loss": "reverse_kl"}, adam),
-      ("symmetric_kl", {"distill.loss": "symmetric_kl"}, adam),
-      ("tau_1", {"distill.temperature": 1.0}, adam),
-      ("tau_10", {"distill.temperature": 10.0}, adam),
-      # consistent teaching (Beyer et al. 2022): teacher and student on the same MixUp views
-      ("consistent", {"distill.augment": AUGMENT + "|mixup(1.0)"}, adam),
-      # the teacher's trajectory (Jin et al. 2019): 4 stages through its kept checkpoints
-      ("trajectory", {"distill.trajectory": 4}, adam),
-      # start as the teacher, walk away linearly over the first half (kd_jax/runner/remedies.py)
-      ("anneal", {"distill.init.mode": "anneal", "distill.init.lam": 1.0,
-                  "distill.init.anneal_until": 0.5}, adam),
-      ("polish", {"distill.epochs": epochs - POLISH_EPOCH_COST * POLISH_ITERS,
-                  "distill.polish.epochs": POLISH_ITERS,
-                  "distill.polish.optim.name": "lbfgs_backtracking"}, adam),
-      # literature arms aimed at the optimization itself
-      ("sam", {"distill.epochs": epochs // 2, "distill.sam_rho": SAM_RHO}, adam),  # Foret 2021
-      ("tau_curriculum", {"distill.temperature": 10.0, "distill.temperature_end": 1.0},
-       adam),                                    # annealed τ, after Jafari et al. 2021
-  )
-
-
-def _at_lr(overrides: dict, lr: float) -> dict:
-  """The arm's overrides with its first-order learning rate set to ``lr``."""
-  out = dict(overrides)
-  if "distill.optim" in out:
-    out["distill.optim"] = {**out["distill.optim"], "lr": lr}
-  else:
-    out["distill.optim.lr"] = lr
-  return out
+  """(name, overrides, default lr) of every remedy at the baseline's gradient budget (Adam;
+  the other optimizer is SGD)."""
+  return recipes.remedy_arms(epochs, STUDENT_LR, other_optim=SGD, other_name="sgd",
+                             mixup_augment=AUGMENT + "|mixup(1.0)", trajectory=4,
+                             polish_iters=POLISH_ITERS, polish_optim="lbfgs_backtracking")
 
 
 #: The learning rate of each remedy, chosen by ``remedies_tune`` (the best mean val/agreement
@@ -212,20 +173,15 @@ def _figure(arg: str = ""):
     c.distill.evals = ("val", "distill")   # never the test split
     c.distill.eval_every = STUDENT_EPOCHS
     s.seeds = TUNE_SEEDS
-    s.arms = tuple((f"{name}_lr{lr * f:.3g}", _at_lr(o, round(lr * f, 8)))
-                   for name, o, lr in remedy_arms() for f in LR_FACTORS)
+    s.arms = recipes.tuning_arms(remedy_arms())
     s.reference_arm = f"baseline_lr{STUDENT_LR:.3g}"
     s.metrics = ("val/agreement", "distill/agreement", "val/kl", "run/wall_time_s")
     s.title = ("Testbed remedies: learning-rate grid on 400 held-out distillation signals "
                "(conv1d, MNIST-1D noise 0.1)")
   elif arg == "remedies":
-    missing = [name for name, _, _ in remedy_arms() if name not in TUNED_LR]
-    if missing:
-      raise ConfigError(
-          f"configs/testbed.py:remedies needs the tuned learning rates of {', '.join(missing)}: "
-          "run configs/testbed.py:remedies_tune, commit its folder and fill TUNED_LR from it")
+    s.arms = recipes.tuned_arms(remedy_arms(), TUNED_LR, "configs/testbed.py:remedies",
+                                "remedies_tune")
     c.distill.eval_every = 100
-    s.arms = tuple((name, _at_lr(o, TUNED_LR[name])) for name, o, _ in remedy_arms())
     s.reference_arm = "baseline"
     s.metrics = ("distill/agreement", "running/agreement", "test/agreement",
                  "test/student_acc", "distill/kl", "run/wall_time_s")

@@ -309,3 +309,79 @@ def mini_gan(c: ConfigDict, *, gen_steps: int = 60, width: int = 16) -> None:
   c.gan.eval_every = 20
   c.gan.checkpoint_every = 20
   c.gan.eval_samples = 500
+
+
+# ---------------------------------------------------------------- remedies v2 (fair comparison)
+
+#: Each remedy's learning-rate grid around its default rate (remedies v2's tuning sweeps).
+LR_FACTORS = (1 / 3, 1.0, 3.0)
+SAM_RHO = 0.05                 # Foret et al. 2021's CIFAR radius
+#: One L-BFGS iteration is charged as 2 epochs of gradients: its full-batch gradient plus the
+#: line search's loss evaluations (forward passes, ~1/3 of a gradient each, usually 1-3).
+POLISH_EPOCH_COST = 2
+
+
+def remedy_arms(epochs: int, lr: float, *, other_optim: ConfigDict, other_name: str,
+                mixup_augment: str, trajectory: int, polish_iters: int,
+                polish_optim: str = "lbfgs") -> tuple:
+  """(name, overrides, default lr) of every remedy at the gradient budget of ``epochs`` epochs
+  of the baseline (the config's own optimizer at ``lr``, KD at τ = 4, random start).
+
+  An arm that takes two gradients a step (SAM) runs half the epochs; the L-BFGS polish's
+  iterations come out of the first-order epochs at :data:`POLISH_EPOCH_COST` each. There is no
+  "longer" arm: more epochs is the budget itself. ``other_optim`` is the other first-order
+  optimizer tried (named ``other_name``); ``mixup_augment`` the views of consistent teaching;
+  ``trajectory`` its stages (the teacher needs ``teacher.keep_every``).
+  """
+  return (
+      ("baseline", {}, lr),
+      (other_name, {"distill.optim": other_optim.to_dict()}, float(other_optim.lr)),
+      ("logit_mse", {"distill.loss": "logit_mse"}, lr),
+      ("reverse_kl", {"distill.loss": "reverse_kl"}, lr),
+      ("symmetric_kl", {"distill.loss": "symmetric_kl"}, lr),
+      ("tau_1", {"distill.temperature": 1.0}, lr),
+      ("tau_10", {"distill.temperature": 10.0}, lr),
+      # consistent teaching (Beyer et al. 2022): teacher and student on the same MixUp views
+      ("consistent", {"distill.augment": mixup_augment}, lr),
+      # the teacher's trajectory (Jin et al. 2019): stages through its kept checkpoints
+      ("trajectory", {"distill.trajectory": trajectory}, lr),
+      # start as the teacher, walk away linearly over the first half (kd_jax/runner/remedies.py)
+      ("anneal", {"distill.init.mode": "anneal", "distill.init.lam": 1.0,
+                  "distill.init.anneal_until": 0.5}, lr),
+      ("polish", {"distill.epochs": epochs - POLISH_EPOCH_COST * polish_iters,
+                  "distill.polish.epochs": polish_iters,
+                  "distill.polish.optim.name": polish_optim}, lr),
+      # from the literature, aimed at the optimization itself
+      ("sam", {"distill.epochs": epochs // 2, "distill.sam_rho": SAM_RHO}, lr),  # Foret 2021
+      ("tau_curriculum", {"distill.temperature": 10.0, "distill.temperature_end": 1.0},
+       lr),                                        # annealed τ, after Jafari et al. 2021
+  )
+
+
+def at_lr(overrides: dict, lr: float) -> dict:
+  """An arm's overrides with its first-order learning rate set to ``lr``."""
+  out = dict(overrides)
+  if "distill.optim" in out:
+    out["distill.optim"] = {**out["distill.optim"], "lr": lr}
+  else:
+    out["distill.optim.lr"] = lr
+  return out
+
+
+def tuning_arms(arms: tuple) -> tuple:
+  """Every remedy at its default rate × :data:`LR_FACTORS`, named ``<arm>_lr<rate>``."""
+  return tuple((f"{name}_lr{lr * f:.3g}", at_lr(o, round(lr * f, 8)))
+               for name, o, lr in arms for f in LR_FACTORS)
+
+
+def tuned_arms(arms: tuple, tuned: dict, config_file: str, tune_variant: str) -> tuple:
+  """The remedies at their tuned rates; a ConfigError naming the tuning sweep while any is
+  missing (a remedy never runs at an untuned rate by accident)."""
+  from kd_jax.core.errors import ConfigError
+  missing = [name for name, _, _ in arms if name not in tuned]
+  if missing:
+    raise ConfigError(
+        f"{config_file} needs the tuned learning rates of {', '.join(missing)}: run "
+        f"{config_file.split(':')[0]}:{tune_variant}, commit its folder and fill the tuned "
+        "rates from it")
+  return tuple((name, at_lr(o, tuned[name])) for name, o, _ in arms)

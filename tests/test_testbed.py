@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
-from kd_jax import config_files
+from kd_jax import config_files, recipes
 from kd_jax.config import data_config
 from kd_jax.core.errors import ConfigError
 from kd_jax.data import mnist1d_source, sources
@@ -128,19 +128,22 @@ def _testbed_module():
   return config_files.load_module(TESTBED)
 
 
-def test_every_remedy_spends_the_baselines_gradient_evaluations():
-  """Per distillation signal: epochs × gradients a step (2 with SAM) + the polish's iterations
-  at their charged cost = the baseline's epochs, for every arm of both remedies variants."""
-  tb = _testbed_module()
-  c = config_files.get_config(tb, "remedies_tune")
-  trials = trials_lib.resolve_arms(c, config_files.load_sweep(f"{TESTBED}:remedies_tune"))
-  assert len({t.arm for t in trials}) == 3 * len(tb.remedy_arms())
+@pytest.mark.parametrize("spec,epochs,val", [("testbed.py:remedies_tune", 1_000, 400),
+                                              ("remedies.py:tune", 300, 5_000)])
+def test_every_remedy_spends_the_baselines_gradient_evaluations(spec, epochs, val):
+  """Per distillation example: epochs × gradients a step (2 with SAM) + the polish's iterations
+  at their charged cost = the baseline's epochs, for every arm of the tuning sweeps (the CPU
+  testbed's and the paper-scale one); both tune on held-out examples, never on test."""
+  path = TESTBED.parent / spec.split(":")[0]
+  c = config_files.get_config(config_files.load_module(path), spec.split(":")[1])
+  trials = trials_lib.resolve_arms(c, config_files.load_sweep(f"{path}:{spec.split(':')[1]}"))
+  assert len({t.arm for t in trials}) == 3 * 13
   for t in trials:
     d = t.config.distill
-    spent = d.epochs * (2 if d.sam_rho else 1) + d.polish.epochs * tb.POLISH_EPOCH_COST
-    assert spent == tb.STUDENT_EPOCHS, t.arm
-    assert d.sam_rho in (0.0, tb.SAM_RHO)
-    assert t.config.data.distill_val == tb.VAL_SIGNALS
+    spent = d.epochs * (2 if d.sam_rho else 1) + d.polish.epochs * recipes.POLISH_EPOCH_COST
+    assert spent == epochs, t.arm
+    assert d.sam_rho in (0.0, recipes.SAM_RHO)
+    assert t.config.data.distill_val == val
     assert "test" not in d.evals  # tuning never reads the test split
 
 
@@ -154,24 +157,29 @@ def test_tuning_grid_is_each_arms_rate_times_the_factors():
     np.testing.assert_allclose(got, [lr / 3, lr, 3 * lr], rtol=1e-5)  # rates kept to 8 decimals
 
 
-def test_tuned_rates_are_the_committed_tuning_sweeps_best():
+@pytest.mark.parametrize("file,tune,run,folder", [
+    ("testbed.py", "remedies_tune", "remedies", "testbed_remedies_tune"),
+    ("remedies.py", "tune", "v2", "remedies_tune")])
+def test_tuned_rates_are_the_committed_tuning_sweeps_best(file, tune, run, folder):
   """TUNED_LR holds, per remedy, the rate with the best mean val/agreement in the committed
-  tuning folder; with no folder committed it must be empty (and :remedies refuses to run)."""
+  tuning folder; with no folder committed it must be empty (and the tuned variant refuses to
+  run)."""
   import csv
-  tb = _testbed_module()
-  table = TESTBED.parents[1] / "experiments" / "results" / "testbed_remedies_tune" / "results.csv"
+  path = TESTBED.parent / file
+  module = config_files.load_module(path)
+  table = TESTBED.parents[1] / "experiments" / "results" / folder / "results.csv"
   if not table.is_file():
-    assert tb.TUNED_LR == {}
-    with pytest.raises(ConfigError, match="run configs/testbed.py:remedies_tune"):
-      config_files.load_sweep(f"{TESTBED}:remedies")
+    assert module.TUNED_LR == {}
+    with pytest.raises(ConfigError, match=f"run configs/{file}:{tune}, commit"):
+      config_files.load_sweep(f"{path}:{run}")
     return
   rows = list(csv.DictReader(table.open()))
   best = {}
-  for name, _, _ in tb.remedy_arms():
+  for arm in {r["arm"].rpartition("_lr")[0] for r in rows}:
     scores = {}
     for r in rows:
-      arm, _, lr = r["arm"].rpartition("_lr")
-      if arm == name and r["val/agreement"]:
+      name, _, lr = r["arm"].rpartition("_lr")
+      if name == arm and r["val/agreement"]:
         scores.setdefault(float(lr), []).append(float(r["val/agreement"]))
-    best[name] = max(scores, key=lambda lr: np.mean(scores[lr]))
-  assert {k: pytest.approx(v, rel=1e-2) for k, v in best.items()} == tb.TUNED_LR
+    best[arm] = max(scores, key=lambda lr: np.mean(scores[lr]))
+  assert {k: pytest.approx(v, rel=1e-2) for k, v in best.items()} == module.TUNED_LR
