@@ -122,6 +122,11 @@ def test_a_ci_past_the_bounds_of_its_metric_is_cut_at_the_axis(x):
   assert lo == 0.0 and 100.0 < hi <= 110.0
   kl = [point("a", [0.1, 1.5, 0.2], x=x, metric="test/kl")]  # KL ≥ 0: the axis starts at 0
   assert plots.draw_sweep(kl, ["test/kl"]).axes[0].get_ylim()[0] == 0.0
+  # CKA is at most 1: a CI past it is cut near 1, not drawn to 1.8
+  cka = [point("a", [0.55, 0.98, 0.99], x=x, metric="cka/stage1")]
+  assert ci_half([0.55, 0.98, 0.99]) > 0.5
+  lo, hi = plots.draw_sweep(cka, ["cka/stage1"]).axes[0].get_ylim()
+  assert 1.0 < hi <= 1.1
 
 
 def test_panels_wrap_into_rows_on_wide_figures():

@@ -87,17 +87,22 @@ def is_percent(column: str) -> bool:
   return "%" in metric_label(column)
 
 
+#: Upper bounds of metrics by split (besides percentages): CKA similarity is at most 1.
+BOUNDS = {"cka": 1.0}
+
+
 def y_limits(values: Sequence[float], *, bars: bool, percent: bool = False,
-             nonnegative: bool = False) -> tuple[float, float, bool]:
+             nonnegative: bool = False, bound: float = 0.0) -> tuple[float, float, bool]:
   """(low, high, zoomed) of one subplot under the module's rule: 0 included unless far from
-  the data. The axis is sized to the values a metric can take ([0, 100] for a percentage, ≥ 0
-  for a ``nonnegative`` one), so a CI running past a bound is cut there, not drawn to scale."""
-  top = 100.0 if percent else math.inf
-  if percent or nonnegative:
+  the data. The axis is sized to the values a metric can take ([0, 100] for a percentage,
+  [0, ``bound``] for a bounded one such as CKA's [0, 1], ≥ 0 for a ``nonnegative`` one), so a
+  CI running past a bound is cut there, not drawn to scale."""
+  top = 100.0 if percent else (float(bound) if bound else math.inf)
+  if percent or nonnegative or bound:
     values = [min(max(v, 0.0), top) for v in values]
   lo, hi = min(values), max(values)
   pad = max(0.08 * (hi - lo), 0.01 * abs(hi), 1e-3)
-  ceiling = top + (10.0 if bars else 5.0)  # room for a bar's value printed above 100
+  ceiling = top + (0.10 if bars else 0.05) * top  # room for a value printed above the bound
   if lo >= 0 and (bars or lo <= ZOOM_ABOVE * hi):
     upper = hi + max(2 * pad, 0.1 * hi)  # room for the values printed above the bars
     return 0.0, min(upper, ceiling), False
@@ -171,7 +176,8 @@ def draw_sweep(points: Sequence[ArmPoint], metrics: Sequence[str], *, title: str
     if shown:
       means = [p.stats[metric][0] for p in points if _has(p, metric)]
       lo, hi, zoomed = y_limits(shown, bars=not line, percent=is_percent(metric),
-                                nonnegative=min(means, default=0.0) >= 0)
+                                nonnegative=min(means, default=0.0) >= 0,
+                                bound=BOUNDS.get(metric.split("/", 1)[0], 0.0))
       ax.set_ylim(lo, hi)
     ax.set_ylabel(metric_label(metric) + (" (axis zoomed)" if zoomed else ""))
     ax.grid(True, axis="y", alpha=0.3)
