@@ -127,6 +127,7 @@ def _figure(arg: str = ""):
       c.distill.evals = ("val", "distill", "running")   # never the test split
       s.seeds = V2_TUNE_SEEDS
       s.arms = recipes.tuning_arms(arms)
+      s.diverged = "record"   # a rate that diverges is an outcome of the grid
       s.reference_arm = f"baseline_lr{float(c.distill.optim.lr):.3g}"
       s.metrics = ("val/agreement", "distill/agreement", "running/agreement", "val/kl",
                    "run/wall_time_s")

@@ -175,6 +175,7 @@ def _figure(arg: str = ""):
     c.distill.eval_every = STUDENT_EPOCHS
     s.seeds = TUNE_SEEDS
     s.arms = recipes.tuning_arms(remedy_arms())
+    s.diverged = "record"   # a rate that diverges is an outcome of the grid
     s.reference_arm = f"baseline_lr{STUDENT_LR:.3g}"
     s.metrics = ("val/agreement", "distill/agreement", "val/kl", "run/wall_time_s")
     s.title = ("Testbed remedies: learning-rate grid on 400 held-out distillation signals "

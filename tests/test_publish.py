@@ -249,3 +249,30 @@ def test_restore_refuses_a_trial_of_another_config(figure_file, tmp_path, monkey
     rebuild.main(["--restore", str(out), "--workdir", str(tmp_path / "second")])
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and "distill.alpha=0.5" in err[0] and "rerun it" in err[0]
+
+
+def test_a_diverged_trial_stops_the_sweep_or_is_recorded_and_named(figure_file, tmp_path,
+                                                                  monkeypatch):
+  from kd_jax.core.errors import TrainingDiverged
+  clean = {"commit": "aaaaaaa", "dirty": False, "machine": MACHINE, "finished": "2026-01-01T10:00"}
+  fake(monkeypatch, {"t1": clean, "t4": clean})
+  fine = experiment.run
+
+  def run_or_diverge(config, workdir, hook=None):
+    if Path(workdir).parent.name == "t4" and config.seed == 1:
+      raise TrainingDiverged("[distill] non-finite loss in epoch 1 (member 0)")
+    return fine(config, workdir, hook)
+  monkeypatch.setattr(experiment, "run", run_or_diverge)
+  c, s = config_files.load(str(figure_file)), config_files.load_sweep(str(figure_file))
+  with pytest.raises(TrainingDiverged):
+    sweep.run_sweep(c, s, tmp_path / "stop", command=command(figure_file, tmp_path / "stop"))
+  with s.unlocked():
+    s.diverged = "record"
+  sweep.run_sweep(c, s, tmp_path / "go", command=command(figure_file, tmp_path / "go"))
+  got = {(r["arm"], r["seed"]): r["test/agreement"] for r in rows(tmp_path / "go" / "results.csv")}
+  assert got == {("t1", "0"): "50.0", ("t1", "1"): "51.0", ("t4", "0"): "50.0", ("t4", "1"): ""}
+  md = (tmp_path / "go" / "results.md").read_text()
+  assert "Diverged (a non-finite loss; no numbers, in no mean above): t4/seed1." in md
+  # finished: a rerun does not train it again
+  monkeypatch.setattr(experiment, "run", lambda *a, **k: pytest.fail("reran a finished trial"))
+  sweep.run_sweep(c, s, tmp_path / "go", command=command(figure_file, tmp_path / "go"))

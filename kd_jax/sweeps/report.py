@@ -41,6 +41,8 @@ def trial_row(arm: str, seed: int, x: Optional[float], series: str,
     row["series"] = series
   for split, values in metrics.current_results(results, where)["splits"].items():
     row.update({f"{split}/{name}": v for name, v in values.items()})
+  if results.get("diverged"):
+    row["diverged"] = True
   row["run/wall_time_s"] = results.get("wall_time_s")
   row["run/teacher_members_used"] = results["teacher"]["members_used"]
   row.update(origin.row_fields(results.get("provenance")))
@@ -222,6 +224,10 @@ def markdown(name: str, sweep: ConfigDict, trials: Sequence[Any], rows: Sequence
                  or "—")
     lines.append("| " + " | ".join(cells) + " |")
   lines += _comparisons(sweep, arms, rows)
+  diverged = [f"{r['arm']}/seed{r['seed']}" for r in rows if r.get("diverged")]
+  if diverged:  # finished without numbers (sweep.diverged="record"): not in any mean above
+    lines += ["", f"Diverged (a non-finite loss; no numbers, in no mean above): "
+              f"{', '.join(diverged)}."]
   lines += ["", teachers or teachers_line(trials)]
   if image:
     lines += ["", f"![{name}]({image})"]

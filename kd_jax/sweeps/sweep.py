@@ -53,7 +53,7 @@ from typing import Any, Iterable, Optional
 from ml_collections import ConfigDict
 
 from kd_jax.core import budget, cache
-from kd_jax.core.errors import ConfigError, OutOfTime
+from kd_jax.core.errors import ConfigError, OutOfTime, TrainingDiverged
 from kd_jax.sweeps import launchers, rebuild, report as sweep_report
 from kd_jax import config_files
 from kd_jax.runner import estimate
@@ -111,7 +111,13 @@ def _run_here(name: str, sweep: ConfigDict, trials: list[Trial], chosen: list[Tr
     eta = sum(times) / len(times) * (n - done) if times else math.nan
     print(f"[sweep] {where} … done {done}/{n}, ETA {format_duration(eta)}", flush=True)
     t0 = time.perf_counter()
-    experiment.run(t.config, workdir / t.path, hook=hook)
+    try:
+      experiment.run(t.config, workdir / t.path, hook=hook)
+    except TrainingDiverged as e:
+      if sweep.get("diverged", "stop") != "record":
+        raise
+      record_diverged(t, workdir / t.path, e)
+      print(f"[sweep] {where} diverged ({e}); recorded, the sweep goes on", flush=True)
     times.append(time.perf_counter() - t0)
     done += 1
     rows = _outputs(name, sweep, trials, workdir, command, chosen, commit)
@@ -120,6 +126,18 @@ def _run_here(name: str, sweep: ConfigDict, trials: list[Trial], chosen: list[Tr
   print(f"[sweep] {done}/{n} trials done; wrote {workdir / 'results.csv'}, results.md and the plot",
         flush=True)
   return rows
+
+
+def record_diverged(t: Trial, trial_dir: Path, error: Exception) -> None:
+  """A diverged trial's results.json: no numbers, the error, its provenance (it is finished:
+  a rerun would diverge the same way)."""
+  from kd_jax.core import atomic, provenance
+  c = t.config
+  trial_dir.mkdir(parents=True, exist_ok=True)
+  res = {"name": c.name, "splits": {}, "diverged": str(error), "wall_time_s": None,
+         "teacher": {"members_used": int(c.distill.teacher_members or c.teacher.ensemble_size)},
+         "provenance": provenance.record(trial_dir)}
+  atomic.write_json(trial_dir / RESULTS, res)
 
 
 # ------------------------------------------------------------------------------ dry run

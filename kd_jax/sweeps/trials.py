@@ -116,6 +116,9 @@ def _check_sweep(s: ConfigDict, arms: Sequence[str]) -> None:
     raise ConfigError(f"sweep.seeds={tuple(seeds)!r} must be a non-empty tuple of integers")
   if len(set(seeds)) != len(seeds):
     raise ConfigError(f"sweep.seeds={tuple(seeds)!r} repeats a seed")
+  if s.get("diverged", "stop") not in ("stop", "record"):
+    raise ConfigError(f"sweep.diverged={s.diverged!r} is not known; choose 'stop' (a diverged "
+                      "trial stops the sweep) or 'record' (it is recorded and the sweep goes on)")
   if s.get("reference_arm", "") and s.reference_arm not in arms:
     raise ConfigError(f"sweep.reference_arm={s.reference_arm!r} is not in sweep.arms "
                       f"({', '.join(arms)})")
