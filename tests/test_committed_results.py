@@ -19,7 +19,7 @@ from kd_jax.sweeps import rebuild
 RESULTS = Path(__file__).resolve().parents[1] / "experiments" / "results"
 #: Folders measured before per-trial files were kept (their trials were not saved); each is
 #: rebuilt from its results.csv instead and says so in experiments/README.md.
-LEGACY = {"fig1_gan_mini", "fig3_augmentation_mini_gan", "fig5_train_agreement_mini_gan",
+LEGACY = {"fig3_augmentation_mini_gan", "fig5_train_agreement_mini_gan",
           "remedies_mid", "remedies_mid_long", "table2_imagenet_mini", "table2_imdb_mini",
           "fig2_mnist_mini_lr0.05", "fig6_init_mid", "fig3_augmentation_mini",
           "fig2_mnist_mini"}
