@@ -6,6 +6,9 @@
     python -m kd_jax.sweep --config=configs/testbed.py:ensemble --workdir=runs/testbed_ensemble
     python -m kd_jax.sweep --config=configs/testbed.py:temperature --workdir=runs/testbed_temperature
     bash experiments/testbed_sweeps.sh        # all five, one after another, then their tables
+    python -m kd_jax.sweep --config=configs/testbed.py:remedies_tune --workdir=runs/testbed_remedies_tune
+    python -m kd_jax.sweep --config=configs/testbed.py:remedies --workdir=runs/testbed_remedies
+    python -m kd_jax.sweep --config=configs/testbed.py:remedies_planes --workdir=runs/testbed_remedies_planes
 
 Needs the mnist1d package (pip install -e ".[testbed]"): the data are generated from a seed,
 nothing is downloaded. The CIFAR-sized CPU settings of this repository stop their runs before
@@ -46,6 +49,9 @@ on a validation split, never the test set:
   ``val/agreement`` (the test split is not evaluated at all);
 - ``remedies``: each remedy at the rate ``TUNED_LR`` names (the tuning sweep's best mean
   ``val/agreement``; tests/test_testbed.py checks the two agree), 10 seeds, all 2,000 signals.
+- ``remedies_planes``: the same trials for seed 0 with the loss plane (Fig 6c's analysis)
+  through teacher, student init and final student: does a remedy's student end nearer the
+  teacher's basin, or beside it like the baseline's?
 
 The reference points of the gap are the ``init`` variant's λ = 0 (this baseline) and λ = 1
 (the teacher as the start), at the same budget.
@@ -56,7 +62,7 @@ from kd_jax import recipes
 from kd_jax.config import base_config, model_config, optim_config
 
 VARIANTS = ("selfdistill", "data", "init", "ensemble", "temperature", "remedies_tune",
-            "remedies")
+            "remedies", "remedies_planes")
 SEEDS = tuple(range(10))
 TEACHER_SIGNALS = 2_000                  # of the 4,000 generated train signals
 AUGMENT = "shift(4)|gauss(0.01)"         # ±4 samples; noise ≈ 0.1 signal std (scale ≈ 10/255)
@@ -69,6 +75,7 @@ LAMBDAS = (0.0, 0.25, 0.375, 0.5, 0.75, 1.0)
 # ---- remedies v2: equal compute, tuned on held-out distillation signals (recipes.remedy_arms)
 VAL_SIGNALS = 400                        # of the teacher's 2,000, held out while tuning
 TUNE_SEEDS = (0, 1)
+PLANE_SEEDS = (0,)
 POLISH_ITERS = 50
 # 0.03: at 0.3 (the top of a grid around 0.1) a student diverged in its first epoch.
 SGD = optim_config(name="sgd", lr=0.03, momentum=0.9, nesterov=True, weight_decay=0.0,
@@ -180,14 +187,24 @@ def _figure(arg: str = ""):
     s.metrics = ("val/agreement", "distill/agreement", "val/kl", "run/wall_time_s")
     s.title = ("Testbed remedies: learning-rate grid on 400 held-out distillation signals "
                "(conv1d, MNIST-1D noise 0.1)")
-  elif arg == "remedies":
-    s.arms = recipes.tuned_arms(remedy_arms(), TUNED_LR, "configs/testbed.py:remedies",
+  elif arg in ("remedies", "remedies_planes"):
+    s.arms = recipes.tuned_arms(remedy_arms(), TUNED_LR, f"configs/testbed.py:{arg}",
                                 "remedies_tune")
     c.distill.eval_every = 100
     s.reference_arm = "baseline"
     s.metrics = ("distill/agreement", "running/agreement", "test/agreement",
                  "test/student_acc", "distill/kl", "run/wall_time_s")
     s.title = "Testbed remedies at equal gradient evaluations, tuned rates (conv1d, MNIST-1D)"
+    if arg == "remedies_planes":
+      # One seed per arm with the loss plane through teacher, student init and final student
+      # on all 2,000 distillation signals: where each remedy's student ends (a grid's plots
+      # are ~0.3 MB, so not for all 10 seeds).
+      s.seeds = PLANE_SEEDS
+      c.analysis.plane = True
+      c.analysis.plane_examples = TEACHER_SIGNALS
+      c.distill.eval_every = STUDENT_EPOCHS
+      s.title = ("Testbed remedies: loss planes through teacher, student init and final student "
+                 "(conv1d, MNIST-1D)")
   else:
     s.arms = tuple((f"t{t:g}", {"distill.temperature": t}) for t in (1.0, 4.0))
     s.x_key = "distill.temperature"

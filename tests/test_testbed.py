@@ -183,3 +183,27 @@ def test_tuned_rates_are_the_committed_tuning_sweeps_best(file, tune, run, folde
         scores.setdefault(float(lr), []).append(float(r["val/agreement"]))
     best[arm] = max(scores, key=lambda lr: np.mean(scores[lr]))
   assert {k: pytest.approx(v, rel=1e-2) for k, v in best.items()} == module.TUNED_LR
+
+
+def test_remedies_planes_are_the_remedies_seed_0_with_the_plane():
+  """The plane variant runs exactly the remedies' trials of its seeds (same arms, same
+  overrides), with the plane analysis on every distillation signal; refused like the remedies
+  until the tuned rates exist."""
+  module = _testbed_module()
+  if not module.TUNED_LR:
+    with pytest.raises(ConfigError, match="configs/testbed.py:remedies_planes needs the tuned"):
+      config_files.load_sweep(f"{TESTBED}:remedies_planes")
+    return
+  trials = {}
+  for v in ("remedies", "remedies_planes"):
+    c = config_files.get_config(module, v)
+    trials[v] = {(t.arm, t.seed): t.config for t in
+                 trials_lib.resolve_arms(c, config_files.load_sweep(f"{TESTBED}:{v}"))}
+  planes = trials["remedies_planes"]
+  assert {seed for _, seed in planes} == set(module.PLANE_SEEDS)
+  assert {arm for arm, _ in planes} == {arm for arm, _ in trials["remedies"]}
+  for key, c in planes.items():
+    ref = trials["remedies"][key]
+    assert c.analysis.plane and c.analysis.plane_examples == module.TEACHER_SIGNALS
+    assert c.distill.to_dict() | {"eval_every": 0} == ref.distill.to_dict() | {"eval_every": 0}
+    assert c.data.to_dict() == ref.data.to_dict() and c.teacher.to_dict() == ref.teacher.to_dict()
