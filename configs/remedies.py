@@ -143,6 +143,8 @@ def _figure(arg: str = ""):
   s.reference_arm = "baseline"
   s.metrics = ("running/agreement", "distill/agreement", "test/agreement", "running/kl",
                "distill/kl", "test/kl", "test/student_acc", "run/wall_time_s")
+  if arg == "v2":
+    s.gap = recipes.TEACHER_GAP
   return c, s
 
 

@@ -194,6 +194,7 @@ def _figure(arg: str = ""):
     s.reference_arm = "baseline"
     s.metrics = ("distill/agreement", "running/agreement", "test/agreement",
                  "test/student_acc", "distill/kl", "run/wall_time_s")
+    s.gap = recipes.TEACHER_GAP
     s.title = "Testbed remedies at equal gradient evaluations, tuned rates (conv1d, MNIST-1D)"
     if arg == "remedies_planes":
       # One seed per arm with the loss plane through teacher, student init and final student

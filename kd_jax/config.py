@@ -230,6 +230,8 @@ def sweep_config() -> ConfigDict:
       paper_dataset="",   # the paper's dataset when the trials use another (labels its markers)
       paper_setting="",   # the paper's setting of its values, e.g. "CIFAR-100, 5×ResNet-56"
       reference_arm="",   # the arm results.md subtracts from the others ('' = the first arm)
+      gap=(),             # (("split/metric", top), ...): results.md adds the fraction of the gap
+                          # from the reference arm to that fixed top each arm closes (Fieller CI)
       diverged="stop",    # a trial whose loss turns non-finite: stop the sweep, or "record" it
                           # (results.json without numbers, named in results.md) and go on, as
                           # a learning-rate grid must

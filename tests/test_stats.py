@@ -109,3 +109,68 @@ def test_arms_with_fewer_than_two_seeds_are_named_not_given_a_row():
   rows = [l for l in lines if l.startswith("| ") and not l.startswith("| arm")]
   assert [r.split(" | ")[0][2:] for r in rows] == ["b"]
   assert lines[-1] == "Not compared (a CI needs 2 or more seeds): `c` (1 seed), `d` (0 seeds)."
+
+
+def _fieller_by_scan(a, r, top, level=0.95, grid=np.linspace(-3, 3, 600_001)):
+  """The Fieller set by its definition, scanned: every θ whose pivot
+  (mean a − θ·top − (1 − θ)·mean r) / se(θ) lies within the t quantile (Welch df of a − r)."""
+  a, r = np.asarray(a, float), np.asarray(r, float)
+  va, vr = a.var(ddof=1) / a.size, r.var(ddof=1) / r.size
+  df = (va + vr) ** 2 / (va ** 2 / (a.size - 1) + vr ** 2 / (r.size - 1))
+  t = scipy.stats.t.ppf(0.5 + level / 2, df)
+  pivot = (a.mean() - grid * top - (1 - grid) * r.mean()) / np.sqrt(va + (1 - grid) ** 2 * vr)
+  inside = grid[np.abs(pivot) <= t]
+  return inside.min(), inside.max()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_gap_fraction_is_the_fieller_set(seed):
+  rng = np.random.default_rng(seed)
+  r = rng.normal(80.0, 3.0, size=10)
+  a = rng.normal(80.0 + 10.0 * seed / 3, 2.0 + seed, size=7)
+  f, lo, hi = stats.gap_fraction(a, r, 100.0)
+  assert f == pytest.approx((a.mean() - r.mean()) / (100.0 - r.mean()))
+  want_lo, want_hi = _fieller_by_scan(a, r, 100.0)
+  assert lo == pytest.approx(want_lo, abs=2e-5) and hi == pytest.approx(want_hi, abs=2e-5)
+  assert lo < f < hi
+
+
+def test_gap_fraction_with_an_exact_reference_is_the_arms_t_interval_scaled():
+  """No spread in the reference: the denominator is exact, so the CI is the arm's own t
+  interval (n − 1 df) shifted by the reference and divided by the gap."""
+  a = [91.0, 93.5, 92.0, 95.0]
+  f, lo, hi = stats.gap_fraction(a, [80.0, 80.0, 80.0], 100.0)
+  half = scipy.stats.t.ppf(0.975, 3) * np.std(a, ddof=1) / 2
+  assert (lo, f, hi) == pytest.approx(((np.mean(a) - half - 80) / 20, (np.mean(a) - 80) / 20,
+                                       (np.mean(a) + half - 80) / 20))
+
+
+def test_gap_fraction_covers_the_true_fraction_95_percent_of_the_time():
+  rng = np.random.default_rng(0)
+  hits, trials = 0, 3000
+  for _ in range(trials):
+    r = rng.normal(85.0, 2.0, size=10)
+    a = rng.normal(90.0, 1.0, size=10)       # true fraction (90 − 85) / (100 − 85) = 1/3
+    _, lo, hi = stats.gap_fraction(a, r, 100.0)
+    hits += lo <= 1 / 3 <= hi
+  assert 0.93 <= hits / trials <= 0.97
+
+
+def test_gap_fraction_unbounded_or_without_seeds():
+  _, lo, hi = stats.gap_fraction([99.0, 100.0, 98.0], [60.0, 99.0, 100.0], 100.0)
+  assert (lo, hi) == (-math.inf, math.inf)   # the reference is not clearly below the top
+  f, lo, hi = stats.gap_fraction([90.0], [80.0, 82.0], 100.0)
+  assert f == pytest.approx(9 / 19) and math.isnan(lo) and math.isnan(hi)
+
+
+def test_gap_lines_give_each_arm_its_fraction():
+  from kd_jax.sweeps import compare
+  values = {"baseline": {"distill/agreement": [80.0, 82.0, 81.0]},
+            "sam": {"distill/agreement": [90.0, 91.0, 89.0]},
+            "one": {"distill/agreement": [95.0]}}
+  lines = compare.gap_lines(["baseline", "sam", "one"], "baseline",
+                            [("distill/agreement", 100.0)], values)
+  f, lo, hi = stats.gap_fraction([90.0, 91.0, 89.0], [80.0, 82.0, 81.0], 100.0)
+  assert f"| sam | {f:+.2f} [{lo:+.2f}, {hi:+.2f}] |" in lines
+  assert not any(l.startswith("| one") for l in lines)  # one seed: no CI, no row
+  assert compare.gap_lines(["baseline", "sam"], "baseline", [], values) == []

@@ -366,6 +366,8 @@ def test_arms_resolve_to_shared_teacher_groups(figure_file, tmp_path):
     ((("a", {}),), {"paper": (("b", {"test/agreement": 80}),)}, "arm 'b'"),
     ((("a", {}),), {"x_key": "distill.augment"}, "numeric"),
     ((("a", {}),), {"reference_arm": "b"}, "sweep.reference_arm='b'"),
+    ((("a", {}),), {"gap": (("test/kl", 100.0),)}, "sweep.gap entry ('test/kl', 100.0)"),
+    ((("a", {}),), {"gap": (("test/agreement", "all"),)}, "sweep.gap entry"),
 ])
 def test_bad_sweep_is_one_clear_error(figure_file, arms, other, needle):
   c = with_arms(fig(figure_file), arms, **other)

@@ -105,3 +105,28 @@ def two_mode_lines(arms: Sequence[str], columns: Sequence[str], values: Values) 
           f"≥ {MIN_GAP_POINTS:g} points and more than {stats.GAP_OVER_SPREAD:g} × the range "
           "inside either group; a description, not a test): their mean ± CI summarizes two "
           "outcomes.", *found]
+
+
+def gap_lines(arms: Sequence[str], reference: str, gaps: Sequence[tuple[str, float]],
+              values: Values) -> list[str]:
+  """The fraction of the gap from ``reference`` to a fixed top value (``sweep.gap``: e.g. 100%
+  agreement, a student started at the teacher) each arm closes, with Fieller's 95% CI; [] when
+  the sweep names no gap or the reference has fewer than 2 seeds."""
+  gaps = [(c, float(top)) for c, top in gaps
+          if len(values.get(reference, {}).get(c, ())) >= 2]
+  others = [a for a in arms if a != reference and _seeds(values, a, [c for c, _ in gaps]) >= 2]
+  if not gaps or not others:
+    return []
+  head = ["arm"] + [f"{label(c)}: gap to {top:g} closed" for c, top in gaps]
+  lines = [f"Fraction of the gap from `{reference}` to the fixed top closed, "
+           "(arm − reference) / (top − reference) [95% CI, Fieller; ±inf: unbounded]. 0 = no "
+           "better than the reference, 1 = the top reached.", "",
+           "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for arm in others:
+    cells = [arm]
+    for c, top in gaps:
+      f, lo, hi = stats.gap_fraction(values.get(arm, {}).get(c, ()),
+                                     values[reference][c], top)
+      cells.append("—" if math.isnan(f) else f"{f:+.2f} [{lo:+.2f}, {hi:+.2f}]")
+    lines.append("| " + " | ".join(cells) + " |")
+  return lines

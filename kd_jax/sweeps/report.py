@@ -240,8 +240,10 @@ def _comparisons(sweep: ConfigDict, arms: Sequence[str], rows: Sequence[dict]) -
   values = {arm: seed_values(rows, arm, cols) for arm in arms}
   reference = compare.reference_arm(sweep.get("reference_arm", ""), arms)
   out = []
+  gaps = [(c, top) for c, top in sweep.get("gap", ()) if c in cols]
   for block in (compare.two_mode_lines(arms, cols, values),
-                compare.difference_lines(arms, reference, cols, values)):
+                compare.difference_lines(arms, reference, cols, values),
+                compare.gap_lines(arms, reference, gaps, values)):
     out += [""] + block if block else []
   return out
 

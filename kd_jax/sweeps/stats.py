@@ -94,3 +94,34 @@ def two_modes(values: Sequence[float], min_gap: float,
   if gap < min_gap or gap <= ratio * spread:
     return None
   return Modes(int(low.size), float(low.mean()), int(high.size), float(high.mean()), gap)
+
+
+def gap_fraction(arm: Sequence[float], ref: Sequence[float], top: float,
+                 level: float = 0.95) -> tuple[float, float, float]:
+  """(f, CI low, CI high): the fraction of the gap from the reference arm to ``top`` that the
+  arm closes, f = (mean(arm) − mean(ref)) / (top − mean(ref)), with Fieller's CI.
+
+  ``top`` is a fixed value (e.g. 100% agreement: a student started at the teacher and left
+  there). A ratio's CI from a delta-method ± is wrong when the denominator is uncertain, so the
+  interval is Fieller's: every θ for which D − θ·E = mean(arm) − θ·top − (1 − θ)·mean(ref) is
+  within t·se of 0, se² = var(arm)/n_a + (1 − θ)²·var(ref)/n_r, t at the Welch df of D = arm −
+  ref. When that set is unbounded (the reference is not clearly below ``top``) low and high are
+  ±inf; with fewer than 2 seeds on a side they are nan.
+  """
+  a, r = np.asarray(arm, dtype=float), np.asarray(ref, dtype=float)
+  if a.size == 0 or r.size == 0:
+    return math.nan, math.nan, math.nan
+  d, e = float(a.mean() - r.mean()), float(top - r.mean())
+  f = d / e if e != 0.0 else math.nan
+  if a.size < 2 or r.size < 2:
+    return f, math.nan, math.nan
+  va, vr = float(a.var(ddof=1)) / a.size, float(r.var(ddof=1)) / r.size
+  _, _, _, df = welch_diff(a, r, level)
+  t2 = t_quantile(level, df) ** 2 if not math.isnan(df) else 0.0
+  # (D − θE)² ≤ t²(va + vr − 2θ·vr + θ²·vr)  ⇔  Aθ² + Bθ + C ≤ 0
+  qa, qb, qc = e * e - t2 * vr, -2.0 * d * e + 2.0 * t2 * vr, d * d - t2 * (va + vr)
+  if qa <= 0.0:
+    return f, -math.inf, math.inf
+  disc = qb * qb - 4.0 * qa * qc
+  root = math.sqrt(max(disc, 0.0))
+  return f, (-qb - root) / (2.0 * qa), (-qb + root) / (2.0 * qa)
