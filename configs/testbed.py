@@ -92,7 +92,8 @@ def remedy_arms(epochs: int = STUDENT_EPOCHS) -> tuple:
 
 #: The learning rate of each remedy, chosen by ``remedies_tune`` (the best mean val/agreement
 #: over its seeds; experiments/results/testbed_remedies_tune). Empty until that sweep is
-#: committed: the ``remedies`` variant refuses to run without it.
+#: committed: the ``remedies`` variant refuses to run without it. Printed by
+#: ``python -m kd_jax.sweep_report --best_rates experiments/results/testbed_remedies_tune``.
 TUNED_LR: dict[str, float] = {}
 
 

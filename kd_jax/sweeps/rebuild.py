@@ -21,6 +21,10 @@ finished across sessions or machines by collecting what is done (say into
 ``experiments/partial/<name>``), committing it, and restoring it on the next machine. A trial
 the workdir already holds is left as it is; one whose config differs from the figure's on a
 key that changes results is refused.
+
+``--best_rates DIR [--by val/agreement]`` prints, from a learning-rate grid's results folder
+(arms ``<remedy>_lr<rate>``), each remedy's rate with the best mean of the column as the
+``TUNED_LR`` lines its tuned config holds (``kd_jax.sweeps.tuning``).
 """
 from __future__ import annotations
 
@@ -251,6 +255,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
   g.add_argument("--collect", metavar="WORKDIR", help="a sweep's workdir to publish")
   g.add_argument("--restore", metavar="DIR",
                  help="a collected folder whose trials go back into --workdir (to finish it)")
+  g.add_argument("--best_rates", metavar="DIR",
+                 help="a tuning sweep's results folder: print each remedy's best rate as the "
+                      "TUNED_LR lines of its config")
+  p.add_argument("--by", default="val/agreement",
+                 help="with --best_rates: the column whose mean over seeds picks the rate")
   p.add_argument("--out", help="with --collect: the results folder to write")
   p.add_argument("--workdir", help="with --restore: the sweep workdir to fill")
   p.add_argument("--allow_dirty", action="store_true",
@@ -262,6 +271,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
       if not a.out:
         raise ValueError("--collect needs --out <results folder>")
       print(f"collected {a.collect} into {collect(Path(a.collect), Path(a.out), a.allow_dirty)}")
+      return
+    if a.best_rates:
+      from kd_jax.sweeps import tuning
+      print(tuning.as_python(tuning.best_rates_of(Path(a.best_rates), a.by)))
       return
     if a.restore:
       if not a.workdir:
