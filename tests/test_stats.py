@@ -174,3 +174,18 @@ def test_gap_lines_give_each_arm_its_fraction():
   assert f"| sam | {f:+.2f} [{lo:+.2f}, {hi:+.2f}] |" in lines
   assert not any(l.startswith("| one") for l in lines)  # one seed: no CI, no row
   assert compare.gap_lines(["baseline", "sam"], "baseline", [], values) == []
+
+
+def test_a_column_with_one_value_everywhere_gets_no_difference_column():
+  """A shared teacher's accuracy is the same number in every trial: no Δ column for it."""
+  from kd_jax.sweeps import compare
+  values = {"a": {"test/agreement": [80.0, 82.0], "test/teacher_acc": [70.0, 70.0]},
+            "b": {"test/agreement": [90.0, 91.0], "test/teacher_acc": [70.0, 70.0]}}
+  lines = compare.difference_lines(["a", "b"], "a", ["test/agreement", "test/teacher_acc"],
+                                   values)
+  header = next(l for l in lines if l.startswith("| arm"))
+  assert "agreement" in header and "teacher acc" not in header
+  values["b"]["test/teacher_acc"] = [70.0, 71.0]   # a per-arm teacher: compared again
+  lines = compare.difference_lines(["a", "b"], "a", ["test/agreement", "test/teacher_acc"],
+                                   values)
+  assert "teacher acc" in next(l for l in lines if l.startswith("| arm"))

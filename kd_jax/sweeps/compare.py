@@ -55,6 +55,9 @@ def difference_lines(arms: Sequence[str], reference: str, columns: Sequence[str]
   """The difference table (markdown lines) of every arm but ``reference``, or one line saying
   why there is none (a CI needs 2 seeds on both sides)."""
   others = [a for a in arms if a != reference]
+  # A column with one value in every trial (a shared teacher's accuracy) has no difference to show.
+  columns = [c for c in columns
+             if len({v for a in arms for v in values.get(a, {}).get(c, ())}) > 1]
   if not others or not columns:
     return []
   if _seeds(values, reference, columns) < 2 or all(
