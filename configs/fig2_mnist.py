@@ -21,7 +21,7 @@ see upright digits and letters. The paper ran it transposed: the official loader
 
 Student recipe. Paper scale uses the official one (lr 0.05, 300 epochs; see below). On the
 small embedded-MNIST sets of the mini, lr 0.05 (60 epochs, PyTorch-default LeNet init as the
-official model) left 7 of 12 students collapsed to one class (10% accuracy;
+official model) left 8 of 20 students collapsed to one class (10% accuracy;
 experiments/results/fig2_mnist_mini_lr0.05/): the collapse is not an initialization artefact
 but a step size too large for a few hundred τ²-scaled steps. The mini and configs/mnist.py
 therefore keep lr 0.01; at paper scale (60k–700k images) add --config.distill.optim.lr=0.01 if

@@ -21,7 +21,7 @@ RESULTS = Path(__file__).resolve().parents[1] / "experiments" / "results"
 #: rebuilt from its results.csv instead and says so in experiments/README.md.
 LEGACY = {"fig3_augmentation_mini_gan", "fig5_train_agreement_mini_gan",
           "remedies_mid", "remedies_mid_long", "table2_imagenet_mini", "table2_imdb_mini",
-          "fig2_mnist_mini_lr0.05", "fig6_init_mid", "fig3_augmentation_mini"}
+          "fig6_init_mid", "fig3_augmentation_mini"}
 FOLDERS = sorted(p.parent for p in RESULTS.glob("*/results.csv"))
 
 
