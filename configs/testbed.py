@@ -94,7 +94,21 @@ def remedy_arms(epochs: int = STUDENT_EPOCHS) -> tuple:
 #: over its seeds; experiments/results/testbed_remedies_tune). Empty until that sweep is
 #: committed: the ``remedies`` variant refuses to run without it. Printed by
 #: ``python -m kd_jax.sweep_report --best_rates experiments/results/testbed_remedies_tune``.
-TUNED_LR: dict[str, float] = {}
+TUNED_LR: dict[str, float] = {
+    'baseline': 0.01,
+    'sgd': 0.03,
+    'logit_mse': 0.01,
+    'reverse_kl': 0.01,
+    'symmetric_kl': 0.01,
+    'tau_1': 0.00333,
+    'tau_10': 0.01,
+    'consistent': 0.00333,
+    'trajectory': 0.01,
+    'anneal': 0.00333,
+    'polish': 0.01,
+    'sam': 0.00333,
+    'tau_curriculum': 0.01,
+}
 
 
 

@@ -111,13 +111,14 @@ def test_shift_and_gauss():
 
 
 @pytest.mark.parametrize("variant", ["", "selfdistill", "data", "init", "ensemble",
-                                     "temperature", "remedies_tune"])
+                                     "temperature", "remedies_tune", "remedies",
+                                     "remedies_planes"])
 def test_testbed_configs_resolve(variant):
   spec = f"{TESTBED}:{variant}" if variant else str(TESTBED)
   c = config_files.get_config(config_files.load_module(TESTBED), variant)
   s = config_files.load_sweep(spec)
   trials = trials_lib.resolve_arms(c, s)
-  assert len(s.seeds) == (2 if variant == "remedies_tune" else 10)
+  assert len(s.seeds) == {"remedies_tune": 2, "remedies_planes": 1}.get(variant, 10)
   assert {t.config.data.source for t in trials} == {"mnist1d"}
   # every arm of every variant shares one stored teacher ensemble
   keys = {teacher_key(t.config.data, t.config.teacher, missing_ok=True) for t in trials}
