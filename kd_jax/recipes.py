@@ -373,10 +373,14 @@ def at_lr(overrides: dict, lr: float) -> dict:
   return out
 
 
-def tuning_arms(arms: tuple) -> tuple:
-  """Every remedy at its default rate × :data:`LR_FACTORS`, named ``<arm>_lr<rate>``."""
+def tuning_arms(arms: tuple, extend_below: tuple[str, ...] = ()) -> tuple:
+  """Every remedy at its default rate × :data:`LR_FACTORS`, named ``<arm>_lr<rate>``; the
+  remedies named in ``extend_below`` also one factor lower (a grid whose best rate is its
+  smallest has not bracketed the optimum: the grid is extended there, not read at its edge)."""
+  low = LR_FACTORS[0] ** 2
   return tuple((f"{name}_lr{lr * f:.3g}", at_lr(o, round(lr * f, 8)))
-               for name, o, lr in arms for f in LR_FACTORS)
+               for name, o, lr in arms
+               for f in ((low,) if name in extend_below else ()) + LR_FACTORS)
 
 
 def tuned_arms(arms: tuple, tuned: dict, config_file: str, tune_variant: str) -> tuple:

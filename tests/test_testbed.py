@@ -138,7 +138,8 @@ def test_every_remedy_spends_the_baselines_gradient_evaluations(spec, epochs, va
   path = TESTBED.parent / spec.split(":")[0]
   c = config_files.get_config(config_files.load_module(path), spec.split(":")[1])
   trials = trials_lib.resolve_arms(c, config_files.load_sweep(f"{path}:{spec.split(':')[1]}"))
-  assert len({t.arm for t in trials}) == 3 * 13
+  extended = len(getattr(config_files.load_module(path), "EXTEND_BELOW", ()))
+  assert len({t.arm for t in trials}) == 3 * 13 + extended
   for t in trials:
     d = t.config.distill
     spent = d.epochs * (2 if d.sam_rho else 1) + d.polish.epochs * recipes.POLISH_EPOCH_COST
@@ -155,7 +156,9 @@ def test_tuning_grid_is_each_arms_rate_times_the_factors():
   by_arm = {t.arm: t.config.distill.optim.lr for t in trials_lib.resolve_arms(c, s)}
   for name, _, lr in tb.remedy_arms():
     got = sorted(v for k, v in by_arm.items() if k.rsplit("_lr", 1)[0] == name)
-    np.testing.assert_allclose(got, [lr / 3, lr, 3 * lr], rtol=1e-5)  # rates kept to 8 decimals
+    want = [lr / 9] * (name in tb.EXTEND_BELOW) + [lr / 3, lr, 3 * lr]
+    np.testing.assert_allclose(got, want, rtol=1e-5)  # rates kept to 8 decimals
+  assert set(tb.EXTEND_BELOW) <= {name for name, _, _ in tb.remedy_arms()}
 
 
 @pytest.mark.parametrize("file,tune,run,folder", [
