@@ -209,6 +209,8 @@ def _figure(arg: str = ""):
     s.arms = recipes.tuned_arms(remedy_arms(), TUNED_LR, f"configs/testbed.py:{arg}",
                                 "remedies_tune")
     c.distill.eval_every = 100
+    # running/agreement: the augmented batches as trained, beside distill (clean signals).
+    c.distill.evals = ("test", "distill", "running")
     s.reference_arm = "baseline"
     s.metrics = ("distill/agreement", "running/agreement", "test/agreement",
                  "test/student_acc", "distill/kl", "run/wall_time_s")

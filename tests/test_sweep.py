@@ -6,6 +6,7 @@ store), from numpy over fabricated per-seed numbers, or from counts of experimen
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import runpy
 from pathlib import Path
@@ -368,6 +369,8 @@ def test_arms_resolve_to_shared_teacher_groups(figure_file, tmp_path):
     ((("a", {}),), {"reference_arm": "b"}, "sweep.reference_arm='b'"),
     ((("a", {}),), {"gap": (("test/kl", 100.0),)}, "sweep.gap entry ('test/kl', 100.0)"),
     ((("a", {}),), {"gap": (("test/agreement", "all"),)}, "sweep.gap entry"),
+    ((("bad_arm", {"distill.evals": ("test",)}),), {"metrics": ("running/agreement",)},
+     "add 'running' to distill.evals"),
 ])
 def test_bad_sweep_is_one_clear_error(figure_file, arms, other, needle):
   c = with_arms(fig(figure_file), arms, **other)
@@ -403,3 +406,47 @@ def test_command_line_dry_run_and_errors(figure_file, tmp_path):
     cli.close()
   assert bad.returncode == 2
   assert bad.stderr.strip().count("\n") == 0 and "'m3'" in bad.stderr
+
+
+def _trial_files(folder: Path, splits: dict, records: list, packed: bool) -> None:
+  folder.mkdir(parents=True)
+  (folder / "results.json").write_text(json.dumps(
+      {"splits": splits, "teacher": {"members_used": 1}, "wall_time_s": 1.0}))
+  text = "".join(json.dumps(r) + "\n" for r in records)
+  if packed:
+    with gzip.open(folder / "metrics.jsonl.gz", "wt") as f:
+      f.write(text)
+  else:
+    (folder / "metrics.jsonl").write_text(text)
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_running_split_of_a_trial_finished_before_it_was_asked_for(tmp_path, packed):
+  """A trial run with distill.evals lacking 'running' stays finished when the config adds it
+  (evaluations are not identity): its table reads the final epoch's record of metrics.jsonl —
+  the polish phase's when it has one — which is what the evaluator would have copied."""
+  from types import SimpleNamespace
+  from ml_collections import ConfigDict
+  from kd_jax.sweeps import report
+  test = {"agreement": 90.0}
+  records = [{"phase": "teacher", "epoch": 1, "running": {"agreement": 11.0}},
+             {"phase": "distill", "epoch": 1, "running": {"agreement": 50.0, "kl": 0.5}},
+             {"phase": "distill", "epoch": 2, "running": {"agreement": 60.0, "kl": 0.4},
+              "test": test}]
+  polished = records + [{"phase": "polish", "epoch": 1, "running": {"agreement": 70.0}}]
+  _trial_files(tmp_path / "plain/seed0", {"test": test}, records, packed)
+  _trial_files(tmp_path / "polish/seed0", {"test": test}, polished, packed)
+  _trial_files(tmp_path / "has_it/seed0", {"test": test, "running": {"agreement": 1.0}},
+               records, packed)
+  _trial_files(tmp_path / "not_asked/seed0", {"test": test}, records, packed)
+
+  def trial(arm, evals):
+    return SimpleNamespace(arm=arm, seed=0, x=None, series="", path=f"{arm}/seed0",
+                           config=ConfigDict({"distill": {"evals": evals}}))
+  asked = ("test", "distill", "running")
+  rows = report.collect_rows([trial("plain", asked), trial("polish", asked),
+                              trial("has_it", asked), trial("not_asked", ("test",))], tmp_path)
+  got = {r["arm"]: (r.get("running/agreement"), r.get("running/kl")) for r in rows}
+  assert got == {"plain": (60.0, 0.4), "polish": (70.0, None), "has_it": (1.0, None),
+                 "not_asked": (None, None)}
+  assert all(r["test/agreement"] == 90.0 for r in rows)

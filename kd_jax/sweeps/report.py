@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import datetime
+import gzip
 import json
 import math
 import os
@@ -49,12 +50,45 @@ def trial_row(arm: str, seed: int, x: Optional[float], series: str,
   return row
 
 
+def running_from_metrics(trial_dir: Path) -> Optional[dict[str, float]]:
+  """The last epoch's running metrics in a trial's ``metrics.jsonl`` (or its collected
+  ``.gz``): exactly what the ``running`` evaluator copies into results.json, since both read
+  the record of the final epoch (of the polish phase when there is one). None without one."""
+  plain, packed = Path(trial_dir) / "metrics.jsonl", Path(trial_dir) / "metrics.jsonl.gz"
+  if plain.is_file():
+    lines = plain.read_text().splitlines()
+  elif packed.is_file():
+    with gzip.open(packed, "rt") as f:
+      lines = f.read().splitlines()
+  else:
+    return None
+  last = None
+  for line in lines:
+    record = json.loads(line) if line.strip() else {}
+    if record.get("phase") in ("distill", "polish") and "running" in record:
+      last = record["running"]
+  return last
+
+
+def _with_running(results: dict, trial: Any, trial_dir: Path) -> dict:
+  """``results`` with the running split its config asks for, read from its metrics.jsonl when
+  the run finished before ``distill.evals`` named ``running`` (evaluations are not part of a
+  run's identity, so such a trial stays finished and valid)."""
+  splits = results.get("splits")
+  wanted = "running" in tuple(trial.config.distill.get("evals", ()))
+  if not wanted or not isinstance(splits, dict) or "running" in splits or results.get("diverged"):
+    return results
+  running = running_from_metrics(trial_dir)
+  return results if running is None else dict(results, splits={**splits, "running": running})
+
+
 def collect_rows(trials: Sequence[Any], workdir: Path) -> list[dict[str, Any]]:
   """A row per finished trial, grouped by arm (in the sweep's arm order), then by seed."""
   order = {a: i for i, a in enumerate(dict.fromkeys(t.arm for t in trials))}
   found = ((t, Path(workdir) / t.path / RESULTS)
            for t in sorted(trials, key=lambda t: (order[t.arm], t.seed)))
-  return [trial_row(t.arm, t.seed, t.x, t.series, json.loads(p.read_text()), str(p))
+  return [trial_row(t.arm, t.seed, t.x, t.series,
+                    _with_running(json.loads(p.read_text()), t, p.parent), str(p))
           for t, p in found if p.exists()]
 
 

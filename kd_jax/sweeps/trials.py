@@ -23,6 +23,7 @@ from kd_jax.config import to_json
 from kd_jax.config_files import get_dotted
 from kd_jax.runner.identity import teacher_key
 from kd_jax.runner.validate import validate
+from kd_jax.train.evaluators import DISTILL_DEFAULTS
 from kd_jax.core.errors import ConfigError
 from kd_jax.runner.identity import differences
 
@@ -154,6 +155,19 @@ def _check_sweep(s: ConfigDict, arms: Sequence[str]) -> None:
         raise ConfigError(f"sweep.paper[{name!r}][{m!r}]={v!r} must be a number or '≈number'")
 
 
+def _check_evaluated(s: ConfigDict, c: ConfigDict) -> None:
+  """A sweep.metrics column of a distillation evaluation the trials do not run would stay an
+  empty column in every table: refused before anything trains."""
+  named = {metrics.LEGACY_SPLITS.get(n, n) for n in c.distill.get("evals", ())}
+  named |= set(c.get("evals", {}).keys())
+  for m in s.metrics:
+    split = m.split("/")[0]
+    if split in DISTILL_DEFAULTS and split not in named:
+      raise ConfigError(f"sweep.metrics entry {m!r} needs the {split!r} evaluation, which "
+                        f"distill.evals={tuple(c.distill.evals)!r} does not run; add {split!r} "
+                        "to distill.evals or drop the column")
+
+
 @contextlib.contextmanager
 def _in_arm(arm: str):
   """ConfigErrors raised inside say which arm they come from."""
@@ -178,6 +192,7 @@ def resolve_arms(config: ConfigDict, sweep: ConfigDict,
     c = apply_overrides(config, name, overrides)
     with _in_arm(name):
       validate(c)
+      _check_evaluated(s, c)
     c.distill.teacher_members = int(c.distill.teacher_members or c.teacher.ensemble_size)
     if workdir is not None and not c.teacher.store:
       c.teacher.store = str((Path(workdir) / "teachers").absolute())
