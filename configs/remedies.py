@@ -53,6 +53,7 @@ about 7× a `mid` trial (≈ 5 h for the 39 trials on 2 quiet CPU cores, by that
 """
 from kd_jax import recipes
 from kd_jax.config import optim_config
+from kd_jax.sweeps import tuning
 
 ADAM = optim_config(name="adam", lr=1e-3, weight_decay=1e-4, schedule="cosine", lr_min=1e-6)
 MIXUP = "crop|hflip|mixup(1.0)"
@@ -128,7 +129,7 @@ def _figure(arg: str = ""):
       s.seeds = V2_TUNE_SEEDS
       s.arms = recipes.tuning_arms(arms)
       s.diverged = "record"   # a rate that diverges is an outcome of the grid
-      s.reference_arm = f"baseline_lr{float(c.distill.optim.lr):.3g}"
+      s.reference_arm = tuning.arm_name("baseline", float(c.distill.optim.lr))
       s.metrics = ("val/agreement", "distill/agreement", "running/agreement", "val/kl",
                    "run/wall_time_s")
       s.title = "Remedies v2: learning-rate grid on 5,000 held-out images (ResNet-20 LN, CIFAR-100)"

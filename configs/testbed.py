@@ -61,6 +61,7 @@ from ml_collections import ConfigDict
 
 from kd_jax import recipes
 from kd_jax.config import base_config, model_config, optim_config
+from kd_jax.sweeps import tuning
 
 VARIANTS = ("selfdistill", "data", "init", "ensemble", "temperature", "remedies_tune",
             "remedies", "remedies_planes")
@@ -201,7 +202,7 @@ def _figure(arg: str = ""):
     s.seeds = TUNE_SEEDS
     s.arms = recipes.tuning_arms(remedy_arms(), extend_below=EXTEND_BELOW)
     s.diverged = "record"   # a rate that diverges is an outcome of the grid
-    s.reference_arm = f"baseline_lr{STUDENT_LR:.3g}"
+    s.reference_arm = tuning.arm_name("baseline", STUDENT_LR)
     s.metrics = ("val/agreement", "distill/agreement", "val/kl", "run/wall_time_s")
     s.title = ("Testbed remedies: learning-rate grid on 400 held-out distillation signals "
                "(conv1d, MNIST-1D noise 0.1)")

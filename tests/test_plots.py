@@ -247,3 +247,13 @@ def test_plane_draws_cells_and_prints_the_anchors_measured_values(tmp_path, monk
   assert any(isinstance(c, QuadMesh) for c in ax.collections)  # cells, no contour smearing
   texts = [t.get_text() for t in ax.get_legend().texts]
   assert texts == ["teacher: 100.00", "student init: 9.50", "student final: 58.25"]
+
+
+@pytest.mark.parametrize("xs,integer", [((1.0, 3.0, 5.0), True), ((0.0, 0.25, 1.0), False)])
+def test_counts_on_the_x_axis_get_whole_number_ticks(xs, integer):
+  pts = [plots.ArmPoint(f"m{x:g}", x, "", {"test/agreement": (80.0 + x, float("nan"), 1)})
+         for x in xs]
+  fig = plots.draw_sweep(pts, ["test/agreement"], x_label="x")
+  ticks = [t for t in fig.axes[0].get_xticks() if xs[0] <= t <= xs[-1]]
+  assert ticks
+  assert all(float(t).is_integer() for t in ticks) == integer

@@ -56,3 +56,12 @@ def test_unknown_column_names_the_flag(tmp_path, capsys):
   with pytest.raises(SystemExit):
     rebuild.main(["--best_rates", str(_write(tmp_path / "grid")), "--by", "val/agree"])
   assert "--by" in capsys.readouterr().err
+
+
+def test_grid_arm_names_parse_back_to_their_remedy_and_rate():
+  """recipes.tuning_arms names arms with tuning.arm_name; best_rates must read them back."""
+  from kd_jax import recipes
+  arms = recipes.tuning_arms((("tau_1", {}, 0.01), ("sgd", {}, 0.03)), extend_below=("tau_1",))
+  rows = [{"arm": name, "val/agreement": str(i)} for i, (name, _) in enumerate(arms)]
+  # the last arm of each remedy scores highest: its largest rate, the default × 3
+  assert tuning.best_rates(rows, "val/agreement") == pytest.approx({"tau_1": 0.03, "sgd": 0.09})

@@ -170,6 +170,10 @@ def draw_sweep(points: Sequence[ArmPoint], metrics: Sequence[str], *, title: str
     if line:
       shown = _lines(ax, points, metric, paper)
       ax.set_xlabel(x_label)
+      if all(float(p.x).is_integer() for p in points):
+        # counts (members, epochs, images): no tick at 2.5 members
+        from matplotlib.ticker import MaxNLocator
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     else:
       shown = _bars(ax, points, metric, paper)
     zoomed = False

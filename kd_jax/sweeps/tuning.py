@@ -15,6 +15,11 @@ from typing import Iterable, Mapping
 LR_TAG = "_lr"
 
 
+def arm_name(remedy: str, lr: float) -> str:
+  """A tuning grid's arm name, ``<remedy>_lr<rate>``: the name :func:`best_rates` parses back."""
+  return f"{remedy}{LR_TAG}{lr:.3g}"
+
+
 def best_rates(rows: Iterable[Mapping[str, str]], column: str) -> dict[str, float]:
   """{remedy: rate} with the highest mean ``column`` over its seeds (the first rate on a tie);
   rows without a value (diverged trials) do not count, and a remedy with none is left out."""
