@@ -2,12 +2,15 @@
 test agreement moved over the last 20% of each student's epochs (mean ± std over seeds).
 
     python experiments/testbed_plateau.py runs/testbed_selfdistill [runs/testbed_data ...]
+    python experiments/testbed_plateau.py experiments/results/testbed_selfdistill
 
-Reads every ``metrics.jsonl`` under the given sweep folders (one per trial); a trial's arm is
+Reads every ``metrics.jsonl`` (or, in a committed results folder, ``metrics.jsonl.gz``) under
+the given sweep folders (one per trial); a trial's arm is
 its folder path without the seed folder; trials without results.json (running) are left out. Reads the split names the per-epoch records hold.
 """
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import sys
@@ -20,7 +23,12 @@ COLUMNS = (("test", "student_acc"), ("test", "teacher_acc"), ("test", "agreement
 
 
 def _records(path: Path) -> list[dict]:
-  return [r for r in map(json.loads, path.read_text().splitlines())
+  if path.suffix == ".gz":
+    with gzip.open(path, "rt") as f:
+      text = f.read()
+  else:
+    text = path.read_text()
+  return [r for r in map(json.loads, text.splitlines())
           if r.get("phase") == "distill" and "test" in r]
 
 
@@ -46,12 +54,15 @@ def trial_summary(path: Path) -> dict | None:
 def main(folders: list[str]) -> None:
   arms: dict[str, list[dict]] = defaultdict(list)
   for folder in folders:
-    for m in sorted(Path(folder).rglob("metrics.jsonl")):
+    for m in sorted(Path(folder).rglob("metrics.jsonl*")):
+      if m.name not in ("metrics.jsonl", "metrics.jsonl.gz"):
+        continue
       if not (m.parent / "results.json").exists():
         continue  # a trial still running
       s = trial_summary(m)
       if s is not None:
         arm = re.sub(r"/seed[_=-]?\d+", "", str(m.parent.relative_to(Path(folder).parent)))
+        arm = arm.replace("/trials/", "/")  # a committed folder's trials/<arm>/seed<k>
         arms[arm].append(s)
   keys = ("test/student_acc", "test/teacher_acc", "test/agreement", "distill/agreement",
           "test_agreement_range_last20%")
