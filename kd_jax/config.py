@@ -246,3 +246,12 @@ def lock(config: ConfigDict) -> ConfigDict:
 
 def to_json(config: ConfigDict) -> str:
   return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str)
+
+
+#: A tuning grid's arms are named ``<remedy>_lr<rate>`` (sweeps.tuning parses them back).
+LR_TAG = "_lr"
+
+
+def arm_name(remedy: str, lr: float) -> str:
+  """A tuning grid's arm name, ``<remedy>_lr<rate>``: the name ``tuning.best_rates`` parses back."""
+  return f"{remedy}{LR_TAG}{lr:.3g}"

@@ -10,8 +10,7 @@ from pathlib import Path
 
 from ml_collections import ConfigDict
 
-from kd_jax.config import base_config, model_config, optim_config, sweep_config
-from kd_jax.sweeps import tuning
+from kd_jax.config import arm_name, base_config, model_config, optim_config, sweep_config
 
 #: Environment variables a user sets once instead of a flag on every command.
 CIFAR10_ENV = "KD_JAX_CIFAR10"      # a folder or tar of train/<class>/*.jpg, test/<class>/*.jpg
@@ -379,7 +378,7 @@ def tuning_arms(arms: tuple, extend_below: tuple[str, ...] = ()) -> tuple:
   remedies named in ``extend_below`` also one factor lower (a grid whose best rate is its
   smallest has not bracketed the optimum: the grid is extended there, not read at its edge)."""
   low = LR_FACTORS[0] ** 2
-  return tuple((tuning.arm_name(name, lr * f), at_lr(o, round(lr * f, 8)))
+  return tuple((arm_name(name, lr * f), at_lr(o, round(lr * f, 8)))
                for name, o, lr in arms
                for f in ((low,) if name in extend_below else ()) + LR_FACTORS)
 

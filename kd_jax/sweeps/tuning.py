@@ -12,12 +12,9 @@ import math
 from pathlib import Path
 from typing import Iterable, Mapping
 
-LR_TAG = "_lr"
+from kd_jax.config import LR_TAG, arm_name  # the grid's names are made where its arms are
 
-
-def arm_name(remedy: str, lr: float) -> str:
-  """A tuning grid's arm name, ``<remedy>_lr<rate>``: the name :func:`best_rates` parses back."""
-  return f"{remedy}{LR_TAG}{lr:.3g}"
+__all__ = ["LR_TAG", "arm_name", "best_rates", "best_rates_of", "as_python"]
 
 
 def best_rates(rows: Iterable[Mapping[str, str]], column: str) -> dict[str, float]:
