@@ -118,36 +118,41 @@ def test_an_undecodable_image_is_named_with_what_to_do(tmp_path):
   assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())
 
 
-@pytest.mark.parametrize("kind", ["image", "text", "image_files"])
-def test_a_truncated_tar_gz_is_named_with_what_to_do(tmp_path, kind):
+def _data_folder(tmp_path, kind: str, n_train: int):
+  """A small text or image folder data set to archive (``kind``: image, text, image_files)."""
   if kind == "text":
-    folder = _text_folder(tmp_path / "data")
-  else:
-    _write_folder(tmp_path / "data", n_train=30)
-    folder = tmp_path / "data"
-  archive = _tar_gz(folder, tmp_path / "data.tar.gz")
-  whole = archive.read_bytes()
-  archive.write_bytes(whole[: len(whole) * 2 // 3])  # a download cut short
+    return _text_folder(tmp_path / "data")
+  _write_folder(tmp_path / "data", n_train=n_train)
+  return tmp_path / "data"
+
+
+def _load_error_leaving_no_cache(tmp_path, kind: str, archive) -> str:
+  """Loads a damaged ``archive``: its one-line ConfigError, after checking that no half cache
+  or extraction was left behind."""
   cfg = (_text_cfg if kind == "text" else _folder_cfg)(archive, tmp_path / "cache")
   if kind == "image_files":
     cfg["image_size"] = 4
   with pytest.raises(ConfigError) as err:
     sources.load_source(cfg)
-  msg = _one_line(err)
-  assert str(archive) in msg and "truncated or damaged" in msg and "again" in msg
   cache = tmp_path / "cache"
-  assert not cache.exists() or not list(cache.iterdir())  # no half cache or extraction left
+  assert not cache.exists() or not list(cache.iterdir())
+  return _one_line(err)
+
+
+@pytest.mark.parametrize("kind", ["image", "text", "image_files"])
+def test_a_truncated_tar_gz_is_named_with_what_to_do(tmp_path, kind):
+  archive = _tar_gz(_data_folder(tmp_path, kind, n_train=30), tmp_path / "data.tar.gz")
+  whole = archive.read_bytes()
+  archive.write_bytes(whole[: len(whole) * 2 // 3])  # a download cut short
+  msg = _load_error_leaving_no_cache(tmp_path, kind, archive)
+  assert str(archive) in msg and "truncated or damaged" in msg and "again" in msg
 
 
 @pytest.mark.parametrize("kind", ["image", "text", "image_files"])
 def test_a_tar_cut_at_a_member_boundary_is_not_taken_for_a_smaller_archive(tmp_path, kind):
   """The cut lands exactly after a whole member: every header read so far is valid, and only
   the missing end-of-archive marker shows the archive is incomplete."""
-  if kind == "text":
-    folder = _text_folder(tmp_path / "data")
-  else:
-    _write_folder(tmp_path / "data", n_train=4)
-    folder = tmp_path / "data"
+  folder = _data_folder(tmp_path, kind, n_train=4)
   plain = tmp_path / "data.tar"
   with tarfile.open(plain, "w") as tf:
     tf.add(folder, arcname=folder.name)
@@ -156,15 +161,8 @@ def test_a_tar_cut_at_a_member_boundary_is_not_taken_for_a_smaller_archive(tmp_p
   cut = members[len(members) // 2].offset
   archive = tmp_path / "data.tar.gz"
   archive.write_bytes(gzip.compress(plain.read_bytes()[:cut]))  # a whole gzip, a cut tar
-  cfg = (_text_cfg if kind == "text" else _folder_cfg)(archive, tmp_path / "cache")
-  if kind == "image_files":
-    cfg["image_size"] = 4
-  with pytest.raises(ConfigError) as err:
-    sources.load_source(cfg)
-  msg = _one_line(err)
+  msg = _load_error_leaving_no_cache(tmp_path, kind, archive)
   assert str(archive) in msg and "end-of-archive" in msg and "again" in msg
-  cache = tmp_path / "cache"
-  assert not cache.exists() or not list(cache.iterdir())
 
 
 # --------------------------------------------------------------------------- checkpoints
