@@ -257,3 +257,23 @@ def test_counts_on_the_x_axis_get_whole_number_ticks(xs, integer):
   ticks = [t for t in fig.axes[0].get_xticks() if xs[0] <= t <= xs[-1]]
   assert ticks
   assert all(float(t).is_integer() for t in ticks) == integer
+
+
+def test_the_table_drops_a_column_no_trial_measured_but_keeps_the_asked_ones():
+  """Augmented trials get distill_aug CSV columns whether or not they ran that evaluation; an
+  all-empty column in the table is noise, while a column the sweep asks for stays (a partial
+  table shows its "—")."""
+  from ml_collections import ConfigDict
+  from kd_jax.config import sweep_config
+  sweep = sweep_config()
+  sweep.metrics = ("test/agreement", "val/agreement")
+  T = collections.namedtuple("T", "arm seed x config")
+  cfg = ConfigDict({"distill": {"augment": "shift"}})
+  trials = [T("a", s, None, cfg) for s in (0, 1)]
+  rows = [{"arm": "a", "seed": s, "test/agreement": 90.0 + s, "val/agreement": None,
+           "distill/agreement": 95.0} for s in (0, 1)]
+  md = sweep_report.markdown("t", sweep, trials, rows, "cmd", None, teachers="Teachers: one")
+  head = next(line for line in md.splitlines() if line.startswith("| arm"))
+  assert "test agreement" in head and "val agreement" in head
+  assert "distill agreement" in head and "distill (augmented)" not in head
+  assert "distill_aug/agreement" in sweep_report.columns(sweep, trials, rows)  # the CSV keeps it

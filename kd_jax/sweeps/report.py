@@ -229,7 +229,9 @@ def markdown(name: str, sweep: ConfigDict, trials: Sequence[Any], rows: Sequence
   ``header`` and ``teachers`` replace the command/machine/date lines and the teacher keys (a
   table rebuilt from an old CSV keeps those of the run that measured it)."""
   cols = columns(sweep, trials, rows)
-  shown = table_columns(sweep, cols)
+  # An extra column no trial measured (an evaluation these trials did not run) is only noise.
+  shown = [m for m in table_columns(sweep, cols)
+           if m in sweep.metrics or any(r.get(m) not in (None, "") for r in rows)]
   paper = dict(pairs(sweep.paper))
   arms = list(dict.fromkeys(t.arm for t in trials))
   x_of = {t.arm: t.x for t in trials}
