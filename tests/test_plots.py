@@ -277,3 +277,25 @@ def test_the_table_drops_a_column_no_trial_measured_but_keeps_the_asked_ones():
   assert "test agreement" in head and "val agreement" in head
   assert "distill agreement" in head and "distill (augmented)" not in head
   assert "distill_aug/agreement" in sweep_report.columns(sweep, trials, rows)  # the CSV keeps it
+
+
+def test_gap_plot_puts_each_arm_at_its_fraction_of_the_gap_closed():
+  """Dots at (mean(arm) − mean(ref)) / (100 − mean(ref)), computed here with numpy; a CI past
+  the axis (an arm whose seeds barely differ from a noisy reference) ends in an arrow."""
+  from kd_jax.sweeps import compare, gap_plot
+  ref, good, noisy = [90.0, 91.0, 92.0], [99.0, 99.5, 99.8], [80.0, 95.0, 70.0]
+  values = {"base": {"d/agreement": ref}, "good": {"d/agreement": good},
+            "noisy": {"d/agreement": noisy}}
+  fractions = compare.gap_fractions(["base", "good", "noisy"], "base",
+                                    [("d/agreement", 100.0)], values)
+  fig = gap_plot.draw_gaps(fractions, "base")
+  (ax,) = [a for a in fig.axes if a.get_visible()]
+  dots = [ln for ln in ax.get_lines() if ln.get_marker() == "o"]
+  want = [(np.mean(v) - np.mean(ref)) / (100 - np.mean(ref)) for v in (good, noisy)]
+  got = [ln.get_xdata()[0] for ln in dots]
+  lo, hi = gap_plot.LIMITS
+  assert got == pytest.approx([min(max(w, lo), hi) for w in want], rel=1e-9)
+  assert [ln.get_ydata()[0] for ln in dots] == [0, 1]
+  assert any(ln.get_marker() == "<" for ln in ax.get_lines())  # noisy's CI runs off the axis
+  assert "fraction of the gap to 100 closed" == ax.get_xlabel()
+  assert gap_plot.draw_gaps({}, "base") is None

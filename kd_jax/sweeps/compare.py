@@ -110,26 +110,44 @@ def two_mode_lines(arms: Sequence[str], columns: Sequence[str], values: Values) 
           "outcomes.", *found]
 
 
+#: One arm's closed fraction of a gap: (arm, f, CI low, CI high, seeds).
+GapRow = tuple[str, float, float, float, int]
+
+
+def gap_fractions(arms: Sequence[str], reference: str, gaps: Sequence[tuple[str, float]],
+                  values: Values) -> dict[tuple[str, float], list[GapRow]]:
+  """{(column, top): rows} of every arm but ``reference`` with 2 or more seeds, for each gap
+  whose reference has 2 or more seeds ({} when none): what results.md tabulates and the gap
+  plot draws."""
+  gaps = [(c, float(top)) for c, top in gaps
+          if len(values.get(reference, {}).get(c, ())) >= 2]
+  others = [a for a in arms if a != reference and _seeds(values, a, [c for c, _ in gaps]) >= 2]
+  out: dict[tuple[str, float], list[GapRow]] = {}
+  for c, top in gaps if others else ():
+    out[(c, top)] = [(arm, *stats.gap_fraction(values.get(arm, {}).get(c, ()),
+                                                 values[reference][c], top),
+                      len(values.get(arm, {}).get(c, ()))) for arm in others]
+  return out
+
+
 def gap_lines(arms: Sequence[str], reference: str, gaps: Sequence[tuple[str, float]],
               values: Values) -> list[str]:
   """The fraction of the gap from ``reference`` to a fixed top value (``sweep.gap``: e.g. 100%
   agreement, a student started at the teacher) each arm closes, with Fieller's 95% CI; [] when
   the sweep names no gap or the reference has fewer than 2 seeds."""
-  gaps = [(c, float(top)) for c, top in gaps
-          if len(values.get(reference, {}).get(c, ())) >= 2]
-  others = [a for a in arms if a != reference and _seeds(values, a, [c for c, _ in gaps]) >= 2]
-  if not gaps or not others:
+  fractions = gap_fractions(arms, reference, gaps, values)
+  if not fractions:
     return []
-  head = ["arm"] + [f"{label(c)}: gap to {top:g} closed" for c, top in gaps]
+  head = ["arm"] + [f"{label(c)}: gap to {top:g} closed" for c, top in fractions]
   lines = [f"Fraction of the gap from `{reference}` to the fixed top closed, "
            "(arm − reference) / (top − reference) [95% CI, Fieller; ±inf: unbounded]. 0 = no "
            "better than the reference, 1 = the top reached.", "",
            "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-  for arm in others:
+  columns = list(fractions.values())
+  for i, arm in enumerate(r[0] for r in columns[0]):
     cells = [arm]
-    for c, top in gaps:
-      f, lo, hi = stats.gap_fraction(values.get(arm, {}).get(c, ()),
-                                     values[reference][c], top)
+    for rows in columns:
+      _, f, lo, hi, _ = rows[i]
       cells.append("—" if math.isnan(f) else f"{f:+.2f} [{lo:+.2f}, {hi:+.2f}]")
     lines.append("| " + " | ".join(cells) + " |")
   return lines

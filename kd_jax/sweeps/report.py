@@ -22,7 +22,7 @@ from ml_collections import ConfigDict
 
 from kd_jax.core import atomic
 from kd_jax.kd import metrics
-from kd_jax.sweeps import compare, origin, plots, stats
+from kd_jax.sweeps import compare, gap_plot, origin, plots, stats
 from kd_jax.runner.experiment import RESULTS
 
 Stat = tuple[float, float, int]  # mean, 95% CI half-width (nan for one seed), number of seeds
@@ -223,7 +223,7 @@ def teachers_line(trials: Sequence[Any]) -> str:
 def markdown(name: str, sweep: ConfigDict, trials: Sequence[Any], rows: Sequence[dict],
              command: str, image: Optional[str], *, asked: Optional[Sequence[Any]] = None,
              header: Optional[list[str]] = None, teachers: str = "",
-             commit: Optional[str] = None) -> str:
+             commit: Optional[str] = None, gap_image: Optional[str] = None) -> str:
   """The table a reader wants: one row per arm, measured next to the paper's number.
 
   ``header`` and ``teachers`` replace the command/machine/date lines and the teacher keys (a
@@ -260,6 +260,8 @@ def markdown(name: str, sweep: ConfigDict, trials: Sequence[Any], rows: Sequence
                  or "—")
     lines.append("| " + " | ".join(cells) + " |")
   lines += _comparisons(sweep, arms, rows)
+  if gap_image:
+    lines += ["", f"![{name} gap]({gap_image})"]
   diverged = [f"{r['arm']}/seed{r['seed']}" for r in rows if r.get("diverged")]
   if diverged:  # finished without numbers (sweep.diverged="record"): not in any mean above
     lines += ["", f"Diverged (a non-finite loss; no numbers, in no mean above): "
@@ -270,13 +272,19 @@ def markdown(name: str, sweep: ConfigDict, trials: Sequence[Any], rows: Sequence
   return "\n".join(lines) + "\n"
 
 
-def _comparisons(sweep: ConfigDict, arms: Sequence[str], rows: Sequence[dict]) -> list[str]:
-  """Under the table: arms whose seeds split in two, and differences from the reference arm."""
+def _measured(sweep: ConfigDict, arms: Sequence[str], rows: Sequence[dict]):
+  """(measured metric columns, arm → column → seed values, the reference arm, sweep.gap's
+  measured (column, top) pairs): what the comparisons below the table are made of."""
   cols = [m for m in sweep.metrics if any(r.get(m) not in (None, "") for r in rows)]
   values = {arm: seed_values(rows, arm, cols) for arm in arms}
   reference = compare.reference_arm(sweep.get("reference_arm", ""), arms)
+  return cols, values, reference, [(c, top) for c, top in sweep.get("gap", ()) if c in cols]
+
+
+def _comparisons(sweep: ConfigDict, arms: Sequence[str], rows: Sequence[dict]) -> list[str]:
+  """Under the table: arms whose seeds split in two, and differences from the reference arm."""
+  cols, values, reference, gaps = _measured(sweep, arms, rows)
   out = []
-  gaps = [(c, top) for c, top in sweep.get("gap", ()) if c in cols]
   for block in (compare.two_mode_lines(arms, cols, values),
                 compare.difference_lines(arms, reference, cols, values),
                 compare.gap_lines(arms, reference, gaps, values)):
@@ -322,10 +330,16 @@ def draw_and_tabulate(name: str, sweep: ConfigDict, trials: Sequence[Any],
                            title=sweep.title or name, x_label=sweep.x_label or sweep.x_key,
                            paper_dataset=sweep.get("paper_dataset", ""),
                            paper_setting=sweep.get("paper_setting", ""))
+  arms = list(first)
+  _, values, reference, gaps = _measured(sweep, arms, rows)
+  gap_image = plot_name(f"{name}_gap")
+  gap_drawn = gap_plot.plot_gaps(compare.gap_fractions(arms, reference, gaps, values), reference,
+                                 Path(out) / gap_image, title=f"{sweep.title or name}: the gap")
   atomic.write_text(
-      Path(out) / "results.md", markdown(name, sweep, trials, rows, command, image if drawn else None, asked=asked,
-               commit=commit,
-               header=header, teachers=teachers))
+      Path(out) / "results.md",
+      markdown(name, sweep, trials, rows, command, image if drawn else None, asked=asked,
+               commit=commit, header=header, teachers=teachers,
+               gap_image=gap_image if gap_drawn else None))
 
 
 # ------------------------------------------------------------------ rebuilding from a results.csv
