@@ -230,8 +230,7 @@ def markdown(name: str, sweep: ConfigDict, trials: Sequence[Any], rows: Sequence
   table rebuilt from an old CSV keeps those of the run that measured it)."""
   cols = columns(sweep, trials, rows)
   # An extra column no trial measured (an evaluation these trials did not run) is only noise.
-  shown = [m for m in table_columns(sweep, cols)
-           if m in sweep.metrics or any(r.get(m) not in (None, "") for r in rows)]
+  shown = [m for m in table_columns(sweep, cols) if m in sweep.metrics or _measured_in(rows, m)]
   paper = dict(pairs(sweep.paper))
   arms = list(dict.fromkeys(t.arm for t in trials))
   x_of = {t.arm: t.x for t in trials}
@@ -272,10 +271,15 @@ def markdown(name: str, sweep: ConfigDict, trials: Sequence[Any], rows: Sequence
   return "\n".join(lines) + "\n"
 
 
+def _measured_in(rows: Sequence[dict], column: str) -> bool:
+  """Whether any finished trial has a value in ``column``."""
+  return any(r.get(column) not in (None, "") for r in rows)
+
+
 def _measured(sweep: ConfigDict, arms: Sequence[str], rows: Sequence[dict]):
   """(measured metric columns, arm → column → seed values, the reference arm, sweep.gap's
   measured (column, top) pairs): what the comparisons below the table are made of."""
-  cols = [m for m in sweep.metrics if any(r.get(m) not in (None, "") for r in rows)]
+  cols = [m for m in sweep.metrics if _measured_in(rows, m)]
   values = {arm: seed_values(rows, arm, cols) for arm in arms}
   reference = compare.reference_arm(sweep.get("reference_arm", ""), arms)
   return cols, values, reference, [(c, top) for c, top in sweep.get("gap", ()) if c in cols]
