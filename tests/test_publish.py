@@ -190,6 +190,25 @@ def test_machines_that_differ_are_named_per_arm(figure_file, tmp_path, monkeypat
   assert "Other CPU (AVX-512), 2 cores, jax 1: arm t4" in line
 
 
+def test_a_sweep_finished_by_several_only_commands_names_each(figure_file, tmp_path,
+                                                              monkeypatch):
+  # Two processes, one arm each (as on two cores): the header must not name only the last one.
+  base = {"commit": "aaaaaaa", "dirty": False, "machine": MACHINE, "finished": "2026-01-01T10:00"}
+  where = f"--config={figure_file} --workdir={tmp_path / 'run'}"
+  fake(monkeypatch, {"t1": dict(base, command=f"sweep.py {where} --only=t1"),
+                     "t4": dict(base, command=f"sweep.py {where} --only t4")})
+  run(figure_file, tmp_path / "run")
+  out = rebuild.collect(tmp_path / "run", tmp_path / "res")
+  md = (out / "results.md").read_text()
+  line = next(l for l in md.splitlines() if l.startswith("- command:"))
+  assert line == (f"- command: `{command(figure_file, tmp_path / 'run')}`, run as 2 commands "
+                  "that differ in `--only`: `--only=t1` (2 trials); `--only=t4` (2 trials)")
+  assert "only" not in rows(out / "results.csv")[0]      # the header's, not a column
+  (out / "results.md").write_text("stale\n")
+  rebuild.main(["--rebuild", str(out)])
+  assert (out / "results.md").read_text() == md
+
+
 def test_collect_needs_a_sweep_workdir(tmp_path, capsys):
   with pytest.raises(SystemExit):
     rebuild.main(["--collect", str(tmp_path), "--out", str(tmp_path / "res")])

@@ -1,10 +1,12 @@
 """Where a table's numbers came from, read off its trials: per trial in results.csv (``commit``,
 ``machine``, ``finished``), and as the header of results.md — one commit and one machine named
-only when every trial ran there; a mix is spelled out by arm. Derived from the trials alone, so a
+only when every trial ran there; a mix is spelled out by arm, and a sweep run as several
+``--only`` commands (e.g. two processes on two cores) names each with its trials. Derived from the trials alone, so a
 table rebuilt from its per-trial files is byte-identical to the one the sweep wrote.
 """
 from __future__ import annotations
 
+import shlex
 from typing import Any, Optional, Sequence
 
 from kd_jax.core import provenance
@@ -13,12 +15,55 @@ from kd_jax.core import provenance
 COLUMNS = ("commit", "machine", "finished")
 
 
+#: Row key (not a results.csv column) of the ``--only`` value the trial's sweep command had.
+ONLY = "only"
+
+
+def _split_only(command: str) -> tuple[list[str], Optional[str]]:
+  """(the command's words without ``--only``, its ``--only`` value or None)."""
+  try:
+    words = shlex.split(command)
+  except ValueError:       # an unbalanced quote: not ours to parse
+    return command.split(), None
+  rest, only, i = [], None, 0
+  while i < len(words):
+    if words[i].startswith("--only="):
+      only = words[i].split("=", 1)[1]
+    elif words[i] == "--only" and i + 1 < len(words):
+      only, i = words[i + 1], i + 1
+    else:
+      rest.append(words[i])
+    i += 1
+  return rest, only
+
+
 def row_fields(p: Optional[dict[str, Any]]) -> dict[str, str]:
-  """The results.csv fields of one trial's ``provenance`` record (none for older results)."""
+  """The results.csv fields of one trial's ``provenance`` record (none for older results),
+  and the ``--only`` its command had (kept out of the CSV: it is the header's)."""
   if not p:
     return {}
-  return {"commit": provenance.code_label(p), "machine": provenance.machine_label(p["machine"]),
-          "finished": str(p.get("finished", ""))[:16].replace("T", " ")}
+  row = {"commit": provenance.code_label(p), "machine": provenance.machine_label(p["machine"]),
+         "finished": str(p.get("finished", ""))[:16].replace("T", " ")}
+  if p.get("command"):
+    row[ONLY] = _split_only(p["command"])[1] or ""
+  return row
+
+
+def command_line(command: str, rows: Sequence[dict]) -> str:
+  """The header's command: the one given, or — when the trials ran under several ``--only``
+  values — that command without ``--only`` and each value with its trial count, so a table
+  finished by two processes does not name only the last one's arms."""
+  command = command or "kd_jax.sweeps.sweep.run_sweep"
+  counts: dict[str, int] = {}
+  for r in rows:
+    if ONLY in r:
+      counts[r[ONLY]] = counts.get(r[ONLY], 0) + 1
+  if len(counts) < 2:
+    return f"- command: `{command}`"
+  runs = "; ".join((f"`--only={v}`" if v else "no `--only`") + f" ({n} trial{'s' if n > 1 else ''})"
+                   for v, n in counts.items())
+  return (f"- command: `{shlex.join(_split_only(command)[0])}`, run as {len(counts)} commands "
+          f"that differ in `--only`: {runs}")
 
 
 def has_provenance(rows: Sequence[dict]) -> bool:
@@ -50,7 +95,7 @@ def header(command: str, rows: Sequence[dict]) -> list[str]:
   commit = (commits[0] if len(commits) == 1 else
             "mixed, per trial in results.csv's `commit` column — " + _by_arm(rows, "commit"))
   dirty = any("+diff" in c for c in commits)
-  return [f"- command: `{command or 'kd_jax.sweeps.sweep.run_sweep'}`",
+  return [command_line(command, rows),
           f"- machine: {machine}",
           f"- date: {date}" if date else "- date: —",
           f"- kd_jax commit: {commit}"
