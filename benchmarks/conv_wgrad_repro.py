@@ -9,7 +9,9 @@ Shapes: NHWC activations, HWIO kernel, stride 1, SAME padding, no bias; (spatial
 = (32, 16), (16, 32), (8, 64), channels in = out (the stages of a CIFAR ResNet).
 JAX: each part jitted alone, ``jax.lax.conv_general_dilated`` forward, ``jax.vjp`` of it for
 the input gradient and for the weight gradient (the cotangent is given, as in a backward
-pass). PyTorch: ``F.conv2d`` on NCHW (channels-last strides, ``--torch_layout``) and
+pass); ``--jax_layout=nchw`` hands XLA NCHW activations and OIHW kernels instead (transposed
+once, outside the timed calls), to see whether the copies XLA:CPU puts around its NHWC
+convolutions are the layout's. PyTorch: ``F.conv2d`` on NCHW (channels-last strides, ``--torch_layout``) and
 ``torch.nn.grad.conv2d_input`` / ``conv2d_weight``. Times are medians over ``--repeats``
 rounds; in every round each of the six timed calls runs once, in an order that alternates, so
 that a change in the machine's load falls on both frameworks.
@@ -44,10 +46,16 @@ def cpu_model() -> str:
   return platform.processor() or "unknown"
 
 
-def jax_fns(x_shape, w_shape):
+#: dimension numbers and the transposes from this script's NHWC / HWIO arrays, per layout
+JAX_LAYOUTS = {"nhwc": (("NHWC", "HWIO", "NHWC"), (0, 1, 2, 3), (0, 1, 2, 3)),
+               "nchw": (("NCHW", "OIHW", "NCHW"), (0, 3, 1, 2), (3, 2, 0, 1))}
+
+
+def jax_fns(layout: str = "nhwc"):
+  numbers = JAX_LAYOUTS[layout][0]
+
   def conv(x, w):
-    return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=numbers)
 
   fwd = jax.jit(conv)
   igrad = jax.jit(lambda x, w, g: jax.vjp(lambda x_: conv(x_, w), x)[1](g)[0])
@@ -70,7 +78,7 @@ def torch_fns(layout: str):
   return prep, fns
 
 
-def measure(batch: int, repeats: int, layout: str) -> list[dict]:
+def measure(batch: int, repeats: int, layout: str, jax_layout: str = "nhwc") -> list[dict]:
   rng = np.random.default_rng(0)
   prep, tfns = torch_fns(layout)
   rows = []
@@ -78,12 +86,15 @@ def measure(batch: int, repeats: int, layout: str) -> list[dict]:
     x = rng.normal(size=(batch, size, size, c)).astype(np.float32)
     w = (rng.normal(size=(3, 3, c, c)) * 0.1).astype(np.float32)
     g = rng.normal(size=(batch, size, size, c)).astype(np.float32)
-    jargs = tuple(jnp.asarray(a) for a in (x, w, g))
+    _, act, ker = JAX_LAYOUTS[jax_layout]
+    back = {"weight-grad": np.argsort((3, 2, 0, 1) if jax_layout == "nchw" else (0, 1, 2, 3))}
+    jargs = (jnp.asarray(x.transpose(act)), jnp.asarray(w.transpose(ker)),
+             jnp.asarray(g.transpose(act)))
     targs = prep(x, w, g)
-    jfns = jax_fns(x.shape, w.shape)
-    # Same numbers first (and the warm-up: JAX compiles here).
+    jfns = jax_fns(jax_layout)
+    # Same numbers first (and the warm-up: JAX compiles here), compared in NHWC / HWIO.
     for part in PARTS:
-      a = np.asarray(jfns[part](*jargs))
+      a = np.asarray(jfns[part](*jargs)).transpose(back.get(part, np.argsort(act)))
       b = tfns[part](*targs).detach()
       b = b.permute(0, 2, 3, 1) if part != "weight-grad" else b.permute(2, 3, 1, 0)
       np.testing.assert_allclose(a, b.numpy(), rtol=2e-3, atol=2e-3 * float(np.abs(a).max()))
@@ -110,19 +121,21 @@ def main(argv=None) -> list[dict]:
   p.add_argument("--torch_threads", type=int, default=0, help="0 = one per core")
   p.add_argument("--torch_layout", choices=("nhwc", "nchw"), default="nhwc",
                  help="memory format of PyTorch's tensors (nhwc = channels_last, as JAX's)")
+  p.add_argument("--jax_layout", choices=tuple(JAX_LAYOUTS), default="nhwc",
+                 help="dimension numbers of JAX's convolution (nhwc = flax's)")
   a = p.parse_args(argv)
   torch.set_num_threads(a.torch_threads or os.cpu_count() or 1)
   load0 = os.getloadavg()
   print(f"jax {jax.__version__} (jaxlib {jaxlib.__version__}, "
         f"backend {jax.default_backend()}), numpy {np.__version__}, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads, {a.torch_layout}, mkldnn "
-        f"{torch.backends.mkldnn.is_available()})")
+        f"{torch.backends.mkldnn.is_available()}); JAX layout {a.jax_layout}")
   print(f"CPU: {cpu_model()}, {os.cpu_count()} logical cores; XLA_FLAGS="
         f"{os.environ.get('XLA_FLAGS', '')!r}; python {platform.python_version()}, "
         f"{platform.system()} {platform.release()}")
   print(f"batch {a.batch}, medians of {a.repeats} interleaved rounds; load average (1 min) "
         f"{load0[0]:.2f} at the start")
-  rows = measure(a.batch, a.repeats, a.torch_layout)
+  rows = measure(a.batch, a.repeats, a.torch_layout, a.jax_layout)
   print("\n| activations (NHWC) | part | JAX ms | PyTorch ms | JAX / PyTorch |")
   print("|---|---|---|---|---|")
   for r in rows:
