@@ -3,6 +3,11 @@ test agreement moved over the last 20% of each student's epochs (mean ± std ove
 
     python experiments/testbed_plateau.py runs/testbed_selfdistill [runs/testbed_data ...]
     python experiments/testbed_plateau.py experiments/results/testbed_selfdistill
+    python experiments/testbed_plateau.py --curves=curves.png experiments/results/testbed_selfdistill
+
+``--curves=<png>`` also draws each arm's test and distillation-data agreement against the
+student's epochs (mean and 95% CI band over seeds, Student t), the picture behind "at its
+plateau": a curve that is still rising at its last epoch is not.
 
 Reads every ``metrics.jsonl`` (or, in a committed results folder, ``metrics.jsonl.gz``) under
 the given sweep folders (one per trial); a trial's arm is
@@ -10,14 +15,16 @@ its folder path without the seed folder; trials without results.json (running) a
 """
 from __future__ import annotations
 
+import argparse
 import gzip
 import json
 import re
-import sys
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+
+from kd_jax.sweeps import stats
 
 COLUMNS = (("test", "student_acc"), ("test", "teacher_acc"), ("test", "agreement"))
 
@@ -47,11 +54,56 @@ def trial_summary(path: Path) -> dict | None:
   moved = max(r["test"]["agreement"] for r in tail) - min(r["test"]["agreement"] for r in tail)
   out = {f"{s}/{m}": last[s][m] for s, m in COLUMNS}
   out.update({"distill/agreement": last[d]["agreement"], "distill/student_acc":
-              last[d]["student_acc"], "test_agreement_range_last20%": moved, "epochs": epochs})
+              last[d]["student_acc"], "test_agreement_range_last20%": moved, "epochs": epochs,
+              "curve": {"epoch": [r["epoch"] for r in recs],
+                        "test": [r["test"]["agreement"] for r in recs],
+                        "distill": [r[_distill_split(r)]["agreement"] for r in recs]}})
   return out
 
 
-def main(folders: list[str]) -> None:
+def band(curves: list[dict], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+  """(epochs, mean, low, high) over the seeds at the epochs every seed recorded."""
+  common = sorted(set.intersection(*(set(c["epoch"]) for c in curves)))
+  rows = [dict(zip(c["epoch"], c[key])) for c in curves]
+  mean, low, high = [], [], []
+  for e in common:
+    m, half, _ = stats.mean_ci([r[e] for r in rows])
+    mean.append(m)
+    low.append(m - half)
+    high.append(m + half)
+  return tuple(np.asarray(a, float) for a in (common, mean, low, high))
+
+
+def plot_curves(arms: dict[str, list[dict]], path: Path) -> None:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, axes = plt.subplots(1, 2, figsize=(13, 4.4), sharex=True)
+  colors = plt.get_cmap("tab10" if len(arms) <= 10 else "tab20").colors
+  for ax, key, name in zip(axes, ("test", "distill"),
+                           ("test signals", "its own distillation signals (clean)")):
+    for i, (arm, rows) in enumerate(sorted(arms.items())):
+      e, m, lo, hi = band([r["curve"] for r in rows], key)
+      ax.plot(e, m, color=colors[i % len(colors)], linestyle=("-", "--")[i // len(colors) % 2],
+              label=f"{arm.split('/')[-1]} (n = {len(rows)})")
+      ax.fill_between(e, lo, hi, color=colors[i % len(colors)], alpha=0.2, linewidth=0)
+    ax.set_xlabel("student epoch")
+    ax.set_ylabel("agreement with the teacher (%)")
+    ax.set_title(f"agreement on {name}")
+    ax.grid(alpha=0.3)
+  axes[1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
+  fig.suptitle("mean and 95% CI band over seeds (Student t)", fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument("folders", nargs="+", help="sweep workdirs or committed results folders")
+  ap.add_argument("--curves", type=Path, help="also draw agreement against epochs here (PNG)")
+  a = ap.parse_args(argv)
+  folders = a.folders
   arms: dict[str, list[dict]] = defaultdict(list)
   for folder in folders:
     for m in sorted(Path(folder).rglob("metrics.jsonl*")):
@@ -74,7 +126,10 @@ def main(folders: list[str]) -> None:
       v = np.array([r[k] for r in rows], float)
       cells.append(f"{v.mean():.2f} ± {v.std(ddof=1) if len(v) > 1 else 0:.2f}")
     print(f"| {arm} | {len(rows)} | " + " | ".join(cells) + " |")
+  if a.curves and arms:
+    plot_curves(arms, a.curves)
+    print(f"wrote {a.curves}")
 
 
 if __name__ == "__main__":
-  main(sys.argv[1:])
+  main()
