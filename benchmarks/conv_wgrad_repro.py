@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import statistics
 import time
 
@@ -57,10 +58,39 @@ def jax_fns(layout: str = "nhwc"):
   def conv(x, w):
     return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=numbers)
 
-  fwd = jax.jit(conv)
-  igrad = jax.jit(lambda x, w, g: jax.vjp(lambda x_: conv(x_, w), x)[1](g)[0])
-  wgrad = jax.jit(lambda x, w, g: jax.vjp(lambda w_: conv(x, w_), w)[1](g)[0])
-  return {"forward": lambda x, w, g: fwd(x, w), "input-grad": igrad, "weight-grad": wgrad}
+  return {"forward": jax.jit(lambda x, w, g: conv(x, w)),  # g unused: one signature for all
+          "input-grad": jax.jit(lambda x, w, g: jax.vjp(lambda x_: conv(x_, w), x)[1](g)[0]),
+          "weight-grad": jax.jit(lambda x, w, g: jax.vjp(lambda w_: conv(x, w_), w)[1](g)[0])}
+
+
+def transposes(fn, *args) -> list[tuple[str, int]]:
+  """The transposes in XLA's optimized program of ``fn`` (each materialised by the copy that
+  follows it): (shape, bytes) per transpose. Read off the compiled HLO, so independent of the
+  machine's load: the layout changes XLA:CPU adds around its convolutions."""
+  text = fn.lower(*args).compile().as_text()
+  out = []
+  for dtype, dims in re.findall(r"= (f32|bf16|f16)\[([\d,]*)\]\{[\d,]*\} transpose\(", text):
+    n = int(np.prod([int(d) for d in dims.split(",") if d] or [1]))
+    out.append((f"{dtype}[{dims}]", n * (2 if dtype != "f32" else 4)))
+  return out
+
+
+def hlo_table(batch: int) -> list[str]:
+  """Markdown rows: per shape, part and JAX layout, the transposes XLA:CPU compiled in."""
+  rows = ["| activations (NHWC) | part | JAX layout | transposes | MB transposed | largest |",
+          "|---|---|---|---|---|---|"]
+  for size, c in SHAPES:
+    x = np.zeros((batch, size, size, c), np.float32)
+    w = np.zeros((3, 3, c, c), np.float32)
+    for layout, (_, act, ker) in JAX_LAYOUTS.items():
+      fns = jax_fns(layout)
+      args = (x.transpose(act), w.transpose(ker), x.transpose(act))
+      for part in PARTS:
+        t = transposes(fns[part], *args)
+        big = max(t, key=lambda s: s[1])[0] if t else "—"
+        rows.append(f"| {batch}x{size}x{size}x{c} | {part} | {layout} | {len(t)} | "
+                    f"{sum(b for _, b in t) / 1e6:.2f} | {big} |")
+  return rows
 
 
 def torch_fns(layout: str):
@@ -123,7 +153,16 @@ def main(argv=None) -> list[dict]:
                  help="memory format of PyTorch's tensors (nhwc = channels_last, as JAX's)")
   p.add_argument("--jax_layout", choices=tuple(JAX_LAYOUTS), default="nhwc",
                  help="dimension numbers of JAX's convolution (nhwc = flax's)")
+  p.add_argument("--hlo", action="store_true",
+                 help="print the transposes XLA compiled into each part, both JAX layouts, "
+                      "and stop (no timing: the count does not depend on the load)")
   a = p.parse_args(argv)
+  if a.hlo:
+    print(f"jax {jax.__version__} (jaxlib {jaxlib.__version__}, backend "
+          f"{jax.default_backend()}); CPU: {cpu_model()}; XLA_FLAGS="
+          f"{os.environ.get('XLA_FLAGS', '')!r}")
+    print("\n".join(hlo_table(a.batch)))
+    return []
   torch.set_num_threads(a.torch_threads or os.cpu_count() or 1)
   load0 = os.getloadavg()
   print(f"jax {jax.__version__} (jaxlib {jaxlib.__version__}, "

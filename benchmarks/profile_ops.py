@@ -209,8 +209,8 @@ def sweep(events: list[dict], counted: set[str]) -> tuple[dict[str, float], dict
   return dict(share), dict(gap), points[-1] - points[0]
 
 
-def jax_profile(case: jax_side.Case, steps: int, trace_dir: str) -> dict:
-  """Untraced and traced time of one call (``steps`` steps) and its per-kind breakdown."""
+def step_program(case: jax_side.Case) -> str:
+  """The compiled HLO text of the case's jitted call (the program the trace's thunks run)."""
   box = case.box
   phase, mesh = box["phase"], box["mesh"]
   feed = next(phase.pipeline.epoch_feeds(phase.seed, phase.stream, box["members"], 0,
@@ -219,7 +219,37 @@ def jax_profile(case: jax_side.Case, steps: int, trace_dir: str) -> dict:
   fn = trainer._chunk_fn(phase.spec, phase.stream, mesh, jax.tree.structure(feed))
   args = (box["state"], phase.pipeline.resident(), feed, jnp.int32(0), jnp.int32(0),
           jnp.int32(0), phase.teacher_vars)
-  module, kinds = hlo_kinds(fn.lower(*args).compile().as_text())
+  return fn.lower(*args).compile().as_text()
+
+
+_TRANSPOSE = re.compile(r"= (f32|bf16|f16)\[([\d,]*)\]\{[\d,]*\} transpose\(")
+
+
+def transposed_bytes(text: str) -> list[int]:
+  """Bytes of each transpose in a compiled module (each is materialised by the copy XLA:CPU
+  puts after it). A count from the program, so the same on a loaded or a quiet machine."""
+  out = []
+  for dtype, dims in _TRANSPOSE.findall(text):
+    n = 1
+    for d in (int(d) for d in dims.split(",") if d):
+      n *= d
+    out.append(n * (4 if dtype == "f32" else 2))
+  return out
+
+
+def hlo_row(name: str, batch: int, steps: int) -> dict:
+  """Load-independent structure of a row's step: the transposes compiled into it."""
+  kind, model, (shape, classes), members, augment, label = run.ROWS[name]
+  case = jax_side.CASES[kind](model, classes, shape, batch, steps, members, augment, "auto")
+  sizes = transposed_bytes(step_program(case))
+  big = [b for b in sizes if b >= 1 << 20]
+  return dict(row=name, label=label, batch=batch, steps=steps, transposes=len(sizes),
+              transposed_mb=sum(sizes) / 1e6, transposes_over_1mib=len(big))
+
+
+def jax_profile(case: jax_side.Case, steps: int, trace_dir: str) -> dict:
+  """Untraced and traced time of one call (``steps`` steps) and its per-kind breakdown."""
+  module, kinds = hlo_kinds(step_program(case))
   untraced = run.timed(case.run)
   with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
     traced = run.timed(case.run)
@@ -431,6 +461,9 @@ def main(argv: list[str] | None = None) -> dict:
   p.add_argument("--no_torch", action="store_true", help="kd_jax's side only")
   p.add_argument("--out", default="benchmarks/results", help="'' = print only")
   p.add_argument("--name", default="", help="results: profile_ops_<name>.{md,json}")
+  p.add_argument("--hlo", action="store_true",
+                 help="no timing: per row and batch, the transposes and convolutions compiled "
+                      "into the step (the same on a loaded machine)")
   a = p.parse_args(argv)
   if a.smoke:
     a.rows, a.batch, a.steps = "pr20", "8", 2
@@ -439,6 +472,21 @@ def main(argv: list[str] | None = None) -> dict:
   if bad:
     raise SystemExit(f"error: rows {bad}: profile distill or teacher rows, e.g. "
                      f"{', '.join(PROFILED_ROWS)}")
+  if a.hlo:
+    # One step per call: with more, the program is a loop whose body holds each transpose once.
+    a.steps = 1
+    from kd_jax.core import provenance
+    print(provenance.machine_label(provenance.machine()))
+    print("| row | batch | transposes in the step | of them ≥ 1 MiB | MB transposed per step |")
+    print("|---|---|---|---|---|")
+    out = []
+    for name in rows:
+      for batch in (int(b) for b in a.batch.split(",")):
+        h = hlo_row(name, batch, a.steps)
+        out.append(h)
+        print(f"| {h['label']} | {batch} | {h['transposes']} | {h['transposes_over_1mib']} | "
+              f"{h['transposed_mb']:.1f} |", flush=True)
+    return dict(hlo=out)
   import torch
   torch.set_num_threads(a.torch_threads or os.cpu_count() or 1)
   result = dict(machine=machine_info(a), args=vars(a), rows=[])

@@ -140,3 +140,15 @@ def test_weight_gradient_convolutions_are_told_from_forward_and_input_gradients(
                  or (i["opcode"] == "fusion" and any(
                      b["opcode"] == "convolution" for b in comps.get(i["calls"], []))))
   assert kinds == sorted([profile_ops.CONV_FWD, profile_ops.CONV_IN, profile_ops.CONV_W])
+
+
+def test_transposed_bytes_reads_each_transpose_shape_and_dtype():
+  """The load-independent count of benchmarks.profile_ops --hlo, on HLO lines written here:
+  bytes = product of the dimensions × 4 (f32) or 2 (bf16); other ops are not counted."""
+  from benchmarks import profile_ops
+  text = "\n".join([
+      "  %transpose.4 = f32[32,32,128,16]{3,1,0,2} transpose(%param_0.4), dimensions={1,2,0,3}",
+      "  ROOT %copy.4 = f32[32,32,128,16]{3,2,1,0} copy(%transpose.4)",
+      "  %transpose.9 = bf16[3,3,8,4]{1,0,2,3} transpose(%p), dimensions={2,3,0,1}",
+      "  %add.1 = f32[8]{0} add(%a, %b)"])
+  assert profile_ops.transposed_bytes(text) == [32 * 32 * 128 * 16 * 4, 3 * 3 * 8 * 4 * 2]
