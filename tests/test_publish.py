@@ -235,6 +235,9 @@ def test_a_collected_partial_sweep_is_restored_and_only_the_rest_runs(figure_fil
   run(figure_file, tmp_path / "first")
   epochs = tmp_path / "first" / "t1" / "seed0" / "metrics.jsonl"
   epochs.write_text('{"phase": "distill", "epoch": 1, "test": {"agreement": 50.0}}\n')
+  plane = tmp_path / "first" / "t1" / "seed0" / "plane"   # an analysis output (Fig 6c's plane)
+  plane.mkdir()
+  (plane / "plane_agreement.png").write_bytes(b"\x89PNG fake plot")
   out = rebuild.collect(tmp_path / "first", tmp_path / "partial")
   import shutil
   shutil.rmtree(out / "trials" / "t4" / "seed1")  # the trial the first machine did not finish
@@ -250,9 +253,12 @@ def test_a_collected_partial_sweep_is_restored_and_only_the_rest_runs(figure_fil
   key = lambda r: (r["arm"], r["seed"], r["test/agreement"])
   assert [key(r) for r in rows(tmp_path / "second" / "results.csv")] == [
       key(r) for r in rows(tmp_path / "first" / "results.csv")]
-  # epochs travel back too, byte for byte
+  # epochs and analysis outputs travel back too, byte for byte, and a second collect keeps them
   assert (tmp_path / "second" / "t1" / "seed0" / "metrics.jsonl").read_bytes() == (
       epochs.read_bytes())
+  again = rebuild.collect(tmp_path / "second", tmp_path / "whole")
+  assert (again / "trials" / "t1" / "seed0" / "plane" / "plane_agreement.png").read_bytes() == (
+      b"\x89PNG fake plot")
 
 
 def test_restore_refuses_a_trial_of_another_config(figure_file, tmp_path, monkeypatch, capsys):

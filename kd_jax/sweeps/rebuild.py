@@ -189,6 +189,11 @@ def restore(out: Path, workdir: Path) -> list[str]:
         atomic.write_text(dst / "metrics.jsonl", f.read().decode())
     # This machine's paths, so the sweep's identity check and later collects read it as theirs.
     atomic.write_text(dst / "config.json", json.dumps(current, indent=1, sort_keys=True) + "\n")
+    # The trial's plots and analysis outputs (a loss plane), so a later --collect keeps them.
+    for extra in [*src.glob("*.png"), *(f for d in ANALYSIS_DIRS for f in (src / d).glob("*.*"))]:
+      if extra.is_file():
+        (dst / extra.parent.relative_to(src)).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(extra, dst / extra.relative_to(src))
     shutil.copyfile(src / "results.json", dst / "results.json")  # last: it marks the trial done
     restored.append(t.path)
   if not (workdir / SWEEP_FILE).exists():
