@@ -39,6 +39,10 @@ Variants (10 seeds each):
   (Fig 6b, learning rate scaled by 1−λ as in the official code);
 - ``ensemble``: teacher ensembles of 1, 3, 5 members (Fig 10);
 - ``temperature``: τ = 1 and 4 (Fig 9).
+- ``teacher``: the choice of 200 teacher epochs: one teacher per seed (``sweep.seed_also``),
+  5 seeds, each trained 50, 100, 200, 400 and 800 epochs (a cosine schedule over each budget);
+  test accuracy and accuracy on its own 2,000 training signals (the student is a 1-epoch
+  stand-in: only the teacher columns are read).
 
 Remedies v2 (the paper's open question on this testbed; ``REMEDIES`` below): every arm spends
 the same gradient evaluations as the baseline's 1,000 epochs, and its learning rate is chosen
@@ -63,8 +67,8 @@ from kd_jax import recipes
 from kd_jax.config import base_config, model_config, optim_config
 from kd_jax.sweeps import tuning
 
-VARIANTS = ("selfdistill", "data", "init", "ensemble", "temperature", "remedies_tune",
-            "remedies", "remedies_planes")
+VARIANTS = ("selfdistill", "data", "init", "ensemble", "temperature", "teacher",
+            "remedies_tune", "remedies", "remedies_planes")
 SEEDS = tuple(range(10))
 TEACHER_SIGNALS = 2_000                  # of the 4,000 generated train signals
 AUGMENT = "shift(4)|gauss(0.01)"         # ±4 samples; noise ≈ 0.1 signal std (scale ≈ 10/255)
@@ -73,6 +77,8 @@ TEACHER_EPOCHS = 200
 STUDENT_EPOCHS = 1_000                   # ≈ 100 s a student on 2 shared CPU cores
 BUDGETS = (300, 1_000, 3_000)            # selfdistill: agreement against the student's epochs
 LAMBDAS = (0.0, 0.25, 0.375, 0.5, 0.75, 1.0)
+TEACHER_BUDGETS = (50, 100, 200, 400, 800)  # teacher: its test accuracy against its epochs
+TEACHER_SEEDS = tuple(range(5))
 
 # ---- remedies v2: equal compute, tuned on held-out distillation signals (recipes.remedy_arms)
 VAL_SIGNALS = 400                        # of the teacher's 2,000, held out while tuning
@@ -227,6 +233,18 @@ def _figure(arg: str = ""):
       c.distill.eval_every = STUDENT_EPOCHS
       s.title = ("Testbed remedies: loss planes through teacher, student init and final student "
                  "(conv1d, MNIST-1D)")
+  elif arg == "teacher":
+    c.teacher.ensemble_size = 1
+    c.distill.epochs = 1
+    c.distill.eval_every = 1
+    s.seeds = TEACHER_SEEDS
+    s.seed_also = ("teacher.seed",)
+    s.arms = tuple((f"e{e}", {"teacher.epochs": e}) for e in TEACHER_BUDGETS)
+    s.reference_arm = f"e{TEACHER_EPOCHS}"
+    s.metrics = ("test/teacher_acc", "distill/teacher_acc", "run/wall_time_s")
+    s.x_key = "teacher.epochs"
+    s.x_label = "teacher epochs (cosine schedule over all of them)"
+    s.title = "Testbed: teacher accuracy vs its training epochs (conv1d, MNIST-1D noise 0.1)"
   else:
     s.arms = tuple((f"t{t:g}", {"distill.temperature": t}) for t in (1.0, 4.0))
     s.x_key = "distill.temperature"

@@ -222,6 +222,8 @@ def sweep_config() -> ConfigDict:
   return ConfigDict(dict(
       arms=(),            # ((arm_name, {dotted.key: value, ...}), ...); () = one arm "default"
       seeds=(0,),         # student seeds (config.seed) per arm; a trial = arm × seed
+      seed_also=(),       # other integer keys set to the trial's seed (e.g. "teacher.seed":
+                          # a teacher per seed, when the teachers themselves are studied)
       x_key="",           # dotted key whose numeric value is the plot's x axis ('' = bar chart)
       x_label="",
       series_key="",      # with x_key: dotted key whose value splits the plot into lines

@@ -355,6 +355,23 @@ def test_arms_resolve_to_shared_teacher_groups(figure_file, tmp_path):
     trials[0].config.distill.not_a_key = 1  # resolved configs stay locked
 
 
+def test_seed_also_gives_each_seed_its_own_teacher(figure_file, tmp_path):
+  # A study of the teachers (their epochs): the trial's seed is the teacher's seed too, so each
+  # seed is a teacher of its own, and arms of one recipe still share it per seed.
+  arms = (("a", {}), ("b", {"distill.temperature": 2.0}), ("long", {"teacher.epochs": 3}))
+  c, s = with_arms(fig(figure_file), arms, seeds=(0, 1, 2))
+  s.unlock()
+  s.seed_also = ("teacher.seed",)
+  trials = trials_lib.resolve_arms(c, s, tmp_path)
+  assert [(t.arm, t.seed, t.config.seed, t.config.teacher.seed) for t in trials] == [
+      (a, k, k, k) for k in (0, 1, 2) for a in ("a", "b", "long")]
+  by = {(t.arm, t.seed): t.group for t in trials}
+  assert len(set(by.values())) == 6                    # 2 recipes × 3 teacher seeds
+  assert all(by[("a", k)] == by[("b", k)] != by[("long", k)] for k in (0, 1, 2))
+  s.seed_also = ()                                     # without it: one teacher per recipe
+  assert len({t.group for t in trials_lib.resolve_arms(c, s, tmp_path)}) == 2
+
+
 @pytest.mark.parametrize("arms,other,needle", [
     ((("good", {}), ("bad_arm", {"distill.temprature": 2.0})), {}, "'distill.temprature'"),
     ((("bad_arm", {"distill.epochs": 2.5}),), {}, "distill.epochs=2.5"),
@@ -371,6 +388,9 @@ def test_arms_resolve_to_shared_teacher_groups(figure_file, tmp_path):
     ((("a", {}),), {"gap": (("test/agreement", "all"),)}, "sweep.gap entry"),
     ((("bad_arm", {"distill.evals": ("test",)}),), {"metrics": ("running/agreement",)},
      "add 'running' to distill.evals"),
+    ((("a", {}),), {"seed_also": ("teacher.sed",)}, "'teacher.sed'"),
+    ((("a", {}),), {"seed_also": ("seed",)}, "sweep.seed_also lists 'seed'"),
+    ((("bad_arm", {"teacher.seed": 3}),), {"seed_also": ("teacher.seed",)}, "drop one of them"),
 ])
 def test_bad_sweep_is_one_clear_error(figure_file, arms, other, needle):
   c = with_arms(fig(figure_file), arms, **other)

@@ -20,7 +20,7 @@ from ml_collections import ConfigDict
 from kd_jax.kd import metrics
 from kd_jax.sweeps import plots
 from kd_jax.config import to_json
-from kd_jax.config_files import get_dotted
+from kd_jax.config_files import get_dotted, set_dotted
 from kd_jax.runner.identity import teacher_key
 from kd_jax.runner.validate import validate
 from kd_jax.train.evaluators import DISTILL_DEFAULTS
@@ -204,24 +204,50 @@ def resolve_arms(config: ConfigDict, sweep: ConfigDict,
                 f"{get_dotted(c, s.series_key, 'sweep.series_key')}")
     resolved.append((name, c, x, series))
 
-  # Keyed once per arm (a key fingerprints the data); data not there yet keys by its config.
-  keys = [teacher_key(c.data, c.teacher, missing_ok=True) for _, c, _, _ in resolved]
-  size: dict[str, int] = {}
-  for key, (_, c, _, _) in zip(keys, resolved):
-    size[key] = max(size.get(key, 0), int(c.teacher.ensemble_size))
-  for key, (name, c, _, _) in zip(keys, resolved):
-    c.teacher.ensemble_size = size[key]
-    with _in_arm(name):
-      validate(c)
+  also = _seed_also(s, arms)
   # Seed-major: a sweep stopped part-way has every arm at its first seeds, not some arms at all
   # seeds and others at none.
-  trials = []
+  seeded = []  # (arm, seed, config, x, series)
   for seed in s.seeds:
-    for key, (name, c, x, series) in zip(keys, resolved):
+    for name, c, x, series in resolved:
       t = copy.deepcopy(c)
       t.seed = int(seed)
-      trials.append(Trial(name, int(seed), t, f"{name}/seed{seed}", key, x, series))
-  return trials
+      for k in also:
+        set_dotted(t, k, int(seed))
+      seeded.append((name, int(seed), t, x, series))
+  # Keyed once per arm (a key fingerprints the data; data not there yet keys by its config),
+  # or per trial when the seed reaches the teacher (sweep.seed_also). Arms that share a
+  # teacher share the largest ensemble any of them asks for.
+  per_arm = {name: teacher_key(c.data, c.teacher, missing_ok=True)
+             for name, c, _, _ in resolved} if not also else {}
+  keys = [per_arm[name] if not also else teacher_key(t.data, t.teacher, missing_ok=True)
+          for name, _, t, _, _ in seeded]
+  size: dict[str, int] = {}
+  for key, (_, _, t, _, _) in zip(keys, seeded):
+    size[key] = max(size.get(key, 0), int(t.teacher.ensemble_size))
+  checked = set()
+  for key, (name, _, t, _, _) in zip(keys, seeded):
+    t.teacher.ensemble_size = size[key]
+    if (name, key) not in checked:
+      with _in_arm(name):
+        validate(t)
+      checked.add((name, key))
+  return [Trial(name, seed, t, f"{name}/seed{seed}", key, x, series)
+          for key, (name, seed, t, x, series) in zip(keys, seeded)]
+
+
+def _seed_also(s: ConfigDict, arms: Sequence[tuple[str, dict]]) -> tuple[str, ...]:
+  """``sweep.seed_also``: integer keys that take each trial's seed besides ``seed`` (e.g.
+  ``teacher.seed``: a teacher per seed, for a study of the teachers themselves)."""
+  also = tuple(str(k) for k in s.get("seed_also", ()))
+  for k in also:
+    if k == "seed":
+      raise ConfigError("sweep.seed_also lists 'seed'; every trial's seed is set already")
+    for name, overrides in arms:
+      if k in overrides:
+        raise ConfigError(f"arm {name!r} overrides {k!r}, which sweep.seed_also sets from the "
+                          "trial's seed; drop one of them")
+  return also
 
 
 def select(trials: Sequence[Trial], only: Iterable[str]) -> list[Trial]:
