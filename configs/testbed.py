@@ -242,6 +242,7 @@ def _figure(arg: str = ""):
     s.arms = tuple((f"e{e}", {"teacher.epochs": e}) for e in TEACHER_BUDGETS)
     s.reference_arm = f"e{TEACHER_EPOCHS}"
     s.metrics = ("test/teacher_acc", "distill/teacher_acc", "run/wall_time_s")
+    s.table = "metrics"   # the 1-epoch students' columns would only mislead
     s.x_key = "teacher.epochs"
     s.x_label = "teacher epochs (cosine schedule over all of them)"
     s.title = "Testbed: teacher accuracy vs its training epochs (conv1d, MNIST-1D noise 0.1)"

@@ -228,6 +228,8 @@ def sweep_config() -> ConfigDict:
       x_label="",
       series_key="",      # with x_key: dotted key whose value splits the plot into lines
       metrics=("test/agreement", "test/student_acc"),  # "split/metric": plotted, shown first
+      table="all",        # results.md columns: "all" (metrics, then the usual fidelity columns
+                          # measured) or "metrics" (only those; e.g. a study of the teachers)
       paper=(),           # ((arm_name, {"split/metric": value or "≈value"}), ...) from docs/paper.md
       paper_dataset="",   # the paper's dataset when the trials use another (labels its markers)
       paper_setting="",   # the paper's setting of its values, e.g. "CIFAR-100, 5×ResNet-56"

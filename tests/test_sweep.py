@@ -298,6 +298,20 @@ def test_one_seed_shows_values_and_no_differences(figure_file, tmp_path, monkeyp
   assert not any("±" in l for l in md.splitlines() if l.startswith("| "))
 
 
+def test_table_metrics_keeps_results_md_to_the_figure_metrics(figure_file, tmp_path,
+                                                              monkeypatch):
+  fake_run(monkeypatch, lambda arm, seed: 50.0 + len(arm))
+  c, s = with_arms(fig(figure_file), (("a", {}), ("bb", {})), metrics=("test/teacher_acc",))
+  s.unlock()
+  s.table = "metrics"
+  sweep.run_sweep(c, s, tmp_path)
+  md = (tmp_path / "results.md").read_text()
+  head = next(l for l in md.splitlines() if l.startswith("| arm |"))
+  assert head == "| arm | seeds | test teacher acc % | paper |"
+  cols, _ = read_csv(tmp_path / "results.csv")
+  assert "test/agreement" in cols and "test/teacher_acc" in cols   # the CSV keeps them all
+
+
 @pytest.mark.parametrize("legacy", [False, True])
 def test_augmented_arm_adds_distill_aug_columns(figure_file, tmp_path, monkeypatch, capsys,
                                                 legacy):
@@ -389,6 +403,7 @@ def test_seed_also_gives_each_seed_its_own_teacher(figure_file, tmp_path):
     ((("bad_arm", {"distill.evals": ("test",)}),), {"metrics": ("running/agreement",)},
      "add 'running' to distill.evals"),
     ((("a", {}),), {"seed_also": ("teacher.sed",)}, "'teacher.sed'"),
+    ((("a", {}),), {"table": "some"}, "sweep.table='some'"),
     ((("a", {}),), {"seed_also": ("seed",)}, "sweep.seed_also lists 'seed'"),
     ((("bad_arm", {"teacher.seed": 3}),), {"seed_also": ("teacher.seed",)}, "drop one of them"),
 ])

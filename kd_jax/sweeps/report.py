@@ -181,6 +181,10 @@ def git_commit() -> str:
 
 
 def table_columns(sweep: ConfigDict, cols: Sequence[str]) -> list[str]:
+  """The results.md columns: the figure's metrics, then (``sweep.table="all"``) the usual
+  fidelity columns its trials measured; results.csv keeps every column either way."""
+  if sweep.get("table", "all") == "metrics":
+    return [m for m in sweep.metrics if m in cols]
   wanted = list(sweep.metrics) + [m for m in TABLE_COLUMNS if m not in sweep.metrics]
   wanted += [c for c in cols if c.startswith("cka/") and c not in wanted]
   return [m for m in wanted if m in cols]

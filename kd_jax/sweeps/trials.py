@@ -117,6 +117,9 @@ def _check_sweep(s: ConfigDict, arms: Sequence[str]) -> None:
     raise ConfigError(f"sweep.seeds={tuple(seeds)!r} must be a non-empty tuple of integers")
   if len(set(seeds)) != len(seeds):
     raise ConfigError(f"sweep.seeds={tuple(seeds)!r} repeats a seed")
+  if s.get("table", "all") not in ("all", "metrics"):
+    raise ConfigError(f"sweep.table={s.table!r} is not known; choose 'all' (the metrics, then "
+                      "the usual fidelity columns) or 'metrics' (only sweep.metrics)")
   if s.get("diverged", "stop") not in ("stop", "record"):
     raise ConfigError(f"sweep.diverged={s.diverged!r} is not known; choose 'stop' (a diverged "
                       "trial stops the sweep) or 'record' (it is recorded and the sweep goes on)")
