@@ -236,6 +236,8 @@ def sweep_config() -> ConfigDict:
       reference_arm="",   # the arm results.md subtracts from the others ('' = the first arm)
       gap=(),             # (("split/metric", top), ...): results.md adds the fraction of the gap
                           # from the reference arm to that fixed top each arm closes (Fieller CI)
+      reached=(),         # (("split/metric", level), ...): results.md counts per arm the seeds
+                          # at or above that level, with an exact CI (e.g. in the teacher's basin)
       diverged="stop",    # a trial whose loss turns non-finite: stop the sweep, or "record" it
                           # (results.json without numbers, named in results.md) and go on, as
                           # a learning-rate grid must

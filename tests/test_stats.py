@@ -189,3 +189,11 @@ def test_a_column_with_one_value_everywhere_gets_no_difference_column():
   lines = compare.difference_lines(["a", "b"], "a", ["test/agreement", "test/teacher_acc"],
                                    values)
   assert "teacher acc" in next(l for l in lines if l.startswith("| arm"))
+
+
+@pytest.mark.parametrize("k,n", [(0, 5), (1, 5), (3, 10), (10, 10), (7, 9)])
+def test_proportion_ci_is_clopper_pearson(k, n):
+  """Against scipy's exact binomial interval (computed there from the binomial CDF)."""
+  ci = scipy.stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+  low, high = stats.proportion_ci(k, n)
+  assert low == pytest.approx(ci.low, abs=1e-9) and high == pytest.approx(ci.high, abs=1e-9)

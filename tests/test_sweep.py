@@ -312,6 +312,21 @@ def test_table_metrics_keeps_results_md_to_the_figure_metrics(figure_file, tmp_p
   assert "test/agreement" in cols and "test/teacher_acc" in cols   # the CSV keeps them all
 
 
+def test_reached_counts_the_seeds_at_a_level_with_an_exact_ci(figure_file, tmp_path,
+                                                              monkeypatch):
+  fake_run(monkeypatch, lambda arm, seed: 50.0 + 10 * seed if arm == "a" else 40.0)
+  c, s = with_arms(fig(figure_file), (("a", {}), ("bb", {})), seeds=(0, 1, 2))
+  level = 60.0 + SPLIT_METRICS.index("agreement")      # seeds 1 and 2 of arm a reach it
+  s.unlock()
+  s.reached = (("test/agreement", level),)
+  sweep.run_sweep(c, s, tmp_path)
+  md = (tmp_path / "results.md").read_text()
+  assert f"| arm | test agreement % ≥ {level:g} |" in md
+  for arm, k in (("a", 2), ("bb", 0)):
+    ci = scipy.stats.binomtest(k, 3).proportion_ci(confidence_level=0.95, method="exact")
+    assert f"| {arm} | {k}/3 [{ci.low:.2f}, {ci.high:.2f}] |" in md
+
+
 @pytest.mark.parametrize("legacy", [False, True])
 def test_augmented_arm_adds_distill_aug_columns(figure_file, tmp_path, monkeypatch, capsys,
                                                 legacy):
@@ -404,6 +419,7 @@ def test_seed_also_gives_each_seed_its_own_teacher(figure_file, tmp_path):
      "add 'running' to distill.evals"),
     ((("a", {}),), {"seed_also": ("teacher.sed",)}, "'teacher.sed'"),
     ((("a", {}),), {"table": "some"}, "sweep.table='some'"),
+    ((("a", {}),), {"reached": (("test/kl", 1.0),)}, "sweep.reached entry ('test/kl', 1.0)"),
     ((("a", {}),), {"seed_also": ("seed",)}, "sweep.seed_also lists 'seed'"),
     ((("bad_arm", {"teacher.seed": 3}),), {"seed_also": ("teacher.seed",)}, "drop one of them"),
 ])

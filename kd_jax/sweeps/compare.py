@@ -151,3 +151,27 @@ def gap_lines(arms: Sequence[str], reference: str, gaps: Sequence[tuple[str, flo
       cells.append("—" if math.isnan(f) else f"{f:+.2f} [{lo:+.2f}, {hi:+.2f}]")
     lines.append("| " + " | ".join(cells) + " |")
   return lines
+
+
+def reached_lines(arms: Sequence[str], reached: Sequence[tuple[str, float]],
+                  values: Values) -> list[str]:
+  """Per arm, how many seeds reach each fixed level (``sweep.reached``: e.g. distillation
+  agreement ≥ 99%, a student that ended in the teacher's basin), with the fraction's exact 95%
+  CI: the paper's Fig 6b question asked per seed instead of on the mean. [] when none."""
+  reached = [(c, float(level)) for c, level in reached
+             if any(values.get(a, {}).get(c) for a in arms)]
+  if not reached:
+    return []
+  head = ["arm"] + [f"{label(c)} ≥ {level:g}" for c, level in reached]
+  lines = ["Seeds reaching a fixed level: count / seeds, the fraction's 95% CI (Clopper–Pearson, "
+           "exact binomial).", "",
+           "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for arm in arms:
+    cells = [arm]
+    for c, level in reached:
+      v = values.get(arm, {}).get(c, ())
+      k, n = sum(x >= level for x in v), len(v)
+      lo, hi = stats.proportion_ci(k, n)
+      cells.append("—" if n == 0 else f"{k}/{n} [{lo:.2f}, {hi:.2f}]")
+    lines.append("| " + " | ".join(cells) + " |")
+  return lines

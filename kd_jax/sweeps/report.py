@@ -293,9 +293,11 @@ def _comparisons(sweep: ConfigDict, arms: Sequence[str], rows: Sequence[dict]) -
   """Under the table: arms whose seeds split in two, and differences from the reference arm."""
   cols, values, reference, gaps = _measured(sweep, arms, rows)
   out = []
+  reached = [(c, level) for c, level in sweep.get("reached", ()) if c in cols]
   for block in (compare.two_mode_lines(arms, cols, values),
                 compare.difference_lines(arms, reference, cols, values),
-                compare.gap_lines(arms, reference, gaps, values)):
+                compare.gap_lines(arms, reference, gaps, values),
+                compare.reached_lines(arms, reached, values)):
     out += [""] + block if block else []
   return out
 

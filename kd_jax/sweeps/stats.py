@@ -125,3 +125,14 @@ def gap_fraction(arm: Sequence[float], ref: Sequence[float], top: float,
   disc = qb * qb - 4.0 * qa * qc
   root = math.sqrt(max(disc, 0.0))
   return f, (-qb - root) / (2.0 * qa), (-qb + root) / (2.0 * qa)
+
+
+def proportion_ci(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+  """Clopper–Pearson (exact binomial) CI of a proportion k/n: the fraction of seeds that reach
+  a level. Exact rather than a normal approximation because n is 5–10 and k often 0 or n."""
+  if n <= 0:
+    return math.nan, math.nan
+  alpha = 1.0 - level
+  low = 0.0 if k == 0 else float(scipy_stats.beta.ppf(alpha / 2, k, n - k + 1))
+  high = 1.0 if k == n else float(scipy_stats.beta.ppf(1 - alpha / 2, k + 1, n - k))
+  return low, high

@@ -132,6 +132,12 @@ def _check_sweep(s: ConfigDict, arms: Sequence[str]) -> None:
       raise ConfigError(f"sweep.gap entry {gap!r} must be (column, top) with the column one of "
                         f"sweep.metrics ({', '.join(s.metrics)}) and top a number, e.g. "
                         "('distill/agreement', 100.0)")
+  for item in s.get("reached", ()):
+    if (not isinstance(item, (tuple, list)) or len(item) != 2 or item[0] not in s.metrics
+        or isinstance(item[1], bool) or not isinstance(item[1], (int, float))):
+      raise ConfigError(f"sweep.reached entry {item!r} must be (column, level) with the column "
+                        f"one of sweep.metrics ({', '.join(s.metrics)}) and level a number, "
+                        "e.g. ('distill/agreement', 99.0)")
   known = ", ".join(metrics.known_columns())
   # Old split names (train/…, train_aug/…) are read as today's, with a note.
   named = tuple(metrics.current_column(m, "sweep.metrics") for m in s.metrics)
