@@ -106,15 +106,18 @@ def test_accelerator_script_runs_at_smoke_size(tmp_path):
 
 def test_op_profile_parser_accounts_for_the_step(tmp_path):
   """benchmarks/profile_ops.py --smoke: kd_jax's per-kind times (thunks of the step program,
-  shared out over the trace) add up to within 10 % of the traced step's wall time, every
-  thunk in the trace is an instruction of the compiled module, and convolutions of all three
-  kinds are found (PreResNet-20: 21 conv layers, forward, input and weight gradients)."""
+  shared out over the trace) add up to the program's span in the trace (every instant of it
+  goes to some kind), which lies inside the traced step's wall time (the rest, dispatch from
+  Python, is reported apart and grows with the machine's load, so it is not bounded here);
+  every thunk in the trace is an instruction of the compiled module, and convolutions of all
+  three kinds are found (PreResNet-20: 21 conv layers, forward, input and weight gradients)."""
   from benchmarks import profile_ops
   result = profile_ops.main(["--smoke", f"--out={tmp_path}", "--name=t"])
   (row,) = result["rows"]
   j = row["jax"]
   assert not j["thunks_not_in_hlo"]
-  assert abs(sum(j["kinds_ms"].values()) - j["step_ms_traced"]) <= 0.1 * j["step_ms_traced"]
+  assert sum(j["kinds_ms"].values()) == pytest.approx(j["program_ms"], rel=0.01)
+  assert 0 < j["program_ms"] <= j["step_ms_traced"] * 1.001
   assert all(j["kinds_ms"].get(k, 0) > 0 for k in (profile_ops.CONV_FWD, profile_ops.CONV_IN,
                                                    profile_ops.CONV_W, profile_ops.NORM))
   t = row["torch"]

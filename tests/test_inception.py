@@ -1,6 +1,7 @@
 """The FID Inception: a conv unit, the pools and the resize against numpy written here, the
 parameter count against torchvision's documented one, one-line errors for wrong weight files,
 and (with torch installed) the whole network against a pytorch-fid-style PyTorch reference."""
+import os
 import subprocess
 import sys
 
@@ -162,7 +163,10 @@ def test_whole_network_matches_pytorch_reference(tmp_path):
   torch.save(net.state_dict(), pth)   # as pytorch-fid's file: a plain state_dict
   # the documented conversion one-liner, run as a user would
   cmd = W.CONVERT.replace("IN.pth", str(pth)).replace("OUT.npz", str(npz))
-  subprocess.run(cmd, shell=True, check=True)
+  # "python" as the user's shell finds it: the one running these tests, venv activated or not
+  env = dict(os.environ, PATH=os.pathsep.join([os.path.dirname(sys.executable),
+                                               os.environ.get("PATH", "")]))
+  subprocess.run(cmd, shell=True, check=True, env=env)
   from_pth, from_npz = W.load(pth), W.load(npz)
   for a, b in zip(jax.tree.leaves(from_pth), jax.tree.leaves(from_npz)):
     np.testing.assert_array_equal(a, b)
