@@ -136,11 +136,7 @@ def collect(workdir: Path, out: Path, allow_dirty: bool = False) -> Path:
         atomic.write_text(dst / name, json.dumps(data, indent=1, sort_keys=True) + "\n")
     if (src / "metrics.jsonl").is_file():
       _gzip(src / "metrics.jsonl", dst / "metrics.jsonl.gz")
-    for extra in sorted([*src.glob("*.png"), *(f for d in ANALYSIS_DIRS
-                                               for f in (src / d).glob("*.*"))]):
-      if extra.is_file() and extra.stat().st_size <= MAX_EXTRA_BYTES:
-        (dst / extra.parent.relative_to(src)).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(extra, dst / extra.relative_to(src))
+    _copy_extras(src, dst, MAX_EXTRA_BYTES)
     p = records[t.path].get("provenance", {})
     if p.get("dirty") and (src / provenance.DIFF_FILE).is_file():
       (out / DIFFS).mkdir(parents=True, exist_ok=True)
@@ -160,6 +156,16 @@ def _same_config(committed: dict, current: dict) -> list[tuple[str, Any, Any]]:
   return [(k, a, b) for k, a, b in differences(committed, current)
           if not (isinstance(a, str) and a.startswith("…/") and isinstance(b, str)
                   and b.endswith(a[1:]))]
+
+
+def _copy_extras(src: Path, dst: Path, max_bytes: Optional[int] = None) -> None:
+  """A trial's plots and analysis outputs (``ANALYSIS_DIRS``: a loss plane) from ``src`` to
+  ``dst``, the same relative paths; files over ``max_bytes`` stay behind."""
+  for extra in sorted([*src.glob("*.png"), *(f for d in ANALYSIS_DIRS
+                                             for f in (src / d).glob("*.*"))]):
+    if extra.is_file() and (max_bytes is None or extra.stat().st_size <= max_bytes):
+      (dst / extra.parent.relative_to(src)).mkdir(parents=True, exist_ok=True)
+      shutil.copyfile(extra, dst / extra.relative_to(src))
 
 
 def restore(out: Path, workdir: Path) -> list[str]:
@@ -190,10 +196,7 @@ def restore(out: Path, workdir: Path) -> list[str]:
     # This machine's paths, so the sweep's identity check and later collects read it as theirs.
     atomic.write_text(dst / "config.json", json.dumps(current, indent=1, sort_keys=True) + "\n")
     # The trial's plots and analysis outputs (a loss plane), so a later --collect keeps them.
-    for extra in [*src.glob("*.png"), *(f for d in ANALYSIS_DIRS for f in (src / d).glob("*.*"))]:
-      if extra.is_file():
-        (dst / extra.parent.relative_to(src)).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(extra, dst / extra.relative_to(src))
+    _copy_extras(src, dst)
     shutil.copyfile(src / "results.json", dst / "results.json")  # last: it marks the trial done
     restored.append(t.path)
   if not (workdir / SWEEP_FILE).exists():

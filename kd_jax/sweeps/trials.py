@@ -126,18 +126,13 @@ def _check_sweep(s: ConfigDict, arms: Sequence[str]) -> None:
   if s.get("reference_arm", "") and s.reference_arm not in arms:
     raise ConfigError(f"sweep.reference_arm={s.reference_arm!r} is not in sweep.arms "
                       f"({', '.join(arms)})")
-  for gap in s.get("gap", ()):
-    if (not isinstance(gap, (tuple, list)) or len(gap) != 2 or gap[0] not in s.metrics
-        or isinstance(gap[1], bool) or not isinstance(gap[1], (int, float))):
-      raise ConfigError(f"sweep.gap entry {gap!r} must be (column, top) with the column one of "
-                        f"sweep.metrics ({', '.join(s.metrics)}) and top a number, e.g. "
-                        "('distill/agreement', 100.0)")
-  for item in s.get("reached", ()):
-    if (not isinstance(item, (tuple, list)) or len(item) != 2 or item[0] not in s.metrics
-        or isinstance(item[1], bool) or not isinstance(item[1], (int, float))):
-      raise ConfigError(f"sweep.reached entry {item!r} must be (column, level) with the column "
-                        f"one of sweep.metrics ({', '.join(s.metrics)}) and level a number, "
-                        "e.g. ('distill/agreement', 99.0)")
+  for field, what, example in (("gap", "top", 100.0), ("reached", "level", 99.0)):
+    for item in s.get(field, ()):
+      if (not isinstance(item, (tuple, list)) or len(item) != 2 or item[0] not in s.metrics
+          or isinstance(item[1], bool) or not isinstance(item[1], (int, float))):
+        raise ConfigError(f"sweep.{field} entry {item!r} must be (column, {what}) with the "
+                          f"column one of sweep.metrics ({', '.join(s.metrics)}) and {what} a "
+                          f"number, e.g. ('distill/agreement', {example})")
   known = ", ".join(metrics.known_columns())
   # Old split names (train/…, train_aug/…) are read as today's, with a note.
   named = tuple(metrics.current_column(m, "sweep.metrics") for m in s.metrics)
