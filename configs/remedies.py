@@ -50,6 +50,11 @@ remedies' ResNet-20 LN speed, `v2` 39.
 agreement levels off rather than 15 epochs: 100 epochs (1,600 steps; `long` and `consistent`
 300), and the `polish` arm (50 full-batch L-BFGS iterations). Sized for one GPU: each trial is
 about 7× a `mid` trial (≈ 5 h for the 39 trials on 2 quiet CPU cores, by that ratio).
+
+`mid` and `mid_long` were the first study; their results are retired (no per-trial files,
+arms at unequal compute under one learning rate: experiments/README.md, "Beyond the paper").
+The question is answered at equal compute on configs/testbed.py's `remedies`; `tune` / `v2`
+are its paper-scale port.
 """
 from kd_jax import recipes
 from kd_jax.config import optim_config

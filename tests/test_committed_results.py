@@ -20,8 +20,7 @@ RESULTS = Path(__file__).resolve().parents[1] / "experiments" / "results"
 #: Folders measured before per-trial files were kept (their trials were not saved); each is
 #: rebuilt from its results.csv instead and says so in experiments/README.md.
 LEGACY = {"fig3_augmentation_mini_gan", "fig5_train_agreement_mini_gan",
-          "remedies_mid", "remedies_mid_long",
-          "fig6_init_mid", "fig3_augmentation_mini"}
+          "fig3_augmentation_mini"}
 FOLDERS = sorted(p.parent for p in RESULTS.glob("*/results.csv"))
 
 
