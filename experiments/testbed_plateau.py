@@ -1,6 +1,14 @@
 """The plateau check of configs/testbed.py: per arm, final accuracy and agreement and how much
 test agreement moved over the last 20% of each student's epochs (mean ± std over seeds).
 
+Two measures of "moved": the *range* (max − min of the evaluations in the last 20%), which
+includes the evaluation-to-evaluation noise of a 1,000-signal test set and so grows with the
+number of evaluations, and the *drift*: the least-squares line through those evaluations, its
+slope times the window's length (points gained over the last 20%; noise averages out). The
+drift is given as mean [95% CI] over seeds (Student t), for test and distillation agreement;
+an arm is at its plateau in the testbed's sense (test agreement changing < 0.5 points over the
+last 20%) when the CI of its test drift lies inside ±0.5 (one seed: its drift).
+
     python experiments/testbed_plateau.py runs/testbed_selfdistill [runs/testbed_data ...]
     python experiments/testbed_plateau.py experiments/results/testbed_selfdistill
     python experiments/testbed_plateau.py --curves=curves.png experiments/results/testbed_selfdistill
@@ -44,6 +52,15 @@ def _distill_split(rec: dict) -> str:
   return next(s for s in ("distill", "train") if s in rec)
 
 
+def drift(epochs: list[float], values: list[float]) -> float:
+  """Slope of the least-squares line through (epoch, value), times the epochs it spans."""
+  e, v = np.asarray(epochs, float), np.asarray(values, float)
+  if e.size < 2 or e.max() == e.min():
+    return 0.0
+  slope = np.polyfit(e, v, 1)[0]
+  return float(slope * (e.max() - e.min()))
+
+
 def trial_summary(path: Path) -> dict | None:
   recs = _records(path)
   if not recs:
@@ -52,9 +69,13 @@ def trial_summary(path: Path) -> dict | None:
   tail = [r for r in recs if r["epoch"] >= 0.8 * epochs]
   d = _distill_split(last)
   moved = max(r["test"]["agreement"] for r in tail) - min(r["test"]["agreement"] for r in tail)
+  tail_epochs = [r["epoch"] for r in tail]
   out = {f"{s}/{m}": last[s][m] for s, m in COLUMNS}
   out.update({"distill/agreement": last[d]["agreement"], "distill/student_acc":
               last[d]["student_acc"], "test_agreement_range_last20%": moved, "epochs": epochs,
+              "test_drift_last20%": drift(tail_epochs, [r["test"]["agreement"] for r in tail]),
+              "distill_drift_last20%": drift(
+                  tail_epochs, [r[_distill_split(r)]["agreement"] for r in tail]),
               "curve": {"epoch": [r["epoch"] for r in recs],
                         "test": [r["test"]["agreement"] for r in recs],
                         "distill": [r[_distill_split(r)]["agreement"] for r in recs]}})
@@ -126,6 +147,23 @@ def main(argv: list[str] | None = None) -> None:
       v = np.array([r[k] for r in rows], float)
       cells.append(f"{v.mean():.2f} ± {v.std(ddof=1) if len(v) > 1 else 0:.2f}")
     print(f"| {arm} | {len(rows)} | " + " | ".join(cells) + " |")
+  print()
+  print("Drift over the last 20% of epochs (fitted line; mean [95% CI] over seeds, points):")
+  print()
+  print("| arm | seeds | test drift | distill drift | test drift within ±0.5 |")
+  print("|---|---|---|---|---|")
+  for arm, rows in sorted(arms.items()):
+    cells, inside = [], None
+    for k in ("test_drift_last20%", "distill_drift_last20%"):
+      m, half, _ = stats.mean_ci([r[k] for r in rows])
+      if half == half:  # not nan: at least two seeds
+        cells.append(f"{m:+.2f} [{m - half:+.2f}, {m + half:+.2f}]")
+        low, high = m - half, m + half
+      else:
+        cells.append(f"{m:+.2f}")
+        low = high = m
+      inside = -0.5 < low and high < 0.5 if inside is None else inside
+    print(f"| {arm} | {len(rows)} | " + " | ".join(cells) + f" | {'yes' if inside else 'no'} |")
   if a.curves and arms:
     plot_curves(arms, a.curves)
     print(f"wrote {a.curves}")

@@ -211,3 +211,43 @@ def test_remedies_planes_are_the_remedies_seed_0_with_the_plane():
     assert c.analysis.plane and c.analysis.plane_examples == module.TEACHER_SIGNALS
     assert c.distill.to_dict() | {"eval_every": 0} == ref.distill.to_dict() | {"eval_every": 0}
     assert c.data.to_dict() == ref.data.to_dict() and c.teacher.to_dict() == ref.teacher.to_dict()
+
+
+def test_plateau_drift_is_the_fitted_gain_and_ignores_alternating_noise(tmp_path, capsys):
+  """experiments/testbed_plateau.py: on a curve a + b·epoch plus ±noise alternating every
+  evaluation, the range over the last 20% includes the noise while the drift is the line's
+  gain over that window (closed form b · window, the alternation fitting to ~0 slope)."""
+  import json
+  spec = importlib.util.spec_from_file_location(
+      "testbed_plateau", TESTBED.parents[1] / "experiments" / "testbed_plateau.py")
+  plateau = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(plateau)
+  slopes = {0: 0.001, 1: 0.003}
+  for seed, b in slopes.items():
+    trial = tmp_path / "sweep" / "arm" / f"seed{seed}"
+    trial.mkdir(parents=True)
+    lines, tail = [], []
+    for i, epoch in enumerate(range(10, 1001, 10)):
+      noise = 0.5 * (-1) ** i
+      test = 80.0 + b * epoch + noise
+      if epoch >= 800:
+        tail.append(test)
+      lines.append(json.dumps({"phase": "distill", "epoch": epoch,
+                               "test": {"agreement": test, "student_acc": 70.0,
+                                        "teacher_acc": 70.0},
+                               "distill": {"agreement": 90.0 + b * epoch, "student_acc": 70.0}}))
+    (trial / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    (trial / "results.json").write_text("{}")
+    s = plateau.trial_summary(trial / "metrics.jsonl")
+    window = 1000 - 800                       # evaluations at epochs 800 … 1000
+    # 21 alternating ±0.5 points about a line: the fitted slope absorbs at most their
+    # correlation with the epoch, which is below 0.05 points over the window here
+    assert abs(s["test_drift_last20%"] - b * window) < 0.05
+    assert s["distill_drift_last20%"] == pytest.approx(b * window, abs=1e-9)
+    assert s["test_agreement_range_last20%"] == pytest.approx(max(tail) - min(tail))
+    assert s["test_agreement_range_last20%"] > 1.0   # the noise is in the range, not the drift
+  plateau.main([str(tmp_path / "sweep")])
+  out = capsys.readouterr().out
+  row = next(line for line in out.splitlines() if line.startswith("| sweep/arm | 2 | +"))
+  # two seeds' drifts 0.2 and 0.6 (distill: exact): mean 0.4, CI crosses 0.5 → not a plateau
+  assert "+0.40 [" in row.split("|")[4] and row.rstrip().endswith("| no |")
