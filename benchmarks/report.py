@@ -30,6 +30,7 @@ def machine(args) -> dict:
       devices=[str(d) for d in jax.devices()], python=platform.python_version(),
       jax=jax.__version__, flax=flax.__version__, optax=optax.__version__,
       torch=torch.__version__, torch_threads=torch.get_num_threads(),
+      xla_flags=os.environ.get("XLA_FLAGS", ""),
       loadavg_start=os.getloadavg(), args=vars(args))
 
 
