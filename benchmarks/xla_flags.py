@@ -5,7 +5,10 @@
         --variant="no_ynn_no_xnn:--xla_cpu_experimental_ynn_fusion_type= --xla_cpu_use_xnnpack=false"
 
 XLA reads ``XLA_FLAGS`` once per process, so every setting is its own ``benchmarks.run``
-process (the default setting, ``default``, always included). Settings run in turn, ``--rounds``
+process (the default setting, ``default``, always included). The processes run with
+``KD_JAX_XLA_DEFAULTS=0``, so ``default`` is XLA's own defaults (plus whatever ``XLA_FLAGS``
+this command was started with) and each variant adds exactly its flags — not kd_jax's
+defaults (kd_jax/core/xla_defaults.py, which these measurements chose). Settings run in turn, ``--rounds``
 times, in an order that alternates each round (A B C, C B A, ...), so a load that changes
 during the run falls on every setting alike; every process also times PyTorch beside kd_jax
 (interleaved, as ``benchmarks.run`` does), and a setting's *ratio* is its kd_jax img/s over the
@@ -102,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
   with tempfile.TemporaryDirectory() as tmp:
     for k in range(a.rounds):
       for name in order(list(flags), k):
-        env = dict(os.environ, XLA_FLAGS=flags[name])
+        env = dict(os.environ, XLA_FLAGS=flags[name], KD_JAX_XLA_DEFAULTS="0")
         print(f"[xla_flags] round {k + 1}/{a.rounds}: {name} ({flags[name] or 'no flags'})",
               flush=True)
         subprocess.run([sys.executable, "-m", "benchmarks.run", *run_args.split(),

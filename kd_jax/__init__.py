@@ -19,6 +19,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from kd_jax.core import xla_defaults as _xla_defaults
+
+# Before any JAX backend starts: XLA:CPU flags measured to speed up training (core/xla_defaults.py).
+_xla_defaults.apply()
+
 __version__ = "0.1.0"
 
 __all__ = ["Predictor", "export_teacher", "fidelity", "load_config", "load_results", "load_run_config",
