@@ -542,9 +542,13 @@ def test_adam_fits_a_tiny_batch(spec, lr):
   opt = tx.init(params)
   losses = []
   # VGG's classifier starts at PyTorch's default init (std 1/√(3·fan_in)), so its logits start
-  # small and the 16 plain layers need ~70 steps at this rate (higher rates diverge).
-  for _ in range(80 if spec == "vgg" else 60):
+  # small and the 16 plain layers need ~70–90 steps at this rate (higher rates diverge); how
+  # many exactly depends on the last bits of the convolution kernels (XLA flags, CPU type), so
+  # the loop runs until the loss is low, within a generous cap, rather than a fixed count.
+  for _ in range(200 if spec == "vgg" else 150):
     params, stats, opt, loss = step(params, stats, opt)
     losses.append(float(loss))
+    if len(losses) >= 5 and np.mean(losses[-5:]) < 0.1:
+      break
   assert abs(losses[0] - np.log(NUM_CLASSES)) < 0.5, losses[0]  # near-uniform at init
   assert np.mean(losses[-5:]) < 0.1, losses[-5:]
