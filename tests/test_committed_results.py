@@ -19,8 +19,7 @@ from kd_jax.sweeps import rebuild
 RESULTS = Path(__file__).resolve().parents[1] / "experiments" / "results"
 #: Folders measured before per-trial files were kept (their trials were not saved); each is
 #: rebuilt from its results.csv instead and says so in experiments/README.md.
-LEGACY = {"fig3_augmentation_mini_gan", "fig5_train_agreement_mini_gan",
-          "fig3_augmentation_mini"}
+LEGACY = {"fig5_train_agreement_mini_gan"}
 FOLDERS = sorted(p.parent for p in RESULTS.glob("*/results.csv"))
 
 
