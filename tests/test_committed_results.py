@@ -3,9 +3,8 @@
 A copy of each ``experiments/results/<folder>`` holding ``sweep.json`` and ``trials/`` is
 rebuilt with ``sweep_report --rebuild``; its results.csv and results.md must come out byte for
 byte as committed (the plot is redrawn too, but PNG bytes depend on the matplotlib and font
-versions, so only its presence is checked). Folders from before per-trial files are listed
-in :data:`LEGACY` (experiments/README.md says which numbers they hold); a new folder without
-trials fails here.
+versions, so only its presence is checked). A folder without per-trial files fails here;
+:data:`LEGACY` once listed those measured before they were kept (all rerun or retired since).
 """
 from __future__ import annotations
 
@@ -17,9 +16,9 @@ import pytest
 from kd_jax.sweeps import rebuild
 
 RESULTS = Path(__file__).resolve().parents[1] / "experiments" / "results"
-#: Folders measured before per-trial files were kept (their trials were not saved); each is
-#: rebuilt from its results.csv instead and says so in experiments/README.md.
-LEGACY = {"fig5_train_agreement_mini_gan"}
+#: Folders measured before per-trial files were kept, rebuilt from their results.csv instead
+#: (none remain; a name here must also be explained in experiments/README.md).
+LEGACY: set[str] = set()
 FOLDERS = sorted(p.parent for p in RESULTS.glob("*/results.csv"))
 
 
