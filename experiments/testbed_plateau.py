@@ -68,12 +68,12 @@ def trial_summary(path: Path) -> dict | None:
   last, epochs = recs[-1], recs[-1]["epoch"]
   tail = [r for r in recs if r["epoch"] >= 0.8 * epochs]
   d = _distill_split(last)
-  moved = max(r["test"]["agreement"] for r in tail) - min(r["test"]["agreement"] for r in tail)
   tail_epochs = [r["epoch"] for r in tail]
+  tail_test = [r["test"]["agreement"] for r in tail]
   out = {f"{s}/{m}": last[s][m] for s, m in COLUMNS}
   out.update({"distill/agreement": last[d]["agreement"], "distill/student_acc":
-              last[d]["student_acc"], "test_agreement_range_last20%": moved, "epochs": epochs,
-              "test_drift_last20%": drift(tail_epochs, [r["test"]["agreement"] for r in tail]),
+              last[d]["student_acc"], "test_agreement_range_last20%": max(tail_test) - min(tail_test), "epochs": epochs,
+              "test_drift_last20%": drift(tail_epochs, tail_test),
               "distill_drift_last20%": drift(
                   tail_epochs, [r[_distill_split(r)]["agreement"] for r in tail]),
               "curve": {"epoch": [r["epoch"] for r in recs],
@@ -153,16 +153,13 @@ def main(argv: list[str] | None = None) -> None:
   print("| arm | seeds | test drift | distill drift | test drift within ±0.5 |")
   print("|---|---|---|---|---|")
   for arm, rows in sorted(arms.items()):
-    cells, inside = [], None
+    cells, bounds = [], []
     for k in ("test_drift_last20%", "distill_drift_last20%"):
       m, half, _ = stats.mean_ci([r[k] for r in rows])
-      if half == half:  # not nan: at least two seeds
-        cells.append(f"{m:+.2f} [{m - half:+.2f}, {m + half:+.2f}]")
-        low, high = m - half, m + half
-      else:
-        cells.append(f"{m:+.2f}")
-        low = high = m
-      inside = -0.5 < low and high < 0.5 if inside is None else inside
+      half = 0.0 if half != half else half  # one seed: no CI, its value
+      cells.append(f"{m:+.2f} [{m - half:+.2f}, {m + half:+.2f}]" if half else f"{m:+.2f}")
+      bounds.append((m - half, m + half))
+    inside = -0.5 < bounds[0][0] and bounds[0][1] < 0.5   # the test drift decides
     print(f"| {arm} | {len(rows)} | " + " | ".join(cells) + f" | {'yes' if inside else 'no'} |")
   if a.curves and arms:
     plot_curves(arms, a.curves)
