@@ -109,7 +109,8 @@ def _figure(arg: str = ""):
   s.paper = tuple((f"m{m}", {"test/teacher_acc": v[0], "test/student_acc": v[1],
                              "test/agreement": v[2], "test/kl": v[3]})
                   for m, v in PAPER_TABLE2.items() if m in members)
-  s.paper_dataset = "ImageNet" if mini else ""
+  s.paper_setting = "ImageNet, ResNet-50"
+  s.paper_dataset = "ImageNet" if mini else ""  # the mini's CIFAR-10 JPEGs: order, not level
   s.title = ("Table 2 mini (CIFAR-10 JPEGs, ResNet-50 at quarter width, 32 px)" if mini
              else "Table 2 (ImageNet, ResNet-50)")
   return lock(c), s

@@ -92,6 +92,8 @@ def _figure(arg: str = ""):
   s.paper = tuple((f"m{m}", {"test/teacher_acc": v[0], "test/student_acc": v[1],
                              "test/agreement": v[2], "test/kl": v[3]})
                   for m, v in PAPER_TABLE2.items())
+  s.paper_setting = "IMDB, BiLSTM"
+  s.paper_dataset = "IMDB" if "mini" in parts else ""  # the mini's snippets: order, not level
   s.title = "Table 2" + (" mini (Rotten Tomatoes snippets)" if "mini" in parts else " (IMDB)")
   return lock(c), s
 
