@@ -121,27 +121,40 @@ class Watch:
 
 def run(spec: dict) -> None:
   """The run the spec names (in the forked child)."""
-  import tiny
   root = Path(spec["root"])
   if spec["kind"] == "run":
-    experiment.run(tiny.tiny_kill_config(root / "store"), root / "run")
+    experiment.run(kill_config(root / "store"), root / "run")
   elif spec["kind"] == "gan":
-    images = np.random.RandomState(0).randint(0, 256, (10, 32, 32, 3)).astype(np.uint8)
-    c = tiny.tiny_gan_config(root / "gans", gen_steps=3)
-    gans.get_gan(c.gan, gans.store_keys(c.gan, c.data), root, images, tensorboard=False)
+    c = tiny.small_gan_config(root / "gans")
+    gans.get_gan(c.gan, gans.store_keys(c.gan, c.data), root, tiny.small_gan_images(),
+                 tensorboard=False)
   elif spec["kind"] == "sweep":
     sweep.run_sweep(*kill_sweep(root / "sweep" / "teachers"), root / "sweep")
   else:
     raise SystemExit(f"unknown kind {spec['kind']!r}")
 
 
+def kill_config(store: Path):
+  """tests/tiny.py's kill config (2 teachers × 2 epochs, 2 distillation epochs, a checkpoint
+  every epoch) on one device, evaluated on the test split alone: every evaluator, and every
+  program sharded over the session's 4 CPU devices, is more to trace and lower in every forked
+  run, and what a chain compares bitwise (the trained variables, results.json) is a function
+  of the config, whatever it is (several devices and their equivalence: tests/test_train.py,
+  tests/test_multihost.py)."""
+  import tiny
+  c = tiny.tiny_kill_config(store)
+  with c.unlocked():
+    c.teacher.evals = c.distill.evals = ("test",)
+    c.run.num_devices = 1
+  return c
+
+
 def kill_sweep(store: Path):
   """Two trials (arms a and b, one seed) sharing one teacher: the ``run`` kind's config, so
   that the teacher and arm b (its temperature) are the programs that run compiled; arm a
   distils at another temperature."""
-  import tiny
   from kd_jax import config as config_lib
-  c = tiny.tiny_kill_config(store)
+  c = kill_config(store)
   with c.unlocked():
     c.name = "tiny_sweep"
   s = config_lib.sweep_config()
@@ -171,10 +184,23 @@ def child(spec: dict) -> None:
 
 if __name__ == "__main__":
   sys.path.insert(0, str(Path(__file__).resolve().parent))
-  import numpy as np
   from kd_jax.core import cache
   from kd_jax.runner import experiment, gans
   from kd_jax.sweeps import sweep
+  # What the runs import on first use, imported once here rather than in every child (no
+  # threads start: forking stays safe): the store lock's filelock, the GAN's PNG writer,
+  # the sweep's plots (matplotlib's Figure, its Agg canvas and fonts).
+  from filelock import SoftFileLease  # noqa: F401
+  import matplotlib.backends.backend_agg  # noqa: F401
+  import matplotlib.figure  # noqa: F401
+  import matplotlib.ticker  # noqa: F401
+  import PIL.Image
+  import PIL.PngImagePlugin  # noqa: F401
+  import tiny
+  from matplotlib import font_manager
+  font_manager.findfont("DejaVu Sans")
+  PIL.Image.init()
+  tiny.register_small_gan()
   cache.use_compile_cache(os.environ["KD_JAX_KILL_CACHE"])
   print("ready", flush=True)
   for line in sys.stdin:

@@ -30,9 +30,9 @@ def _main(*args: str, module: str = "kd_jax.main", cwd: Path = REPO
 # a flag. The server below imports those once; each command then runs in a process forked from
 # it, which executes the entry point's module anew as __main__ (runpy, as `python -m` does; the
 # server never imports kd_jax.main or kd_jax.sweep themselves, nor starts JAX's backend), with
-# its own stdout and stderr, cwd and argv, and exits as Python would. `test_a_forked_command_
-# line_prints_what_a_fresh_process_prints` checks that it prints byte for byte what
-# `python -m` prints.
+# its own stdout and stderr, cwd, argv and added environment variables, and exits as Python
+# would. `test_a_forked_command_line_prints_what_a_fresh_process_prints` checks that it prints
+# byte for byte what `python -m` prints.
 _SERVER = r'''
 import atexit, json, os, runpy, signal, sys, threading, traceback
 import jax, absl.app, absl.flags, absl.logging, ml_collections.config_flags
@@ -69,6 +69,7 @@ def child(r):
     if r["pythonpath"]:
       os.environ["PYTHONPATH"] = os.pathsep.join(r["pythonpath"] +
                                                  [os.environ.get("PYTHONPATH", "")])
+    os.environ.update(r["env"])  # read when a command runs, as in a fresh process
     sys.argv = [r["module"], *r["args"]]
     status = 0
     try:
@@ -129,11 +130,12 @@ class CommandLine:
     return json.loads(line)
 
   def run(self, *args: str, module: str = "kd_jax.main", cwd: Path = REPO,
-          pythonpath: tuple[str, ...] = (), timeout: float = 120
+          pythonpath: tuple[str, ...] = (), timeout: float = 120, env: dict | None = None
           ) -> subprocess.CompletedProcess:
+    """``env``: variables set in the command's process only (on top of the server's)."""
     with tempfile.TemporaryDirectory(prefix="kd_jax_cli_") as out:
       request = {"module": module, "args": list(args), "cwd": str(cwd),
-                 "pythonpath": [str(p) for p in pythonpath],
+                 "pythonpath": [str(p) for p in pythonpath], "env": dict(env or {}),
                  "stdout": os.path.join(out, "stdout"), "stderr": os.path.join(out, "stderr")}
       self.server.stdin.write((json.dumps(request) + "\n").encode())
       self.server.stdin.flush()
@@ -216,8 +218,8 @@ def test_paper_config_without_cifar100_says_how_to_get_it(cli, tmp_path):
   assert 'pip install -e ".[prepare]"' in lines[0]
 
 
-def test_help_points_to_print_config_and_exits_0():
-  out = _main("--help")
+def test_help_points_to_print_config_and_exits_0(cli):
+  out = cli.run("--help")
   assert out.returncode == 0, out.stderr
   assert "--print_config" in out.stdout and "--restart" in out.stdout
 

@@ -2,18 +2,12 @@
 the [data] line naming where the data was read from. Temporary folders only, no download."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from kd_jax import config as config_lib, recipes
 from kd_jax.data import check, splits, sources
-
-REPO = Path(__file__).resolve().parents[1]
+from test_cli import CommandLine
 
 
 def _data(**values):
@@ -115,17 +109,23 @@ def test_data_line_names_where_each_split_came_from(tmp_path):
                        "image_folder /o.tar")
 
 
-def _sweep(tmp_path, env_extra, *args):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", TFDS_DATA_DIR=str(tmp_path / "tfds"),
-             PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-             **env_extra)
-  return subprocess.run([sys.executable, "-m", "kd_jax.sweep", *args,
-                         f"--workdir={tmp_path / 'w'}", "--dry_run"], cwd=REPO, env=env,
-                        capture_output=True, text=True, timeout=300)
+@pytest.fixture(scope="module")
+def cli():
+  """`python -m kd_jax.sweep`, each command in a process forked from test_cli's command-line
+  server (what it prints is what a fresh process prints: test_cli checks that)."""
+  server = CommandLine()
+  yield server
+  server.close()
 
 
-def test_dry_run_fails_with_one_line_per_missing_source(tmp_path):
-  out = _sweep(tmp_path, {recipes.CIFAR10_ENV: str(tmp_path / "absent")},
+def _sweep(cli, tmp_path, env_extra, *args):
+  env = dict(TFDS_DATA_DIR=str(tmp_path / "tfds"), **env_extra)
+  return cli.run(*args, f"--workdir={tmp_path / 'w'}", "--dry_run", module="kd_jax.sweep",
+                 env=env, timeout=300)
+
+
+def test_dry_run_fails_with_one_line_per_missing_source(cli, tmp_path):
+  out = _sweep(cli, tmp_path, {recipes.CIFAR10_ENV: str(tmp_path / "absent")},
                "--config=configs/fig3_augmentation.py:mini")
   assert out.returncode == 2
   err = out.stderr.strip().splitlines()
@@ -133,16 +133,17 @@ def test_dry_run_fails_with_one_line_per_missing_source(tmp_path):
                  "data.path) does not exist; point it to a folder or .tar/.tar.gz holding "
                  "train/<class>/*.png|jpg"]
   assert "[sweep] teacher groups:" in out.stdout  # the plan is still shown
-  out = _sweep(tmp_path, {}, "--config=configs/fig2_mnist.py")  # MNIST + EMNIST (OOD) via tfds
+  # MNIST + EMNIST (OOD) via tfds
+  out = _sweep(cli, tmp_path, {}, "--config=configs/fig2_mnist.py")
   assert out.returncode == 2
   err = out.stderr.strip().splitlines()
   assert len(err) == 2 and all(l.startswith("error: ") for l in err), out.stderr
   assert "tfds build mnist " in err[0] and "tfds build emnist/byclass " in err[1]
 
 
-def test_dry_run_passes_when_the_data_is_there(tmp_path):
+def test_dry_run_passes_when_the_data_is_there(cli, tmp_path):
   (tmp_path / "c10" / "train" / "cat").mkdir(parents=True)
-  out = _sweep(tmp_path, {recipes.CIFAR10_ENV: str(tmp_path / "c10")},
+  out = _sweep(cli, tmp_path, {recipes.CIFAR10_ENV: str(tmp_path / "c10")},
                "--config=configs/fig3_augmentation.py:mini")
   assert out.returncode == 0, out.stderr
   assert out.stdout.splitlines()[-1] == "[sweep] data: every source the trials read is there"

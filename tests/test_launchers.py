@@ -26,8 +26,14 @@ NOT_COMPARED = ("run/wall_time_s", "finished")  # when, not what
 
 @pytest.fixture(scope="module")
 def figure_file(tmp_path_factory) -> Path:
+  """tests/test_sweep.py's figure: one seed of two arms sharing one teacher, so a launcher
+  runs a teacher job and then two trial jobs at once (each job a fresh process, which traces
+  and lowers every program again: one device, the test split evaluated alone)."""
   path = tmp_path_factory.mktemp("configs") / "tiny_figure.py"
-  path.write_text(FIGURE.replace("  return s\n", "  s.seeds = (0, 1)\n  return s\n", 1))
+  name = '  c.name = "tiny_figure"\n'
+  assert FIGURE.count(name) == 1
+  path.write_text(FIGURE.replace(name, name + '  c.run.num_devices = 1\n'
+                                 '  c.teacher.evals = c.distill.evals = ("test",)\n'))
   return path
 
 
@@ -59,17 +65,17 @@ def test_local_executor_writes_the_in_process_table(in_process, figure_file, tmp
   sweep.run_sweep(*fig(figure_file), tmp_path, launch=options)
   out = capsys.readouterr().out
   assert read_rows(tmp_path / "results.csv") == read_rows(in_process / "results.csv")
-  assert len(read_rows(tmp_path / "results.csv")) == 4
+  assert len(read_rows(tmp_path / "results.csv")) == 2
   # the teacher group trained once, in its own job, submitted before any trial
   logs = submitit_logs(tmp_path)
   trained = [n for n, text in logs.items() if "[teacher] training" in text]
   reused = [n for n, text in logs.items() if "[teacher] reusing" in text]
-  assert len(trained) == 1 and len(reused) == 4, (trained, reused)
+  assert len(trained) == 1 and len(reused) == 2, (trained, reused)
   submitted = [l for l in out.splitlines() if "submitted" in l]
-  assert submitted[0].startswith("[sweep] submitted teacher ") and len(submitted) == 5
-  assert "done: 4/4" in out
+  assert submitted[0].startswith("[sweep] submitted teacher ") and len(submitted) == 3
+  assert "done: 2/2" in out
   md = (tmp_path / "results.md").read_text()
-  assert "trials finished: 4/4" in md and (tmp_path / "tiny_figure.png").exists()
+  assert "trials finished: 2/2" in md and (tmp_path / "tiny_figure.png").exists()
 
 
 class PreemptOnce:
@@ -87,7 +93,7 @@ class PreemptOnce:
 def test_preempted_trial_job_requeues_and_resumes_to_the_same_result(in_process, figure_file,
                                                                       tmp_path):
   (trial,) = [t for t in sweep.resolve_arms(*fig(figure_file), in_process)
-              if t.path == "m2_t4/seed1"]  # the stored teacher is reused; the student is preempted
+              if t.path == "m2_t4/seed0"]  # the stored teacher is reused; the student is preempted
   marker = tmp_path / "preempted"
   executor = launchers.make_executor(launchers.LaunchOptions(cluster="local"), tmp_path / "jobs")
   import jax
@@ -131,7 +137,9 @@ def test_slurm_submission_script_carries_the_flags(figure_file, tmp_path, monkey
                                     cpus_per_trial=8, time_min=90, slurm_partition="gpu",
                                     slurm_account="kdproj")
   executor = launchers.make_executor(options, tmp_path / "jobs")
-  trials = sweep.resolve_arms(*fig(figure_file), tmp_path)
+  c, s = fig(figure_file)
+  s.seeds = (0, 1)  # 4 trials: more than parallel=3, which submitit's array then caps at 3
+  trials = sweep.resolve_arms(c, s, tmp_path)
   with executor.batch():
     handles = [executor.submit(jobs.TrialJob(t.config, str(tmp_path / t.path))) for t in trials]
   (script,) = out.iterdir()
@@ -169,6 +177,7 @@ def test_teachers_run_first_and_a_failed_teacher_fails_its_trials(figure_file, t
   calls = []
   c, s = fig(figure_file)
   s.arms = (("a", {}), ("b", {"teacher.epochs": 3}))  # two teacher groups
+  s.seeds = (0, 1)
   s.paper = ()
 
   def train_teacher(config, workdir, hook=None):
@@ -207,4 +216,4 @@ def test_submitit_flags_without_the_launcher_are_one_clear_error(figure_file, tm
   ok = subprocess.run(cmd + ["--launcher=submitit", "--cluster=slurm"], capture_output=True,
                       text=True, timeout=120)
   assert ok.returncode == 0, ok.stderr
-  assert "m2_t4/seed1" in ok.stdout and not (tmp_path / "_jobs").exists()
+  assert "m2_t4/seed0" in ok.stdout and not (tmp_path / "_jobs").exists()

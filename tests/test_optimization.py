@@ -92,20 +92,22 @@ def test_teacher_initial_weights_init(ln_teacher):
 def test_lbfgs_decreases_full_batch_loss(tmp_path):
   # A teacher that learned something (8 epochs on 200 images): against a near-uniform teacher
   # the KL starts at ~1e-5 and float noise decides whether it still decreases.
-  c = tiny_config(tmp_path / "store", teacher_epochs=8, distill_epochs=12, devices=4)
+  # 9 full-batch steps: the loss ends at 0.61 of its first value on this machine (0.45 after 12),
+  # far under the bound below; each step is a zoom line search on 4 devices.
+  c = tiny_config(tmp_path / "store", teacher_epochs=8, distill_epochs=9, devices=4)
   with c.unlocked():
     c.data.teacher_subset = 200
     c.distill.optim.name = "lbfgs"
     c.distill.loss = "kl"  # zero at a perfect match, so the decrease is visible
-    c.distill.eval_every = 12
+    c.distill.eval_every = 9
     # Only the running losses are read: no other evaluation (each is another compilation),
-    # and nothing resumes: one checkpoint per phase, at its end, not 20.
+    # and nothing resumes: one checkpoint per phase, at its end, not 17.
     c.teacher.evals = c.distill.evals = ("running",)
     c.run.checkpoint_every = 100
   experiment.run(c, tmp_path / "run")
   recs = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
   loss = [r["running"]["loss"] for r in recs if r["phase"] == "distill"]
-  assert len(loss) == 12
+  assert len(loss) == 9
   assert all(b <= a + 1e-6 for a, b in zip(loss, loss[1:])), loss
   assert loss[-1] < 0.8 * loss[0], loss
 

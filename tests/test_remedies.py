@@ -22,12 +22,6 @@ from tiny import tiny_config
 import equivalence
 
 
-def _ln(c):
-  for section in (c.teacher, c.distill):
-    section.model = {"name": "preresnet", "depth": 8, "norm": "layer", "width": 0.25}
-  return c
-
-
 def _quiet_teacher(c):
   """No teacher evaluation but the running loss: no test here reads the others, and each is
   another compilation; evaluations change no number, nor the teacher's store key."""
@@ -56,10 +50,17 @@ def test_anneal_lambda_closed_form():
 
 
 @pytest.fixture(scope="module")
-def step_pair(tmp_path_factory):
-  """lam0 → one train step of the tiny LayerNorm student, plain and with the annealed anchor at
-  λ₀. The teacher, the student's init and the plain step are the same for every λ₀: built and
-  computed once for the module."""
+def tiny_store(tmp_path_factory):
+  """A teacher store shared by the module's runs of tiny_config's default teacher (the same
+  teacher key): the first run trains it, the others read it."""
+  return tmp_path_factory.mktemp("tiny_teacher") / "store"
+
+
+@pytest.fixture(scope="module")
+def step_pair(tiny_store, tmp_path_factory):
+  """lam0 → one train step of the tiny student, plain and with the annealed anchor at λ₀. The
+  teacher (tiny_config's, from the module's store), the student's init and the plain step are
+  the same for every λ₀: built and computed once for the module."""
   from jax.sharding import PartitionSpec as P
   from kd_jax.train import modeling, optim, writer as report
   from kd_jax.core import parallel
@@ -67,16 +68,12 @@ def step_pair(tmp_path_factory):
   from kd_jax.core.batch import Batch
   from kd_jax.data import inputs
   tmp_path = tmp_path_factory.mktemp("step_pair")
-  c = tiny_config(tmp_path / "store")
-  with c.unlocked():
-    _ln(c)
-    # Nothing reads the teacher's evaluations or intermediate checkpoints (each evaluator is
-    # another compilation); neither changes the teacher (config.NOT_IDENTITY).
-    c.teacher.evals, c.run.checkpoint_every = ("running",), 100
-  mesh = parallel.make_mesh(1)
-  data = inputs.load(c.data, mesh)
+  # The module's runs' teacher, on their devices: trained here or read from the store.
+  c = _quiet_teacher(tiny_config(tiny_store))
+  data_mesh = parallel.make_mesh(c.run.num_devices)
+  data = inputs.load(c.data, data_mesh)
   teacher = teachers.get_teacher(c.teacher, teacher_key(c.data, c.teacher), c.run, tmp_path / "w",
-                                 data, mesh, report.MetricWriter(tmp_path / "w", False))
+                                 data, data_mesh, report.MetricWriter(tmp_path / "w", False))
   model = modeling.build_model(c.distill.model, data.num_classes, c.run.dtype)
   init, _ = student.student_init(c.distill, c.seed, model, teacher, data)
   tx = optim.make_optimizer(c.distill.optim, 10, 10)
@@ -90,6 +87,7 @@ def step_pair(tmp_path_factory):
   anchor = modeling.member(teacher.final, 0)["params"]
   key = jax.random.key(0)
   # Inside the one-device map the trainer uses: the step's psum needs the device axis.
+  mesh = parallel.make_mesh(1)
   step = lambda sp, tv: parallel.device_map(
       lambda: steps.train_step(state, batch, key, sp, tv), mesh, in_specs=(),
       out_specs=(P(), P()))()
@@ -115,13 +113,6 @@ def test_anneal_at_lambda_one_is_the_teacher(step_pair):
   # between them is zero (the random student's is not).
   assert float(m["match"]) == float(m["count"]) == 32.0
   assert abs(float(m["kl_sum"])) < 1e-4 < float(plain["kl_sum"])
-
-
-@pytest.fixture(scope="module")
-def tiny_store(tmp_path_factory):
-  """A teacher store shared by the module's runs of tiny_config's default teacher (the same
-  teacher key): the first run trains it, the others read it."""
-  return tmp_path_factory.mktemp("tiny_teacher") / "store"
 
 
 def test_anneal_mode_at_lambda_zero_equals_random_mode(tmp_path, tiny_store):

@@ -91,13 +91,18 @@ def test_chained_budgeted_runs_end_as_one_run_teacher_and_distill(tmp_path):
 
 
 def _gan_config(store):
-  from test_gan import _tiny_config
-  c = _tiny_config(store, gen_steps=4)
+  """tests/tiny.py's small GAN (the SN-GAN's blocks, one each side, on 8×8 images: the
+  32×32 SN-GAN's compilation was most of this test), 4 generator updates, each checkpointed."""
+  from tiny import small_gan_config
+  c = small_gan_config(store, gen_steps=4)
+  with c.unlocked():
+    c.gan.eval_every = 2
   return c
 
 
 def test_chained_budgeted_gan_training_ends_as_one_run(tmp_path):
-  images = np.random.RandomState(0).randint(0, 256, (10, 32, 32, 3)).astype(np.uint8)
+  from tiny import small_gan_images
+  images = small_gan_images()
   def get(store):
     c = _gan_config(store)
     return gans.get_gan(c.gan, gans.gan_key(c.gan, c.data), tmp_path, images, tensorboard=False)

@@ -1,6 +1,8 @@
 """Shared tiny settings for tests that run the real training code on embedded MNIST."""
 from __future__ import annotations
 
+import numpy as np
+
 from kd_jax import config as config_lib
 
 
@@ -81,3 +83,60 @@ def tiny_kill_config(store):
     c.teacher.eval_every = c.teacher.epochs
     c.distill.eval_every = c.distill.epochs
   return c
+
+
+def small_gan_config(store, gen_steps: int = 2):
+  """tiny_gan_config on the ``small_sngan`` pair (:func:`register_small_gan`), for
+  :func:`small_gan_images`: 2 generator updates, each checkpointed and evaluated (so a rerun
+  resumes from a checkpoint that an evaluation record precedes, and may find a record past
+  it)."""
+  register_small_gan()
+  c = tiny_gan_config(store, gen_steps=gen_steps)
+  with c.unlocked():
+    c.gan.model.name = "small_sngan"
+    c.gan.eval_every = 1
+  return c
+
+
+def register_small_gan() -> None:
+  """Registers ``small_sngan`` (once per process): the SN-GAN's own blocks, one of each
+  (z → 4×4 → one upsampling GenBlock → 8×8 images; one downsampling spectrally normalized
+  DiscBlock → logit), so that a GAN run keeps every kind of state it saves and resumes (Adam,
+  BatchNorm statistics, spectral-norm ``u``) at a fraction of what the 32×32 SN-GAN costs to
+  trace and compile (tests/kill_child.py's forked runs, tests/test_time_budget.py)."""
+  import flax.linen as nn
+  import jax.numpy as jnp
+  from kd_jax.models import sngan as s
+  if "small_sngan" in s.GAN_MODELS:
+    return
+
+  class Generator(nn.Module):
+    z_dim: int
+    k: int
+    channels: int = 3
+
+    @nn.compact
+    def __call__(self, z, train: bool = False):
+      h = s.dense(4 * 4 * self.k, self.z_dim)(z).reshape(z.shape[0], 4, 4, self.k)
+      h = s.GenBlock(self.k)(h, train)
+      h = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(h))
+      return jnp.tanh(s.conv(self.channels, 3, self.k)(h))
+
+  class Discriminator(nn.Module):
+    k: int
+    channels: int = 3
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+      h = s.DiscBlock(self.k, self.channels, down=True, first=True)(x, train)
+      return s.sn(s.dense(1, self.k), jnp.mean(nn.relu(h), axis=(1, 2)), train)[:, 0]
+
+  @s.GAN_MODELS.register("small_sngan")
+  def small_sngan(z_dim: int, gen_width: int, disc_width: int, channels: int = 3):
+    return (Generator(z_dim=z_dim, k=gen_width, channels=channels),
+            Discriminator(k=disc_width, channels=channels))
+
+
+def small_gan_images() -> np.ndarray:
+  """The 8×8 training images of a ``small_sngan`` GAN."""
+  return np.random.RandomState(0).randint(0, 256, (10, 8, 8, 3)).astype(np.uint8)
