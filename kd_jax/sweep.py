@@ -35,6 +35,10 @@ def _define_flags():
                       "(default: runs/<config name>).")
   flags.DEFINE_list("only", [], "Comma-separated arm names to run (default: all).")
   flags.DEFINE_bool("dry_run", False, "Print the resolved trials and teacher groups, then exit.")
+  flags.DEFINE_enum("diverged", None, ["stop", "record"],
+                    "A trial whose loss turns non-finite: stop the sweep, or record it and go "
+                    "on (default: the figure's sweep.diverged). record suits a sweep of "
+                    "learning rates, where divergence is an outcome.")
   flags.DEFINE_enum("launcher", "inprocess", list(LAUNCHERS),
                     "inprocess: trials one after another here; submitit: parallel jobs.")
   d = launchers.LaunchOptions()
@@ -95,6 +99,9 @@ def main(argv: list[str]) -> None:
   try:
     check_not_published(workdir)
     sweep = load_sweep(flags.FLAGS["config"])
+    if f.diverged:
+      with sweep.unlocked():
+        sweep.diverged = f.diverged
     launch = launch_options(f)
     if f.dry_run:
       trials = resolve_arms(config, sweep, workdir)

@@ -501,3 +501,22 @@ def test_running_split_of_a_trial_finished_before_it_was_asked_for(tmp_path, pac
   assert got == {"plain": (60.0, 0.4), "polish": (70.0, None), "has_it": (1.0, None),
                  "not_asked": (None, None)}
   assert all(r["test/agreement"] == 90.0 for r in rows)
+
+
+def test_diverged_flag_overrides_the_figures_choice(figure_file, tmp_path, monkeypatch):
+  """`--diverged=record` makes a figure that stops at a non-finite trial record it instead
+  (a learning-rate grid where divergence is an outcome); without it the figure decides."""
+  from absl import flags
+  from kd_jax import sweep as command
+  command._define_flags()
+  got = []
+  monkeypatch.setattr(command, "run_sweep",
+                      lambda config, sweep, workdir, **kw: got.append(sweep.diverged))
+  try:
+    for extra in ([], ["--diverged=record"], ["--diverged=stop"]):
+      flags.FLAGS.unparse_flags()
+      flags.FLAGS(["kd_jax.sweep", f"--config={figure_file}", f"--workdir={tmp_path}", *extra])
+      command.main(["kd_jax.sweep"])
+  finally:
+    flags.FLAGS.unparse_flags()
+  assert got == ["stop", "record", "stop"]
