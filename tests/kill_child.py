@@ -123,7 +123,7 @@ def run(spec: dict) -> None:
   """The run the spec names (in the forked child)."""
   root = Path(spec["root"])
   if spec["kind"] == "run":
-    experiment.run(kill_config(root / "store"), root / "run")
+    experiment.run(tiny.tiny_kill_config(root / "store"), root / "run")
   elif spec["kind"] == "gan":
     c = tiny.small_gan_config(root / "gans")
     gans.get_gan(c.gan, gans.store_keys(c.gan, c.data), root, tiny.small_gan_images(),
@@ -134,27 +134,12 @@ def run(spec: dict) -> None:
     raise SystemExit(f"unknown kind {spec['kind']!r}")
 
 
-def kill_config(store: Path):
-  """tests/tiny.py's kill config (2 teachers × 2 epochs, 2 distillation epochs, a checkpoint
-  every epoch) on one device, evaluated on the test split alone: every evaluator, and every
-  program sharded over the session's 4 CPU devices, is more to trace and lower in every forked
-  run, and what a chain compares bitwise (the trained variables, results.json) is a function
-  of the config, whatever it is (several devices and their equivalence: tests/test_train.py,
-  tests/test_multihost.py)."""
-  import tiny
-  c = tiny.tiny_kill_config(store)
-  with c.unlocked():
-    c.teacher.evals = c.distill.evals = ("test",)
-    c.run.num_devices = 1
-  return c
-
-
 def kill_sweep(store: Path):
   """Two trials (arms a and b, one seed) sharing one teacher: the ``run`` kind's config, so
   that the teacher and arm b (its temperature) are the programs that run compiled; arm a
   distils at another temperature."""
   from kd_jax import config as config_lib
-  c = kill_config(store)
+  c = tiny.tiny_kill_config(store)
   with c.unlocked():
     c.name = "tiny_sweep"
   s = config_lib.sweep_config()

@@ -77,11 +77,18 @@ def tiny_sweep(store):
 
 
 def tiny_kill_config(store):
-  """tiny_config with 2 teachers, evaluated once at the end of each phase (the kill tests)."""
+  """The kill tests' run (tests/kill_child.py): tiny_config with 2 teachers × 2 epochs, 2
+  distillation epochs, a checkpoint every epoch, on one device, evaluated once at the end of
+  each phase on the test split alone: every evaluator, and every program sharded over the
+  session's 4 CPU devices, is more to trace and lower in every forked run, and what a chain
+  compares bitwise (the trained variables, results.json) is a function of the config, whatever
+  it is (several devices and their equivalence: tests/test_train.py, tests/test_multihost.py)."""
   c = tiny_config(store, members=2)
   with c.unlocked():
     c.teacher.eval_every = c.teacher.epochs
     c.distill.eval_every = c.distill.epochs
+    c.teacher.evals = c.distill.evals = ("test",)
+    c.run.num_devices = 1
   return c
 
 
