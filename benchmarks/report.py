@@ -42,6 +42,10 @@ def header(meta: dict) -> str:
 
 def line(row: dict) -> str:
   mode = row["mode"] + ("+fold" if row.get("fold_teacher_bn") else "")
+  if row.get("dtype", "float32") != "float32":
+    mode += "+" + row["dtype"]
+  if row.get("steps_per_call", 1) != 1:
+    mode += f"+{row['steps_per_call']}/call"
   return (f"{row['label']:<52} {mode:>11}  kd_jax {row['jax_img_s']:8.1f} img/s  "
           f"torch {row['torch_img_s']:8.1f} img/s  ratio {row['ratio']:.2f}  "
           f"(load {row['loadavg'][0]:.1f})")
@@ -56,11 +60,12 @@ def markdown(meta: dict, rows: list[dict]) -> str:
          f"{meta['args']['repeats']} interleaved repeats of {meta['args']['steps']} steps, "
          f"batch {meta['args']['batch']}; epoch rows: one epoch per call, DataLoader workers "
          f"{meta['args'].get('workers', 0)}.", "",
-         "| setting | member_mode | teacher BN folded | params/member | steps/timed call | "
-         "kd_jax img/s | PyTorch img/s | ratio | load avg |",
-         "|---|---|---|---|---|---|---|---|---|"]
+         "| setting | member_mode | teacher BN folded | kd_jax dtype | steps/jitted call | "
+         "params/member | steps/timed call | kd_jax img/s | PyTorch img/s | ratio | load avg |",
+         "|---|---|---|---|---|---|---|---|---|---|---|"]
   for r in rows:
     out.append(f"| {r['label']} | {r['mode']} | {'yes' if r.get('fold_teacher_bn') else 'no'} | "
+               f"{r.get('dtype', 'float32')} | {r.get('steps_per_call', 1)} | "
                f"{r['params']:,} | {r['steps']} | {r['jax_img_s']:,.1f} | "
                f"{r['torch_img_s']:,.1f} | {r['ratio']:.2f} | {r['loadavg'][0]:.1f} |")
   return "\n".join(out) + "\n"

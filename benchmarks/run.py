@@ -4,12 +4,16 @@
     python -m benchmarks.run --rows=lenet5,pr20 --repeats=5 --modes=auto,vmap
     python -m benchmarks.run --rows=pr56x5,eval_pr56x5 --fold=both   # teacher BN folded or not
     python -m benchmarks.run --rows=epoch_pr20 --epoch_images=2048   # epochs incl. the data
+    python -m benchmarks.run --rows=pr20 --dtypes=float32,bfloat16 --steps=4 --steps_per_call=1,4
 
 Each row builds both sides (parameter counts must match), warms both up (kd_jax compiles),
 then times them alternately ``--repeats`` times and reports medians: on a machine whose cores
 other jobs share, alternating spreads the noise over both sides. ``--modes`` measures kd_jax
 under several ``run.member_mode`` values (rows with more than one member only), ``--fold``
-with the frozen teacher's BatchNorms folded (``run.fold_teacher_bn``; teacher-forward rows only).
+with the frozen teacher's BatchNorms folded (``run.fold_teacher_bn``; teacher-forward rows only),
+``--dtypes`` in kd_jax compute dtypes (``run.dtype``; PyTorch stays float32) and
+``--steps_per_call`` with several steps per jitted call (``run.steps_per_call``; a comma list,
+each dividing ``--steps``).
 ``epoch_*`` rows time whole distillation epochs of ``--epoch_images`` images *including the
 data*: kd_jax's device-resident split with crop + flip inside the step against the official
 code's DataLoader with per-image host transforms (``benchmarks/host_loader.py``).
@@ -46,6 +50,7 @@ ROWS = {
 #: Row kinds whose kd_jax side runs a frozen teacher's forward (where ``--fold`` applies).
 TEACHER_FORWARD = ("distill", "eval", "epoch")
 FOLDS = {"off": (False,), "on": (True,), "both": (False, True)}
+DTYPES = ("float32", "bfloat16")
 
 
 def timed(fn: Callable[[], None]) -> float:
@@ -54,22 +59,26 @@ def timed(fn: Callable[[], None]) -> float:
   return time.perf_counter() - t0
 
 
-def _variants(kind: str, members: int, modes: list[str], fold: str) -> list[tuple[str, bool]]:
+def _variants(kind: str, members: int, modes: list[str], fold: str,
+              dtypes: tuple[str, ...] = ("float32",),
+              spcs: tuple[int, ...] = (1,)) -> list[tuple[str, bool, str, int]]:
   folds = FOLDS[fold] if kind in TEACHER_FORWARD else (False,)
-  return [(m, f) for m in (modes if members > 1 else modes[:1]) for f in folds]
+  return [(m, f, d, k) for m in (modes if members > 1 else modes[:1]) for f in folds
+          for d in dtypes for k in spcs]
 
 
 def measure_row(name: str, batch: int, steps: int, repeats: int, modes: list[str],
-                fold: str = "off", workers: int = 0) -> list[dict]:
+                fold: str = "off", workers: int = 0, dtypes: tuple[str, ...] = ("float32",),
+                steps_per_call: tuple[int, ...] = (1,)) -> list[dict]:
   kind, model, (shape, classes), members, augment, label = ROWS[name]
   extra = {"workers": workers} if kind == "epoch" else {}
   ref = torch_side.CASES[kind](model, classes, shape, batch, steps, members, augment, **extra)
   ref.run()  # warm-up
   out = []
-  for mode, folded in _variants(kind, members, modes, fold):
+  for mode, folded, dtype, spc in _variants(kind, members, modes, fold, dtypes, steps_per_call):
     t0 = time.perf_counter()
     case = jax_side.CASES[kind](model, classes, shape, batch, steps, members, augment, mode,
-                                fold=folded)
+                                fold=folded, dtype=dtype, steps_per_call=spc)
     if case.params != ref.params:
       raise SystemExit(f"{name}: kd_jax has {case.params} parameters per member, the PyTorch "
                        f"reference {ref.params}: not the same architecture")
@@ -83,7 +92,8 @@ def measure_row(name: str, batch: int, steps: int, repeats: int, modes: list[str
       tt.append(b if r % 2 == 0 else a)
     images = batch * steps * (members if kind == "teacher" else 1)
     row = dict(row=name, label=label, kind=kind, model=model, members=members, mode=mode,
-               fold_teacher_bn=folded, batch=batch, steps=steps, params=case.params, **extra,
+               fold_teacher_bn=folded, dtype=dtype, steps_per_call=spc, batch=batch,
+               steps=steps, params=case.params, **extra,
                jax_img_s=images / statistics.median(jt), torch_img_s=images / statistics.median(tt),
                jax_s=jt, torch_s=tt, jax_build_s=build_s, loadavg=os.getloadavg())
     row["ratio"] = row["jax_img_s"] / row["torch_img_s"]
@@ -105,6 +115,11 @@ def main(argv: list[str] | None = None) -> None:
                  help="images per epoch of the epoch_* rows (rounded up to whole batches)")
   p.add_argument("--workers", type=int, default=0,
                  help="DataLoader processes of the epoch_* rows (0, as the official code)")
+  p.add_argument("--dtypes", default="float32",
+                 help="kd_jax compute dtypes (run.dtype), comma list; PyTorch runs float32")
+  p.add_argument("--steps_per_call", default="1",
+                 help="kd_jax steps per jitted call (run.steps_per_call), comma list; each must "
+                      "divide --steps")
   p.add_argument("--out", default="benchmarks/results", help="'' = print only")
   p.add_argument("--torch_threads", type=int, default=1,
                  help="PyTorch intra-op threads (0 = one per core); see benchmarks/README.md")
@@ -114,6 +129,17 @@ def main(argv: list[str] | None = None) -> None:
   unknown = [r for r in rows if r not in ROWS]
   if unknown:
     raise SystemExit(f"error: unknown rows {unknown}; choose from: {', '.join(ROWS)}")
+  dtypes = tuple(d for d in a.dtypes.split(",") if d)
+  bad = [d for d in dtypes if d not in DTYPES]
+  if bad:
+    raise SystemExit(f"error: unknown --dtypes {bad}; choose from: {', '.join(DTYPES)}")
+  try:
+    spcs = tuple(int(k) for k in a.steps_per_call.split(",") if k)
+  except ValueError:
+    spcs = ()
+  if not spcs or any(k < 1 or a.steps % k for k in spcs):
+    raise SystemExit(f"error: --steps_per_call={a.steps_per_call} must be whole numbers ≥ 1 "
+                     f"that divide --steps={a.steps}")
   torch.set_num_threads(a.torch_threads or os.cpu_count() or 1)
   meta = report.machine(a)
   print(report.header(meta), flush=True)
@@ -121,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
   for name in rows:  # results are written after every row, so a stopped run keeps its rows
     steps = -(-a.epoch_images // a.batch) if ROWS[name][0] == "epoch" else a.steps
     results += measure_row(name, a.batch, steps, a.repeats, a.modes.split(","), a.fold,
-                           a.workers)
+                           a.workers, dtypes, spcs)
     meta["loadavg_end"] = os.getloadavg()
     if a.out:
       paths = report.write(a.out, a.name or meta["backend"], meta, results)

@@ -92,6 +92,29 @@ def test_benchmark_command_runs_at_toy_size(tmp_path):
 
 
 @pytest.mark.bench
+def test_benchmark_dtypes_and_steps_per_call_are_kd_jax_variants(tmp_path):
+  run.main(["--rows=lenet5", "--batch=8", "--steps=2", "--repeats=1", "--steps_per_call=1,2",
+            "--dtypes=float32,bfloat16", f"--out={tmp_path}", "--name=toy"])
+  rows = json.loads((tmp_path / "toy.json").read_text())["rows"]
+  assert [(r["dtype"], r["steps_per_call"]) for r in rows] == [
+      ("float32", 1), ("float32", 2), ("bfloat16", 1), ("bfloat16", 2)]
+  assert "| bfloat16 | 2 |" in (tmp_path / "toy.md").read_text()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--dtypes=fp16"], "unknown --dtypes ['fp16']"),
+    (["--steps=3", "--steps_per_call=1,2"],
+     "--steps_per_call=1,2 must be whole numbers ≥ 1 that divide --steps=3"),
+    (["--steps_per_call=two"], "--steps_per_call=two must be whole numbers"),
+    (["--rows=lenet7"], "unknown rows ['lenet7']"),
+])
+def test_benchmark_bad_arguments_are_one_line(args, needle):
+  with pytest.raises(SystemExit) as e:
+    run.main(args + ["--out="])
+  assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.bench
 def test_accelerator_script_runs_at_smoke_size(tmp_path):
   """benchmarks/accelerator.py at --smoke size on whatever backend is here (no timings)."""
   from benchmarks import accelerator
