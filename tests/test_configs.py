@@ -154,3 +154,15 @@ def test_figures_share_one_teacher(variant, members):
       groups.setdefault((teacher_key(t.config.data, t.config.teacher), t.config.teacher.store), set()).add(f)
       assert t.config.teacher.ensemble_size <= members
   assert len(groups) == 1, groups
+
+
+@pytest.mark.parametrize("steps_per_call,backend,noted", [
+    (1, "cpu", False), (4, "cpu", True), (4, "gpu", False), (100, "tpu", False)])
+def test_several_steps_per_call_on_a_cpu_get_a_note_naming_the_faster_setting(
+    steps_per_call, backend, noted):
+  from kd_jax.runner.validate import steps_per_call_note
+  note = steps_per_call_note(steps_per_call, backend)
+  assert (note is not None) == noted
+  if noted:
+    assert f"run.steps_per_call={steps_per_call}" in note and "steps_per_call=1" in note
+    assert "\n" not in note

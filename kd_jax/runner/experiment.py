@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
+import jax
 import numpy as np
 from ml_collections import ConfigDict
 
@@ -21,7 +22,7 @@ from kd_jax.train import writer as report
 from kd_jax.runner import identity as rundir, student as student_lib, teachers
 from kd_jax.config import to_json
 from kd_jax.runner.identity import store_keys
-from kd_jax.runner.validate import validate
+from kd_jax.runner.validate import steps_per_call_note, validate
 from kd_jax.data import inputs, splits as splits_lib
 from kd_jax.core.errors import ConfigError
 from kd_jax.train.trainer import Hook
@@ -85,6 +86,9 @@ def run(config: ConfigDict, workdir: str | Path, hook: Optional[Hook] = None,
   # Wall time of every process that worked on this run, not only this one (a resumed run).
   clock = wallclock.WallClock(workdir, enabled=primary)
   mesh, data = load_data(config.data, config.run.num_devices)
+  note = steps_per_call_note(int(config.run.steps_per_call), jax.default_backend())
+  if note and primary:
+    print(note, flush=True)
   writer = report.MetricWriter(workdir, tensorboard=config.run.tensorboard, on_write=clock.save)
   try:
     teacher = teachers.get_teacher(config.teacher, store_keys(config.data, config.teacher),

@@ -90,3 +90,15 @@ def validate(config: ConfigDict) -> None:
     raise ConfigError(f"run.steps_per_call={config.run.steps_per_call} must be >= 1")
   if config.run.checkpoint_every < 1:
     raise ConfigError(f"run.checkpoint_every={config.run.checkpoint_every} must be >= 1")
+
+
+def steps_per_call_note(steps_per_call: int, backend: str) -> str | None:
+  """A line for ``run.steps_per_call`` > 1 on the CPU backend, where fusing steps into one
+  ``lax.scan`` was measured far slower per image (benchmarks/results/cpu_dtype_spc_quiet.md:
+  4 steps per call, LeNet-5 2.7×, PreResNet-20 40× slower than 1); None otherwise."""
+  if steps_per_call <= 1 or backend != "cpu":
+    return None
+  return (f"[run] note: run.steps_per_call={steps_per_call} on the CPU backend: several steps "
+          "per jitted call were measured 2.7x (LeNet-5) to 40x (PreResNet-20) slower per image "
+          "than one on a CPU (benchmarks/README.md); --config.run.steps_per_call=1 is faster there")
+
