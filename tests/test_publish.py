@@ -10,6 +10,7 @@ import csv
 import gzip
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -207,6 +208,32 @@ def test_a_sweep_finished_by_several_only_commands_names_each(figure_file, tmp_p
   (out / "results.md").write_text("stale\n")
   rebuild.main(["--rebuild", str(out)])
   assert (out / "results.md").read_text() == md
+
+
+def test_collect_carries_the_gan_the_trials_used(published, tmp_path, capsys):
+  """A trial that names a GAN entry brings its metrics and last sample grid along; a GAN entry
+  that is not on this machine is one line, and the collect still finishes."""
+  run_dir, _ = published
+  work = tmp_path / "run"
+  shutil.copytree(run_dir, work)
+  entry = tmp_path / "gans" / "gan-abc"
+  (entry / "samples").mkdir(parents=True)
+  (entry / "metrics.jsonl").write_text('{"phase": "gan", "step": 4}\n')
+  for step, byte in ((2, b"a"), (4, b"b")):
+    (entry / "samples" / f"step{step:07d}.png").write_bytes(byte)
+  first = next(work.glob("t1/seed0/results.json"))
+  record = json.loads(first.read_text())
+  record["gan"] = {"entry": str(entry)}
+  first.write_text(json.dumps(record))
+  out = rebuild.collect(work, tmp_path / "res", allow_dirty=True)
+  assert (out / "gan_metrics.jsonl").read_text() == '{"phase": "gan", "step": 4}\n'
+  assert (out / "gan_samples_step0000004.png").read_bytes() == b"b"
+  assert not (out / "gan_samples_step0000002.png").exists()
+  shutil.rmtree(entry)
+  rebuild.collect(work, tmp_path / "res2", allow_dirty=True)
+  line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("[collect]"))
+  assert str(entry) in line and "not here" in line
+  assert not (tmp_path / "res2" / "gan_metrics.jsonl").exists()
 
 
 def test_collect_needs_a_sweep_workdir(tmp_path, capsys):

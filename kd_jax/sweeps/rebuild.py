@@ -6,7 +6,9 @@
 ``--collect`` copies each finished trial of a sweep's workdir — its ``results.json`` (with the
 commit, machine and flags it ran with), ``config.json`` and per-epoch ``metrics.jsonl``
 (gzipped) — into ``<out>/trials/<arm>/seed<k>/``, a dirty tree's diff into
-``<out>/diffs/<sha256>.diff``, the command into ``<out>/sweep.json``, and builds
+``<out>/diffs/<sha256>.diff``, the command into ``<out>/sweep.json``, the training record
+and last sample grid of any GAN the trials used (``gan_metrics.jsonl``,
+``gan_samples_<step>.png``), and builds
 ``results.csv``, ``results.md`` and the plot from those files alone. Trials that ran from a
 tree with uncommitted changes (or recorded no commit) are refused unless ``--allow_dirty``.
 
@@ -141,9 +143,31 @@ def collect(workdir: Path, out: Path, allow_dirty: bool = False) -> Path:
     if p.get("dirty") and (src / provenance.DIFF_FILE).is_file():
       (out / DIFFS).mkdir(parents=True, exist_ok=True)
       shutil.copyfile(src / provenance.DIFF_FILE, out / DIFFS / f"{p['diff_sha256']}.diff")
+  _copy_gans(records.values(), out)
   meta = {"command": command, "teachers": teachers_line(resolve_arms(config, sweep, None))}
   atomic.write_text(out / SWEEP_FILE, json.dumps(meta, indent=1, sort_keys=True) + "\n")
   return rebuild(out)
+
+
+def _copy_gans(records: Sequence[dict], out: Path) -> None:
+  """The training record of each GAN the trials distilled from: its store entry's
+  ``metrics.jsonl`` (losses, FID/IS, the teacher's view per evaluation) as
+  ``gan_metrics.jsonl`` and its last sample grid as ``gan_samples_<step>.png`` (with the
+  entry's name after ``gan`` when the trials used several GANs). An entry not on this machine
+  is named in one line and skipped: the trials' own files are complete without it."""
+  entries = sorted({r["gan"]["entry"] for r in records
+                    if isinstance(r.get("gan"), dict) and r["gan"].get("entry")})
+  for entry in entries:
+    src = Path(entry)
+    tag = "" if len(entries) == 1 else f"_{src.name}"
+    if not (src / "metrics.jsonl").is_file():
+      print(f"[collect] the GAN entry {entry} is not here: its metrics and samples are not "
+            "collected (collect on the machine that trained it to include them)", flush=True)
+      continue
+    shutil.copyfile(src / "metrics.jsonl", out / f"gan{tag}_metrics.jsonl")
+    grids = sorted((src / "samples").glob("step*.png"))
+    if grids:
+      shutil.copyfile(grids[-1], out / f"gan{tag}_samples_{grids[-1].name}")
 
 
 # ------------------------------------------------------------------ restore
