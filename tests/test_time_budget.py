@@ -19,6 +19,7 @@ from kd_jax.core import budget
 from kd_jax.core.errors import ConfigError, OutOfTime
 from kd_jax.runner import experiment, gans
 from kd_jax.sweeps import sweep as sweep_lib
+from kd_jax.train import gan_steps
 from tiny import tiny_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -107,7 +108,11 @@ def test_chained_budgeted_gan_training_ends_as_one_run(tmp_path):
     c = _gan_config(store)
     return gans.get_gan(c.gan, gans.gan_key(c.gan, c.data), tmp_path, images, tensorboard=False)
   straight = get(tmp_path / "a")
+  programs = gan_steps.gan_chunk._cache_size()
   gan, stops = _chain(lambda: get(tmp_path / "b"), 10, 25)
+  # The resumed runs reuse the straight run's compiled step (a restored state is placed as a
+  # fresh one is): no program is added by resuming.
+  assert gan_steps.gan_chunk._cache_size() == programs
   assert stops and all(e.phase == "gan" for e in stops)
   assert "after generator update" in str(stops[0])
   for a, b in zip(jax.tree.leaves(straight.variables), jax.tree.leaves(gan.variables)):

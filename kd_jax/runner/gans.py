@@ -148,6 +148,9 @@ def train(gan: ConfigDict, key: str, workdir: Path, images_u8: np.ndarray,
   at = _At()
   try:
     at.done, state = ckpt.resume(state, what="generator update")
+    # A restored state comes back committed to its device, a fresh one does not; committing
+    # both makes them the same program to XLA, so a resumed run does not compile the step again.
+    state = jax.device_put(state, jax.devices()[0])
     at.saved = at.done
     writer.forget_after(PHASE, at.done)  # records past the checkpoint (a kill's leftovers)
     if at.done:
