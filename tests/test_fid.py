@@ -13,7 +13,8 @@ from kd_jax.runner import fid, gans
 from kd_jax.runner.validate import validate
 from kd_jax.core.errors import ConfigError
 from random_inception import random_state_dict
-from test_gan import _tiny_config
+from test_gan import _small_config, _tiny_config
+from tiny import small_gan_images
 
 
 def test_moments_match_numpy_over_uneven_batches():
@@ -105,11 +106,11 @@ def test_gan_evaluation_writes_fid_and_is(tmp_path, monkeypatch):
   monkeypatch.setattr(_SmallInputScorer, "made", [])
   weights = tmp_path / "inception.npz"
   np.savez(weights, **random_state_dict(0, fc_scale=2.0))
-  c = _tiny_config(tmp_path / "store")
+  c = _small_config(tmp_path / "store")  # 8×8 samples and images, resized for the network
   c.gan.inception_path = str(weights)
   c.gan.fid_samples = 10
   c.gan.fid_batch = 10
-  images = np.random.RandomState(0).randint(0, 256, (12, 32, 32, 3)).astype(np.uint8)
+  images = small_gan_images()
   gan = gans.get_gan(c.gan, gans.gan_key(c.gan, c.data), tmp_path, images,
                      tensorboard=False)
   records = [json.loads(l) for l in (gan.entry / "metrics.jsonl").read_text().splitlines()]

@@ -26,7 +26,7 @@ from kd_jax.core.errors import ConfigError, TrainingDiverged
 from kd_jax.data import sources
 from kd_jax.runner import experiment
 from test_sources import _folder_cfg, _write_folder
-from tiny import tiny_config, tiny_gan_config
+from tiny import small_gan_config, small_gan_images, tiny_config
 
 # --------------------------------------------------------------------------- atomic files
 
@@ -321,9 +321,9 @@ def test_diverging_gan_stops_with_one_line_and_no_bad_checkpoint(tmp_path, monke
     return state, sums
 
   monkeypatch.setattr(gan_steps, "gan_chunk", blows_up_in_update_2)
-  images = np.random.RandomState(0).randint(0, 256, (10, 32, 32, 3)).astype(np.uint8)
+  images = small_gan_images()
   with pytest.raises(TrainingDiverged) as err:
-    c = tiny_gan_config(tmp_path / "gans", gen_steps=2)  # test_gan's: the same compiled step
+    c = small_gan_config(tmp_path / "gans", gen_steps=2)
     gans.get_gan(c.gan, gans.store_keys(c.gan, c.data), tmp_path, images, tensorboard=False)
   msg = _one_line(err)
   (work,) = (tmp_path / "gans").glob("*.partial")
