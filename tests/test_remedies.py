@@ -218,18 +218,12 @@ def test_trajectory_without_kept_checkpoints_is_one_clear_error(tmp_path):
     experiment.run(c, tmp_path / "run")
 
 
-@pytest.fixture(scope="module")
-def polish_store(tmp_path_factory):
-  """The store of the polish runs' teacher, trained by the first and read by the second (the
-  optimizer of the polish is no part of the teacher)."""
-  return tmp_path_factory.mktemp("polish_teacher") / "store"
-
-
 @pytest.mark.parametrize("name", ["lbfgs", "lbfgs_backtracking"])
-def test_polish_runs_lbfgs_after_sgd_and_lowers_the_loss(tmp_path, polish_store, name):
-  c = tiny_config(polish_store, teacher_epochs=6, distill_epochs=2)
+def test_polish_runs_lbfgs_after_sgd_and_lowers_the_loss(tmp_path, tiny_store, name):
+  # The module's shared teacher: what is checked is the polish's descent on the student's
+  # loss against whatever teacher it distils (the polish is no part of the teacher's key).
+  c = _quiet_teacher(tiny_config(tiny_store, distill_epochs=2))
   with c.unlocked():
-    c.data.teacher_subset = 200
     c.distill.loss = "kl"
     c.distill.polish.epochs = 4   # full-batch steps at a constant rate: two big, two small
     c.distill.polish.optim.name = name
@@ -242,7 +236,7 @@ def test_polish_runs_lbfgs_after_sgd_and_lowers_the_loss(tmp_path, polish_store,
   polish = _records(tmp_path / "run", "polish")
   assert len(sgd) == 2 and len(polish) == 4
   loss = [r["running"]["loss"] for r in polish]
-  assert all(b <= a + 1e-6 for a, b in zip(loss, loss[1:])), loss
+  assert all(b <= a * (1 + 1e-4) for a, b in zip(loss, loss[1:])), loss  # relative: KL is small
   assert loss[-1] < sgd[-1]["running"]["loss"]
   assert res["splits"]["running"]["loss"] == pytest.approx(loss[-1])
 
