@@ -210,6 +210,34 @@ def test_a_sweep_finished_by_several_only_commands_names_each(figure_file, tmp_p
   assert (out / "results.md").read_text() == md
 
 
+def test_a_trial_copied_from_another_figures_sweep_is_checked_and_named(published, tmp_path,
+                                                                        capsys):
+  """A trial another figure's sweep ran (its name and command differ, its trial config is the
+  same) is published with a header line naming it; one whose config differs is refused."""
+  run_dir, _ = published
+  work = tmp_path / "run"
+  shutil.copytree(run_dir, work)
+  trial = work / "t4" / "seed1"
+  for name in ("results.json", "config.json"):
+    record = json.loads((trial / name).read_text())
+    record["name"] = "other_figure"
+    if name == "results.json":
+      record["provenance"]["command"] = "sweep.py --config=configs/other.py:mini --workdir=x"
+    (trial / name).write_text(json.dumps(record))
+  md = (rebuild.collect(work, tmp_path / "res", allow_dirty=True) / "results.md").read_text()
+  borrowed = [l for l in md.splitlines() if l.startswith("- run by another")]
+  assert borrowed == ["- run by another figure's sweep: 1 of 4 trials, the same trial config but "
+                      "for its `name` (checked when collected; their config.json and results.json "
+                      "keep the name they ran under) — `--config=other.py:mini` ran t4 seed 1"]
+  c = json.loads((trial / "config.json").read_text())
+  c["distill"]["alpha"] = 0.5
+  (trial / "config.json").write_text(json.dumps(c))
+  with pytest.raises(SystemExit):
+    rebuild.main(["--collect", str(work), "--out", str(tmp_path / "res2"), "--allow_dirty"])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "other_figure" in err[0] and "distill.alpha=0.5" in err[0]
+
+
 def test_collect_carries_the_gan_the_trials_used(published, tmp_path, capsys):
   """A trial that names a GAN entry brings its metrics and last sample grid along; a GAN entry
   that is not on this machine is one line, and the collect still finishes."""

@@ -17,6 +17,22 @@ COLUMNS = ("commit", "machine", "finished")
 
 #: Row key (not a results.csv column) of the ``--only`` value the trial's sweep command had.
 ONLY = "only"
+#: Row key (not a results.csv column) of the ``--config`` value the trial's sweep command had:
+#: a trial another figure's sweep ran with the same trial config (bar its ``name``) and that was
+#: copied into this sweep's workdir is named in the header, so a reader knows where it ran.
+CONFIG = "config"
+
+
+def _config_of(words: Sequence[str]) -> str:
+  """The ``--config`` value among a command's words ("" without one), its file by name only
+  (``configs/fig3.py:mini`` and ``/abs/configs/fig3.py:mini`` are one figure)."""
+  for i, w in enumerate(words):
+    value = (w.split("=", 1)[1] if w.startswith("--config=") else
+             words[i + 1] if w == "--config" and i + 1 < len(words) else None)
+    if value is not None:
+      path, sep, arg = value.partition(":")
+      return path.rsplit("/", 1)[-1] + sep + arg
+  return ""
 
 
 def _split_only(command: str) -> tuple[list[str], Optional[str]]:
@@ -45,8 +61,27 @@ def row_fields(p: Optional[dict[str, Any]]) -> dict[str, str]:
   row = {"commit": provenance.code_label(p), "machine": provenance.machine_label(p["machine"]),
          "finished": str(p.get("finished", ""))[:16].replace("T", " ")}
   if p.get("command"):
-    row[ONLY] = _split_only(p["command"])[1] or ""
+    words, only = _split_only(p["command"])
+    row[ONLY] = only or ""
+    row[CONFIG] = _config_of(words)
   return row
+
+
+def borrowed_line(command: str, rows: Sequence[dict]) -> Optional[str]:
+  """The header line naming trials whose sweep command had another ``--config`` than the
+  table's (None when all ran in this sweep): their numbers stand for this sweep's trials
+  because ``collect`` checked their config equals this sweep's trial config bar ``name``."""
+  own = _config_of(_split_only(command)[0]) if command else ""
+  others = [r for r in rows if r.get(CONFIG) and own and r[CONFIG] != own]
+  if not others:
+    return None
+  by_config: dict[str, list[dict]] = {}
+  for r in others:
+    by_config.setdefault(r[CONFIG], []).append(r)
+  parts = "; ".join(f"`--config={c}` ran {_seeds_by_arm(rs)}" for c, rs in by_config.items())
+  return (f"- run by another figure's sweep: {len(others)} of {len(rows)} trials, the same trial "
+          f"config but for its `name` (checked when collected; their config.json and "
+          f"results.json keep the name they ran under) — {parts}")
 
 
 def command_line(command: str, rows: Sequence[dict]) -> str:
@@ -68,6 +103,15 @@ def command_line(command: str, rows: Sequence[dict]) -> str:
 
 def has_provenance(rows: Sequence[dict]) -> bool:
   return bool(rows) and all(r.get("commit") for r in rows)
+
+
+def _seeds_by_arm(rows: Sequence[dict]) -> str:
+  """``a seeds 1, 2; b seed 0``."""
+  seeds: dict[str, list[str]] = {}
+  for r in rows:
+    seeds.setdefault(r["arm"], []).append(str(r["seed"]))
+  return "; ".join(f"{arm} seed{'s' if len(s) > 1 else ''} {', '.join(s)}"
+                   for arm, s in seeds.items())
 
 
 def _by_arm(rows: Sequence[dict], key: str) -> str:
@@ -95,7 +139,8 @@ def header(command: str, rows: Sequence[dict]) -> list[str]:
   commit = (commits[0] if len(commits) == 1 else
             "mixed, per trial in results.csv's `commit` column — " + _by_arm(rows, "commit"))
   dirty = any("+diff" in c for c in commits)
-  return [command_line(command, rows),
+  borrowed = borrowed_line(command, rows)
+  return [command_line(command, rows), *([borrowed] if borrowed else []),
           f"- machine: {machine}",
           f"- date: {date}" if date else "- date: —",
           f"- kd_jax commit: {commit}"

@@ -127,6 +127,7 @@ def collect(workdir: Path, out: Path, allow_dirty: bool = False) -> Path:
     raise ValueError(f"trials {', '.join(unclean[:4])}{' …' if len(unclean) > 4 else ''} ran "
                      "from a tree with uncommitted changes (or recorded no commit); commit and "
                      "rerun them, or pass --allow_dirty to publish them with their diff named")
+  _check_borrowed(workdir, trials, records, config.name)
   if (out / TRIALS).exists():
     shutil.rmtree(out / TRIALS)
   for t in trials:
@@ -147,6 +148,28 @@ def collect(workdir: Path, out: Path, allow_dirty: bool = False) -> Path:
   meta = {"command": command, "teachers": teachers_line(resolve_arms(config, sweep, None))}
   atomic.write_text(out / SWEEP_FILE, json.dumps(meta, indent=1, sort_keys=True) + "\n")
   return rebuild(out)
+
+
+def _check_borrowed(workdir: Path, trials: Sequence[Any], records: dict[str, dict],
+                    name: str) -> None:
+  """A trial that ran under another figure's name (copied from that sweep's workdir, where it
+  had the same trial config) is published only if its config.json equals this sweep's trial
+  config in every identity key but ``name``; the table's header then names where it ran."""
+  from kd_jax.config import to_json
+  for t in trials:
+    ran_as = records[t.path].get("name", name)
+    if ran_as == name:
+      continue
+    stored = workdir / t.path / "config.json"
+    if not stored.is_file():
+      raise ValueError(f"{workdir / t.path} ran as {ran_as!r} and has no config.json to check "
+                       "it against this sweep's trial; rerun it in this sweep")
+    diffs = [d for d in _same_config(json.loads(stored.read_text()), json.loads(to_json(t.config)))
+             if d[0] != "name"]
+    if diffs:
+      k, was, now = diffs[0]
+      raise ValueError(f"{workdir / t.path} ran as {ran_as!r} with {k}={was!r}, this sweep's "
+                       f"trial has {now!r}: it cannot stand for it; rerun it in this sweep")
 
 
 def _copy_gans(records: Sequence[dict], out: Path) -> None:
