@@ -28,6 +28,7 @@ LAYERS = (
     "kd_jax.gan_main",
     "kd_jax.sweep",
     "kd_jax.sweep_report",
+    "kd_jax.carry",
     "kd_jax.main",
     "kd_jax",  # __init__: the API's names, resolved on first use
 )
