@@ -10,6 +10,13 @@ training their own. docs/paper.md: agreement keeps rising (≈86 at m = 12) whil
 accuracy saturates past m ≈ 4.
 
 `mini`: m = 1…5 from the shared 5×PreResNet-8 (quarter width) ensemble on 2,000 CIFAR-10 images.
+
+`c10`: the paper's recipes and PreResNet-56 on CIFAR-10 (all 50k train images, the 10k test
+images; kd_jax.recipes.cifar10_data: a prepared tfds `cifar10` or the JPEG tar), m = 1, 3, 5
+from one 5-member ensemble, 3 seeds: self-distillation (m = 1) and the paper's main setting
+(m = 5) at paper scale, for an accelerator (`experiments/accelerator_campaign.sh` runs it in
+short budgeted calls). `c10_smoke`: the same code path shrunk to a minute on a CPU, to check a
+setup; its numbers mean nothing.
 """
 from kd_jax import recipes
 
@@ -17,7 +24,25 @@ from kd_jax import recipes
 def _figure(arg: str = ""):
   """(trial config, sweep) of this figure for a variant."""
   s = recipes.figure_sweep(arg)
-  recipes.check_variant(arg, "configs/fig10_ensemble_size.py")
+  recipes.check_variant(arg, "configs/fig10_ensemble_size.py", ("", "mini", "c10", "c10_smoke"))
+  if arg.startswith("c10"):
+    c = recipes.paper_figure(f"fig10_ensemble_size_{arg}")
+    recipes.cifar10_data(c)   # the whole train split, the test split: as tfds_cifar set it
+    members = 5
+    if arg == "c10_smoke":
+      recipes.mini_figure(c, teacher_images=256, test_images=200, teacher_epochs=2,
+                          distill_epochs=2, members=members)
+      c.run.checkpoint_every = 1
+      s.seeds = (0,)
+    s.title = (f"Fig 10 on CIFAR-10, {'smoke test' if arg == 'c10_smoke' else 'paper recipes'}: "
+               "agreement vs teacher ensemble size (PreResNet-56)")
+    c.teacher.ensemble_size = members
+    s.arms = tuple((f"m{m}", {"distill.teacher_members": m}) for m in (1, 3, 5))
+    s.x_key = "distill.teacher_members"
+    s.x_label = "teacher ensemble size m"
+    s.metrics = ("test/agreement", "test/student_acc", "test/teacher_acc", "running/agreement")
+    s.paper_setting = "CIFAR-100, ResNet-56"
+    return c, s
   if arg == "mini":
     c = recipes.paper_figure("fig10_ensemble_size_mini")
     recipes.mini_figure(c)
