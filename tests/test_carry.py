@@ -136,7 +136,11 @@ def test_command_line_round_trip_and_bad_paths(tmp_path, capsys):
   for argv, said in ((["pack", str(tmp_path / "nope"), str(tmp_path / "p")], "is not a folder"),
                      (["unpack", str(tmp_path / "w"), str(tmp_path / "w3")], "is missing"),
                      (["pack", str(tmp_path / "w"), str(tmp_path / "p"), "--part_mib=0"],
-                      "must be positive")):
+                      "must be positive"),
+                     (["pack", str(tmp_path / "w"), str(tmp_path / "w" / "out")],
+                      "inside"),
+                     (["pack", str(tmp_path / "w"), str(tmp_path / "p"), "--name=a/b"],
+                      "letters, digits")):
     with pytest.raises(SystemExit) as e:
       carry_cli.main(argv)
     err = capsys.readouterr().err.strip().splitlines()

@@ -116,6 +116,9 @@ def pack(workdir: Path, out: Path, name: str = "state", part_bytes: int = 16 * M
   workdir, out = Path(workdir), Path(out)
   if not workdir.is_dir():
     raise ConfigError(f"{workdir} is not a folder: pass the --workdir of the run to carry")
+  if out.resolve() == workdir.resolve() or workdir.resolve() in out.resolve().parents:
+    raise ConfigError(f"{out} is inside {workdir}: the parts would pack themselves; write "
+                      "them to a folder outside the workdir")
   if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
     raise ConfigError(f"--name={name!r}: use letters, digits, '.', '_' and '-' only")
   files = carried_files(workdir, with_cache, latest_only)
