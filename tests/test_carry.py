@@ -42,7 +42,8 @@ def _tree(root: Path, files: dict[str, bytes]) -> None:
 
 
 def test_what_travels():
-  """Logs, orbax leftovers and the cache stay; every step travels unless latest_only."""
+  """Logs, orbax leftovers and the cache stay; every step travels unless latest_only, which
+  also leaves a finished store entry's training checkpoints behind."""
   import tempfile
   root = Path(tempfile.mkdtemp())
   _tree(root, {"config.json": b"{}", "metrics.jsonl": b"1\n",
@@ -51,48 +52,58 @@ def test_what_travels():
                "checkpoints/student/4.unreadable/d": b"u",
                "checkpoints/student/5.orbax-checkpoint-tmp-1/d": b"t",
                "teachers/k-m1.partial/ckpt/2/d": b"2", "teachers/k-m1.partial/ckpt/10/d": b"10",
-               "seed1/results.json": b"{}"})
+               "seed1/results.json": b"{}",
+               "teachers/done-m5/teacher.json": b"{}", "teachers/done-m5/final/0/d": b"f",
+               "teachers/done-m5/ckpt/8/d": b"8"})
   rel = lambda files: sorted(f.relative_to(root).as_posix() for f in files)
-  common = ["config.json", "metrics.jsonl", "seed1/results.json"]
+  common = ["config.json", "metrics.jsonl", "seed1/results.json",
+            "teachers/done-m5/final/0/d", "teachers/done-m5/teacher.json"]
   assert rel(carry.carried_files(root)) == sorted(common + [
-      "checkpoints/student/12/d", "checkpoints/student/3/d",
+      "checkpoints/student/12/d", "checkpoints/student/3/d", "teachers/done-m5/ckpt/8/d",
       "teachers/k-m1.partial/ckpt/10/d", "teachers/k-m1.partial/ckpt/2/d"])
   assert rel(carry.carried_files(root, latest_only=True)) == sorted(common + [
-      "checkpoints/student/12/d", "teachers/k-m1.partial/ckpt/10/d"])  # newest by number
+      "checkpoints/student/12/d", "teachers/k-m1.partial/ckpt/10/d"])  # newest by number;
+  # a finished entry (teacher.json beside it) without its training checkpoints
   assert "jax_cache/prog" in rel(carry.carried_files(root, with_cache=True))
   shutil.rmtree(root)
 
 
 def test_a_stopped_run_packed_unpacked_elsewhere_resumes_to_the_same_numbers(tmp_path):
+  """Each budgeted call runs on a "fresh machine": the previous call's folders are deleted and
+  only its packed parts (64 KiB each, --latest_only) are unpacked under new paths. The calls
+  stop inside the teacher (a .partial store entry) and inside distillation (the teacher a
+  finished entry, travelling without its training checkpoints)."""
   straight = experiment.run(tiny_config(tmp_path / "s0", teacher_epochs=4, distill_epochs=4),
                             tmp_path / "straight")
-  # Budget 45 from a clock at 10: stops after the teacher's third epoch (test_time_budget.py),
-  # with the teacher still a .partial store entry.
-  budget.start(45, FakeClock(10))
-  try:
-    with pytest.raises(OutOfTime):
-      experiment.run(tiny_config(tmp_path / "s1", teacher_epochs=4, distill_epochs=4),
-                     tmp_path / "first")
-  finally:
-    budget.start(0)
-  assert list((tmp_path / "s1").glob("*.partial")), "the stop came after the teacher finished"
-  parts = tmp_path / "parts"
-  m_run = carry.pack(tmp_path / "first", parts, "run", part_bytes=64 << 10, latest_only=True)
-  m_store = carry.pack(tmp_path / "s1", parts, "store", part_bytes=64 << 10, latest_only=True)
-  for m in (m_run, m_store):
-    for p in m["parts"]:
-      data = (parts / p["file"]).read_bytes()
-      assert len(data) == p["bytes"] <= 64 << 10
-      assert hashlib.sha256(data).hexdigest() == p["sha256"]
-  assert len(m_store["parts"]) > 1           # cut into parts, and put back together below
-  # "Elsewhere": other paths, the first machine's folders gone.
-  carry.unpack(parts, tmp_path / "second", "run")
-  carry.unpack(parts, tmp_path / "s2", "store")
-  shutil.rmtree(tmp_path / "first")
-  shutil.rmtree(tmp_path / "s1")
-  resumed = experiment.run(tiny_config(tmp_path / "s2", teacher_epochs=4, distill_epochs=4),
-                           tmp_path / "second")
-  assert resumed["splits"] == straight["splits"]
+  phases, parts = [], None
+  for call in range(1, 10):
+    work, store = tmp_path / f"work{call}", tmp_path / f"store{call}"
+    if parts is not None:
+      carry.unpack(parts, work, "run")
+      carry.unpack(parts, store, "store")
+      shutil.rmtree(tmp_path / f"work{call - 1}")
+      shutil.rmtree(tmp_path / f"store{call - 1}")
+    # Budget 45 from a clock at 10: three checkpoints a call (test_time_budget.py).
+    budget.start(45, FakeClock(10))
+    try:
+      result = experiment.run(tiny_config(store, teacher_epochs=4, distill_epochs=4), work)
+      break
+    except OutOfTime as e:
+      phases.append((e.phase, bool(list(store.glob("*.partial")))))
+    finally:
+      budget.start(0)
+    parts = tmp_path / f"parts{call}"
+    m_run = carry.pack(work, parts, "run", part_bytes=64 << 10, latest_only=True)
+    m_store = carry.pack(store, parts, "store", part_bytes=64 << 10, latest_only=True)
+    for m in (m_run, m_store):
+      for p in m["parts"]:
+        data = (parts / p["file"]).read_bytes()
+        assert len(data) == p["bytes"] <= 64 << 10
+        assert hashlib.sha256(data).hexdigest() == p["sha256"]
+  else:
+    raise AssertionError(f"not finished after 9 calls: {phases}")
+  assert ("teacher", True) in phases and ("distill", False) in phases, phases
+  assert result["splits"] == straight["splits"]
 
 
 def _packed(tmp_path: Path) -> Path:

@@ -8,7 +8,10 @@ manifest with each part's size and sha256. Logs a rerun does not read stay behin
 cache travels only when asked (it saves compiling again, at the cost of its size), and with
 ``latest_only`` each orbax checkpoint folder brings only its newest step: enough to resume, but
 it drops the older step a damaged newest one falls back to and a teacher's kept trajectory
-(``teacher.keep_every``), so use it where the size limit needs it. ``unpack`` checks every part against the
+(``teacher.keep_every``), and a *finished* teacher or GAN store entry travels without its
+training checkpoints (``ckpt/``: a 5-member PreResNet-56's is twice its final variables; runs
+read ``final/``, only the route-constrained remedy reads the trajectory), so use it where the
+size limit needs it. ``unpack`` checks every part against the
 manifest before it writes anything, then extracts into a workdir; rerunning the same command
 there resumes as it would have on the first machine.
 """
@@ -31,6 +34,8 @@ SKIPPED_DIRS = ("tensorboard",)
 #: The JAX compilation cache's folder in a workdir (kd_jax.core.cache; sweeps put it there).
 CACHE_DIR = "jax_cache"
 _STEP = re.compile(r"^\d+$")
+#: The metadata file that marks a store entry finished (checkpoints.TEACHER_META, gans.META).
+_FINISHED = ("teacher.json", "gan.json")
 _ORBAX_TMP = re.compile(r"\.orbax-checkpoint-tmp|\.unreadable$")
 
 
@@ -49,11 +54,14 @@ def carried_files(workdir: Path, with_cache: bool = False,
 
   def walk(d: Path) -> None:
     keep = _newest_steps(d) if latest_only else None
+    finished_entry = (latest_only and not d.name.endswith(".partial")
+                      and any((d / f).is_file() for f in _FINISHED))
     for p in sorted(d.iterdir()):
       if p.is_symlink():
         continue
       if p.is_dir():
         if (p.name in SKIPPED_DIRS or _ORBAX_TMP.search(p.name)
+                or (finished_entry and p.name == "ckpt")
                 or (p.name == CACHE_DIR and not with_cache)
                 or (keep is not None and _STEP.match(p.name) and p.name not in keep)):
           continue
