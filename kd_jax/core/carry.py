@@ -11,9 +11,9 @@ it drops the older step a damaged newest one falls back to and a teacher's kept 
 (``teacher.keep_every``), and a *finished* teacher or GAN store entry travels without its
 training checkpoints (``ckpt/``: a 5-member PreResNet-56's is twice its final variables; runs
 read ``final/``, only the route-constrained remedy reads the trajectory), so use it where the
-size limit needs it. ``unpack`` checks every part against the
-manifest before it writes anything, then extracts into a workdir; rerunning the same command
-there resumes as it would have on the first machine.
+size limit needs it. ``unpack`` checks every part against the manifest before it writes
+anything, then extracts into a workdir; rerunning the same command there resumes as it would
+have on the first machine.
 """
 from __future__ import annotations
 
