@@ -20,19 +20,7 @@ from kd_jax import carry as carry_cli
 from kd_jax.core import budget, carry
 from kd_jax.core.errors import ConfigError, OutOfTime
 from kd_jax.runner import experiment
-from tiny import tiny_config
-
-
-class FakeClock:
-  """Each reading is ``step`` seconds after the last: where a budgeted run stops depends on
-  its checkpoint boundaries only, not on this machine's speed."""
-
-  def __init__(self, step: float):
-    self.t, self.step = 0.0, step
-
-  def __call__(self) -> float:
-    self.t += self.step
-    return self.t
+from tiny import FakeClock, tiny_config
 
 
 def _tree(root: Path, files: dict[str, bytes]) -> None:

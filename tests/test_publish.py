@@ -229,6 +229,9 @@ def test_a_trial_copied_from_another_figures_sweep_is_checked_and_named(publishe
   assert borrowed == ["- run by another figure's sweep: 1 of 4 trials, the same trial config but "
                       "for its `name` (checked when collected; their config.json and results.json "
                       "keep the name they ran under) — `--config=other.py:mini` ran t4 seed 1"]
+  # The published folder restores (to finish a sweep elsewhere) with that trial in it.
+  restored = rebuild.restore(tmp_path / "res", tmp_path / "again")
+  assert "t4/seed1" in restored and len(restored) == 4
   c = json.loads((trial / "config.json").read_text())
   c["distill"]["alpha"] = 0.5
   (trial / "config.json").write_text(json.dumps(c))

@@ -20,20 +20,9 @@ from kd_jax.core.errors import ConfigError, OutOfTime
 from kd_jax.runner import experiment, gans
 from kd_jax.sweeps import sweep as sweep_lib
 from kd_jax.train import gan_steps
-from tiny import tiny_config
+from tiny import FakeClock, tiny_config
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-class FakeClock:
-  """Each reading is ``step`` seconds after the last."""
-
-  def __init__(self, step: float):
-    self.t, self.step = 0.0, step
-
-  def __call__(self) -> float:
-    self.t += self.step
-    return self.t
 
 
 @pytest.fixture(autouse=True)

@@ -147,3 +147,16 @@ def register_small_gan() -> None:
 def small_gan_images() -> np.ndarray:
   """The 8×8 training images of a ``small_sngan`` GAN."""
   return np.random.RandomState(0).randint(0, 256, (10, 8, 8, 3)).astype(np.uint8)
+
+
+class FakeClock:
+  """A clock for ``kd_jax.core.budget``: each reading is ``step`` seconds after the last, so
+  where a budgeted run stops depends on its checkpoint boundaries, never on this machine's
+  speed."""
+
+  def __init__(self, step: float):
+    self.t, self.step = 0.0, step
+
+  def __call__(self) -> float:
+    self.t += self.step
+    return self.t

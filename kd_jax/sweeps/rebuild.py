@@ -154,8 +154,7 @@ def _check_borrowed(workdir: Path, trials: Sequence[Any], records: dict[str, dic
                     name: str) -> None:
   """A trial that ran under another figure's name (copied from that sweep's workdir, where it
   had the same trial config) is published only if its config.json equals this sweep's trial
-  config in every identity key but ``name``; the table's header then names where it ran."""
-  from kd_jax.config import to_json
+  config (:func:`_trial_differences`); the table's header then names where it ran."""
   for t in trials:
     ran_as = records[t.path].get("name", name)
     if ran_as == name:
@@ -164,8 +163,7 @@ def _check_borrowed(workdir: Path, trials: Sequence[Any], records: dict[str, dic
     if not stored.is_file():
       raise ValueError(f"{workdir / t.path} ran as {ran_as!r} and has no config.json to check "
                        "it against this sweep's trial; rerun it in this sweep")
-    diffs = [d for d in _same_config(json.loads(stored.read_text()), json.loads(to_json(t.config)))
-             if d[0] != "name"]
+    diffs = _trial_differences(json.loads(stored.read_text()), t)
     if diffs:
       k, was, now = diffs[0]
       raise ValueError(f"{workdir / t.path} ran as {ran_as!r} with {k}={was!r}, this sweep's "
@@ -196,13 +194,17 @@ def _copy_gans(records: Sequence[dict], out: Path) -> None:
 # ------------------------------------------------------------------ restore
 
 
-def _same_config(committed: dict, current: dict) -> list[tuple[str, Any, Any]]:
-  """Identity differences, a shortened path (``…/a/b``, ``_short_paths``) matching any
-  current path with the same last parts."""
+def _trial_differences(stored: dict, trial: Any) -> list[tuple[str, Any, Any]]:
+  """Where a trial's stored config.json differs from this sweep's ``trial`` in a key that
+  changes results: identity differences, but a shortened path (``…/a/b``, ``_short_paths``)
+  matches any current path with the same last parts, and the experiment's ``name`` does not
+  count (a trial copied from another figure's sweep with the same trial config ran under that
+  figure's name; its numbers are the same, see ``collect``)."""
+  from kd_jax.config import to_json
   from kd_jax.runner.identity import differences
-  return [(k, a, b) for k, a, b in differences(committed, current)
-          if not (isinstance(a, str) and a.startswith("…/") and isinstance(b, str)
-                  and b.endswith(a[1:]))]
+  return [(k, a, b) for k, a, b in differences(stored, json.loads(to_json(trial.config)))
+          if k != "name" and not (isinstance(a, str) and a.startswith("…/")
+                                  and isinstance(b, str) and b.endswith(a[1:]))]
 
 
 def _copy_extras(src: Path, dst: Path, max_bytes: Optional[int] = None) -> None:
@@ -231,7 +233,7 @@ def restore(out: Path, workdir: Path) -> list[str]:
     if not (src / "results.json").is_file() or (dst / "results.json").exists():
       continue
     current = json.loads(to_json(t.config))
-    diffs = _same_config(json.loads((src / "config.json").read_text()), current)
+    diffs = _trial_differences(json.loads((src / "config.json").read_text()), t)
     if diffs:
       k, was, now = diffs[0]
       raise ValueError(f"{src} ran with {k}={was!r}, the figure now has {now!r}: it cannot "
