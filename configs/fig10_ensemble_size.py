@@ -25,10 +25,12 @@ def _figure(arg: str = ""):
   """(trial config, sweep) of this figure for a variant."""
   s = recipes.figure_sweep(arg)
   recipes.check_variant(arg, "configs/fig10_ensemble_size.py", ("", "mini", "c10", "c10_smoke"))
+  metrics = ("test/agreement", "test/student_acc", "test/teacher_acc")
+  sizes: tuple[int, ...] = ()           # ensemble sizes distilled from; () = 1 … members
   if arg.startswith("c10"):
     c = recipes.paper_figure(f"fig10_ensemble_size_{arg}")
     recipes.cifar10_data(c)   # the whole train split, the test split: as tfds_cifar set it
-    members = 5
+    members, sizes = 5, (1, 3, 5)
     if arg == "c10_smoke":
       recipes.mini_figure(c, teacher_images=256, test_images=200, teacher_epochs=2,
                           distill_epochs=2, members=members)
@@ -36,14 +38,8 @@ def _figure(arg: str = ""):
       s.seeds = (0,)
     s.title = (f"Fig 10 on CIFAR-10, {'smoke test' if arg == 'c10_smoke' else 'paper recipes'}: "
                "agreement vs teacher ensemble size (PreResNet-56)")
-    c.teacher.ensemble_size = members
-    s.arms = tuple((f"m{m}", {"distill.teacher_members": m}) for m in (1, 3, 5))
-    s.x_key = "distill.teacher_members"
-    s.x_label = "teacher ensemble size m"
-    s.metrics = ("test/agreement", "test/student_acc", "test/teacher_acc", "running/agreement")
-    s.paper_setting = "CIFAR-100, ResNet-56"
-    return c, s
-  if arg == "mini":
+    metrics += ("running/agreement",)   # the paper's train agreement, at paper scale
+  elif arg == "mini":
     c = recipes.paper_figure("fig10_ensemble_size_mini")
     recipes.mini_figure(c)
     s.seeds = recipes.MINI_SEEDS  # about a minute per trial here
@@ -54,10 +50,10 @@ def _figure(arg: str = ""):
     members = 12                        # docs/paper.md, Fig 10: ensembles of 1…12
     s.title = "Fig 10: agreement vs teacher ensemble size, PreResNet-56 (CIFAR-100)"
   c.teacher.ensemble_size = members
-  s.arms = tuple((f"m{m}", {"distill.teacher_members": m}) for m in range(1, members + 1))
+  s.arms = tuple((f"m{m}", {"distill.teacher_members": m}) for m in sizes or range(1, members + 1))
   s.x_key = "distill.teacher_members"
   s.x_label = "teacher ensemble size m"
-  s.metrics = ("test/agreement", "test/student_acc", "test/teacher_acc")
+  s.metrics = metrics
   s.paper_setting = "CIFAR-100, ResNet-56"
   s.paper = (("m12", {"test/agreement": "≈86"}),) if members == 12 else ()
   return c, s
